@@ -1,0 +1,83 @@
+package artifact
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"reflect"
+	"testing"
+)
+
+// FuzzManifest feeds arbitrary bytes to the manifest decoders. They must
+// never panic, and whatever they accept must re-encode to a manifest that
+// decodes to the same thing.
+func FuzzManifest(f *testing.F) {
+	key := newKey(f)
+	sm, err := Sign(sampleManifest(), key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sm.Body)
+	f.Add(sm.Encode())
+	m := sampleManifest()
+	m.Entries = m.Entries[:1]
+	m.Chunks = nil
+	if b, err := m.MarshalBody(); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := DecodeSigned(data); err == nil {
+			// Only a real signature can pass; the fuzzer will not forge one.
+			if !bytes.HasPrefix(data, []byte(envelopeMagic)) {
+				t.Fatal("accepted an envelope without magic")
+			}
+		}
+		m, err := UnmarshalBody(data)
+		if err != nil {
+			return
+		}
+		body, err := m.MarshalBody()
+		if err != nil {
+			t.Fatalf("decoded manifest does not re-encode: %v", err)
+		}
+		m2, err := UnmarshalBody(body)
+		if err != nil {
+			t.Fatalf("re-encoded manifest does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(m, m2) {
+			t.Fatal("manifest changed across a round trip")
+		}
+	})
+}
+
+// FuzzReadTar feeds arbitrary bytes to the tar reader. It must never panic,
+// and every entry it lets through must have a safe path.
+func FuzzReadTar(f *testing.F) {
+	f.Add(makeTar(f, goodTar))
+	f.Add(gz(f, makeTar(f, goodTar)))
+	f.Add(zst(f, makeTar(f, goodTar)))
+	f.Add(makeTar(f, []tarEnt{{name: "../x", typ: tar.TypeReg, body: []byte("x")}}))
+	f.Add(makeTar(f, []tarEnt{{name: "l", typ: tar.TypeSymlink, linkname: "/etc"}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lim := Limits{MaxExpanded: 4 << 20, MaxEntries: 1000}
+		readTar(context.Background(), bytes.NewReader(data), lim, func(e srcEntry, r io.Reader) error {
+			if err := ValidPath(e.Path); err != nil {
+				t.Fatalf("unsafe path passed through: %v", err)
+			}
+			if e.Link != "" {
+				if err := ValidPath(e.Link); err != nil {
+					t.Fatalf("unsafe hard link passed through: %v", err)
+				}
+			}
+			if e.Mode&^0o777 != 0 {
+				t.Fatalf("mode %o passed through", e.Mode)
+			}
+			if r != nil {
+				_, err := io.Copy(io.Discard, r)
+				return err
+			}
+			return nil
+		})
+	})
+}

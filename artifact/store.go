@@ -1,0 +1,305 @@
+package artifact
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"scatter/artifact/core"
+)
+
+// Store is the on-disk, content-addressed chunk store plus the signed
+// manifests of the releases built into or fetched by it:
+//
+//	<dir>/chunks/ab/<chunk id>   zstd frame of the chunk's bytes
+//	<dir>/manifests/<release id> signed manifest envelope
+//	<dir>/tmp/                   files being written; renamed into place
+//	<dir>/lock                   shared by writers, exclusive for gc
+//
+// Every file appears under its final name only complete (temp file and
+// rename), so a crash or a full disk leaves at most garbage in tmp/. Chunks
+// are verified against their ID whenever they are read.
+//
+// A Store is safe for concurrent use by one process; several processes may
+// write at once, and gc excludes them all through the lock file.
+type Store struct {
+	dir string
+	log *slog.Logger
+}
+
+// Errors a Store returns, wrapped with the chunk or release they concern.
+var (
+	ErrChunkMissing   = errors.New("chunk missing from store")
+	ErrChunkCorrupt   = errors.New("chunk corrupt")
+	ErrReleaseUnknown = errors.New("no such release in store")
+	ErrAmbiguous      = errors.New("ambiguous release id prefix")
+	ErrStoreBusy      = errors.New("store busy")
+)
+
+// OpenStore opens the store at dir, creating it if needed. log may be nil.
+func OpenStore(dir string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, sub := range []string{"chunks", "manifests", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	return &Store{dir: dir, log: log}, nil
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// ChunkPath returns where chunk id lives.
+func (s *Store) ChunkPath(id core.ChunkID) string {
+	h := id.String()
+	return filepath.Join(s.dir, "chunks", h[:2], h)
+}
+
+// HasChunk reports whether the store holds a file for id. It does not read
+// the file: ReadChunk verifies.
+func (s *Store) HasChunk(id core.ChunkID) (bool, error) {
+	_, err := os.Stat(s.ChunkPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat chunk %s: %w", id.Short(), err)
+	}
+	return true, nil
+}
+
+// PutChunk compresses raw and stores it under its ID unless it is already
+// there. It returns the compressed size written, 0 when the chunk existed.
+// The caller vouches that id is the hash of raw.
+func (s *Store) PutChunk(id core.ChunkID, raw []byte, scratch []byte) (int, error) {
+	if ok, err := s.HasChunk(id); err != nil || ok {
+		return 0, err
+	}
+	z := zstdEncoder().EncodeAll(raw, scratch[:0])
+	if err := s.PutCompressedChunk(id, z); err != nil {
+		return 0, err
+	}
+	return len(z), nil
+}
+
+// PutCompressedChunk stores an already compressed chunk. It is written to a
+// temp file and renamed, so the chunk appears complete or not at all.
+func (s *Store) PutCompressedChunk(id core.ChunkID, z []byte) error {
+	dst := s.ChunkPath(id)
+	if err := writeAtomic(filepath.Join(s.dir, "tmp"), dst, z, 0o444); err != nil {
+		return fmt.Errorf("store chunk %s: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// ReadChunk returns the uncompressed bytes of chunk id (size bytes long),
+// decoded into dst if it has room, after checking them against id.
+func (s *Store) ReadChunk(id core.ChunkID, size int, dst []byte) ([]byte, error) {
+	z, err := os.ReadFile(s.ChunkPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("chunk %s: %w", id, ErrChunkMissing)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read chunk %s: %w", id, err)
+	}
+	out, err := zstdDecodeInto(z, dst, size)
+	if err != nil {
+		return nil, fmt.Errorf("chunk %s: %w: %v", id, ErrChunkCorrupt, err)
+	}
+	if core.ChunkIDOf(out) != id {
+		return nil, fmt.Errorf("chunk %s: %w: content hash does not match", id, ErrChunkCorrupt)
+	}
+	return out, nil
+}
+
+// ReadCompressedChunk returns the stored zstd frame of chunk id as is.
+func (s *Store) ReadCompressedChunk(id core.ChunkID) ([]byte, error) {
+	z, err := os.ReadFile(s.ChunkPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("chunk %s: %w", id, ErrChunkMissing)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read chunk %s: %w", id, err)
+	}
+	return z, nil
+}
+
+// PutManifest stores a signed manifest.
+func (s *Store) PutManifest(sm *Signed) error {
+	dst := filepath.Join(s.dir, "manifests", sm.ID.String())
+	if err := writeAtomic(filepath.Join(s.dir, "tmp"), dst, sm.Encode(), 0o444); err != nil {
+		return fmt.Errorf("store manifest %s: %w", sm.ID.Short(), err)
+	}
+	return nil
+}
+
+// Manifest reads and decodes the manifest of release id. The signature is
+// checked against the key it names; callers that need trust use Open or
+// Signed.VerifiedBy.
+func (s *Store) Manifest(id core.ReleaseID) (*Signed, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, "manifests", id.String()))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", id.Short(), err)
+	}
+	sm, err := DecodeSigned(b)
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w", id.Short(), err)
+	}
+	if sm.ID != id {
+		return nil, fmt.Errorf("release %s: manifest file holds release %s", id.Short(), sm.ID.Short())
+	}
+	return sm, nil
+}
+
+// ReleaseIDs lists the releases whose manifests the store holds.
+func (s *Store) ReleaseIDs() ([]core.ReleaseID, error) {
+	names, err := readDirNames(filepath.Join(s.dir, "manifests"))
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	var ids []core.ReleaseID
+	for _, n := range names {
+		id, err := core.ParseReleaseID(n)
+		if err != nil {
+			s.log.Warn("stray file in manifests directory", "name", n)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// Releases returns the stored manifests, newest first (by build time, then ID).
+func (s *Store) Releases() ([]*Signed, error) {
+	ids, err := s.ReleaseIDs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Signed, 0, len(ids))
+	for _, id := range ids {
+		sm, err := s.Manifest(id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sm)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].Manifest.Time, out[j].Manifest.Time
+		if !a.Equal(b) {
+			return a.After(b)
+		}
+		return bytes.Compare(out[i].ID[:], out[j].ID[:]) < 0
+	})
+	return out, nil
+}
+
+// Resolve turns a full release ID or a unique prefix of at least 4 hex
+// digits into the ID of a stored release.
+func (s *Store) Resolve(ref string) (core.ReleaseID, error) {
+	if id, err := core.ParseReleaseID(ref); err == nil {
+		if _, err := os.Stat(filepath.Join(s.dir, "manifests", ref)); err != nil {
+			return id, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
+		}
+		return id, nil
+	}
+	if len(ref) < 4 || strings.Trim(ref, "0123456789abcdef") != "" {
+		return core.ReleaseID{}, fmt.Errorf("release %q: want a release id or a prefix of at least 4 lower-case hex digits", ref)
+	}
+	ids, err := s.ReleaseIDs()
+	if err != nil {
+		return core.ReleaseID{}, err
+	}
+	var found []core.ReleaseID
+	for _, id := range ids {
+		if strings.HasPrefix(id.String(), ref) {
+			found = append(found, id)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return core.ReleaseID{}, fmt.Errorf("release %q: %w", ref, ErrReleaseUnknown)
+	case 1:
+		return found[0], nil
+	}
+	return core.ReleaseID{}, fmt.Errorf("release %q matches %d releases: %w", ref, len(found), ErrAmbiguous)
+}
+
+// lock takes the store's lock file, shared for writers and exclusive for gc.
+// The returned function releases it.
+func (s *Store) lock(exclusive bool) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			if exclusive {
+				return nil, fmt.Errorf("%w: a build or fetch is writing to %s", ErrStoreBusy, s.dir)
+			}
+			return nil, fmt.Errorf("%w: garbage collection is running on %s", ErrStoreBusy, s.dir)
+		}
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// writeAtomic writes data to dst through a temp file in tmpDir (on the same
+// file system) and a rename. On any error the temp file is removed, so a
+// full disk never leaves a partial file under dst's name.
+func writeAtomic(tmpDir, dst string, data []byte, mode fs.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(tmpDir, "w-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// staleTemp is how old a temp file must be before gc deletes it: younger
+// ones may belong to a writer that has not reached its rename.
+const staleTemp = time.Hour

@@ -1,0 +1,253 @@
+package artifact
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"scatter/artifact/core"
+)
+
+func builtRelease(t *testing.T) (*Store, *Signed, string) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	writeTree(t, src)
+	st := newStore(t)
+	return st, build(t, st, src, newKey(t), opts("mw", "1")).Signed, src
+}
+
+// chunkOf returns the ID of the first chunk of the named file.
+func firstChunkOf(sm *Signed, path string) ChunkRef {
+	for _, e := range sm.Manifest.Entries {
+		if e.Path == path {
+			return sm.Manifest.Chunks[e.Chunks[0]]
+		}
+	}
+	panic("no such file " + path)
+}
+
+func TestCorruptChunkIsNamedAndRefused(t *testing.T) {
+	st, sm, _ := builtRelease(t)
+	bad := firstChunkOf(sm, "includes/Setup.php")
+	p := st.ChunkPath(bad.ID)
+	os.Chmod(p, 0o644)
+	data, _ := os.ReadFile(p)
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(p, data, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := Verify(context.Background(), st, sm.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 1 || problems[0].Chunk != bad.ID || !errors.Is(problems[0].Err, ErrChunkCorrupt) ||
+		len(problems[0].Files) != 1 || problems[0].Files[0] != "includes/Setup.php" {
+		t.Fatalf("verify found %v", problems)
+	}
+	dest := filepath.Join(t.TempDir(), "out")
+	_, err = Materialize(context.Background(), st, sm, dest, MaterializeOptions{})
+	if !errors.Is(err, ErrChunkCorrupt) || !strings.Contains(err.Error(), "includes/Setup.php") || !strings.Contains(err.Error(), bad.ID.String()) {
+		t.Fatalf("materialize: got %v", err)
+	}
+	assertNothingLeft(t, filepath.Dir(dest))
+}
+
+func TestMissingChunkIsNamed(t *testing.T) {
+	st, sm, _ := builtRelease(t)
+	gone := firstChunkOf(sm, "includes/api/ApiMain.php")
+	if err := os.Remove(st.ChunkPath(gone.ID)); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := Verify(context.Background(), st, sm.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 1 || !errors.Is(problems[0].Err, ErrChunkMissing) || len(problems[0].Files) != 2 {
+		t.Fatalf("verify found %v (want the chunk, shared by ApiMain.php and Copy.php)", problems)
+	}
+}
+
+// assertNothingLeft fails if dir holds anything: a failed materialize must
+// not leave a partial tree behind.
+func assertNothingLeft(t *testing.T, dir string) {
+	t.Helper()
+	names, err := readDirNames(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 0 {
+		t.Fatalf("left behind in %s: %v", dir, names)
+	}
+}
+
+func TestMaterializeRefusesExistingDest(t *testing.T) {
+	st, sm, _ := builtRelease(t)
+	for _, make := range []func(string) error{
+		func(p string) error { return os.Mkdir(p, 0o755) },
+		func(p string) error { return os.WriteFile(p, nil, 0o644) },
+		func(p string) error { return os.Symlink("/tmp", p) },
+	} {
+		parent := t.TempDir()
+		dest := filepath.Join(parent, "out")
+		if err := make(dest); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Materialize(context.Background(), st, sm, dest, MaterializeOptions{}); !errors.Is(err, ErrDestExists) {
+			t.Fatalf("got %v, want ErrDestExists", err)
+		}
+		if names, _ := readDirNames(parent); len(names) != 1 {
+			t.Fatalf("materialize wrote next to an existing DEST: %v", names)
+		}
+	}
+}
+
+func TestMaterializeReusesPreviousTree(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	writeTree(t, src)
+	st, key := newStore(t), newKey(t)
+	r1 := build(t, st, src, key, opts("mw", "1"))
+	writeFile(t, filepath.Join(src, "includes/Setup.php"), pseudoText(11, 20000))
+	r2 := build(t, st, src, key, opts("mw", "2"))
+	if r2.NewChunks == 0 || r2.NewChunks > 2 {
+		t.Fatalf("one changed file gave %d new chunks", r2.NewChunks)
+	}
+	out := t.TempDir()
+	if _, err := Materialize(context.Background(), st, r1.Signed, filepath.Join(out, "1"), MaterializeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Materialize(context.Background(), st, r2.Signed, filepath.Join(out, "2"), MaterializeOptions{
+		Previous: &Previous{Manifest: r1.Signed.Manifest, Dir: filepath.Join(out, "1")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Linked != res.Files-1 {
+		t.Fatalf("linked %d of %d files, want all but the changed one", res.Linked, res.Files)
+	}
+	if treeDigest(t, filepath.Join(out, "2")) != treeDigest(t, src) {
+		t.Fatal("reused tree differs from the source")
+	}
+}
+
+// A full disk during build or materialize is an error that leaves no chunk,
+// manifest or tree that looks complete. Needs root to mount a small tmpfs.
+func TestFullDisk(t *testing.T) {
+	small := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", small).Run() })
+
+	src := filepath.Join(t.TempDir(), "src")
+	writeTree(t, src) // about 620 KB of text, about 100 KB compressed
+	writeFile(t, filepath.Join(src, "random.bin"), randomBytes(300<<10))
+	st, err := OpenStore(filepath.Join(small, "store"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(context.Background(), st, src, newKey(t), opts("mw", "1"))
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("build on a full disk: got %v", err)
+	}
+	if ids, _ := st.ReleaseIDs(); len(ids) != 0 {
+		t.Fatal("a manifest was stored for a failed build")
+	}
+	// Every chunk that did land must be intact.
+	checkAllChunks(t, st)
+	if names, _ := readDirNames(filepath.Join(st.Dir(), "tmp")); len(names) != 0 {
+		t.Fatalf("temp files left: %v", names)
+	}
+
+	// Materialize onto the full disk from a store elsewhere.
+	os.RemoveAll(filepath.Join(small, "store"))
+	big, sm, _ := builtRelease(t)
+	dest := filepath.Join(small, "out")
+	_, err = Materialize(context.Background(), big, sm, dest, MaterializeOptions{})
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("materialize on a full disk: got %v", err)
+	}
+	assertNothingLeft(t, small)
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	crand.Read(b)
+	return b
+}
+
+func checkAllChunks(t *testing.T, st *Store) {
+	t.Helper()
+	filepath.WalkDir(filepath.Join(st.Dir(), "chunks"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		id, err := core.ParseChunkID(d.Name())
+		if err != nil {
+			t.Errorf("stray file %s in chunks: %v", p, err)
+			return nil
+		}
+		z, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out, err := chunkDecoder().DecodeAll(z, nil)
+		if err != nil || core.ChunkIDOf(out) != id {
+			t.Errorf("chunk file %s is not a valid chunk: %v", p, err)
+		}
+		return nil
+	})
+}
+
+func TestGC(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	writeTree(t, src)
+	st, key := newStore(t), newKey(t)
+	var ids []*BuildResult
+	for i, v := range []string{"1", "2", "3"} {
+		o := opts("mw", v)
+		o.Time = fixedTime.Add(time.Duration(i) * time.Hour)
+		writeFile(t, filepath.Join(src, "version.txt"), pseudoText(uint64(100+i), 3000)) // one chunk
+		ids = append(ids, build(t, st, src, key, o))
+	}
+	other := opts("other", "1")
+	build(t, st, src, key, other)
+
+	res, err := st.GC(GCOptions{Keep: 1, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.RemovedReleases) != 2 || res.RemovedChunks != 2 {
+		t.Fatalf("dry run: %+v", res)
+	}
+	if rel, _ := st.ReleaseIDs(); len(rel) != 4 {
+		t.Fatal("dry run removed releases")
+	}
+	res, err = st.GC(GCOptions{Keep: 1, Pin: []core.ReleaseID{ids[0].Signed.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.RemovedReleases) != 1 || res.RemovedReleases[0] != ids[1].Signed.ID || res.RemovedChunks != 1 {
+		t.Fatalf("gc removed %+v, want release 2 and its one chunk", res)
+	}
+	for _, r := range []*BuildResult{ids[0], ids[2]} {
+		problems, err := Verify(context.Background(), st, r.Signed.Manifest)
+		if err != nil || len(problems) != 0 {
+			t.Fatalf("kept release damaged by gc: %v %v", problems, err)
+		}
+	}
+	// A writer holding the lock keeps gc out.
+	unlock, err := st.lock(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := st.GC(GCOptions{Keep: 1}); !errors.Is(err, ErrStoreBusy) {
+		t.Fatalf("gc during a build: got %v", err)
+	}
+}

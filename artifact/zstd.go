@@ -1,0 +1,73 @@
+package artifact
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// One long-lived encoder and decoder serve the whole process: both are safe
+// for concurrent EncodeAll/DecodeAll and pool their state internally; making
+// one per chunk costs about ten times the allocations.
+var (
+	zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true))
+		if err != nil {
+			panic(err) // only bad options fail, and these are constant
+		}
+		return e
+	})
+	// Two decoders, each capped near the largest output it may produce, so a
+	// frame that does not declare its size still cannot balloon memory.
+	chunkDecoder    = sync.OnceValue(func() *zstd.Decoder { return newDecoder(maxChunkSize + 1) })
+	manifestDecoder = sync.OnceValue(func() *zstd.Decoder { return newDecoder(maxBodySize + 1) })
+)
+
+// maxChunkSize bounds every chunk (chunker.Params.Validate caps Max at 16 MiB).
+const maxChunkSize = 16 << 20
+
+func newDecoder(max uint64) *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(max))
+	if err != nil {
+		panic(err) // only bad options fail, and these are constant
+	}
+	return d
+}
+
+var errSizeMismatch = errors.New("decompressed size does not match")
+
+// zstdDecodeExact decompresses src, which must expand to exactly size bytes.
+func zstdDecodeExact(src []byte, size int) ([]byte, error) {
+	return zstdDecodeInto(src, make([]byte, 0, size), size)
+}
+
+// zstdDecodeInto decompresses src into dst[:0], which must expand to exactly
+// size bytes. The frame's declared size is checked before decoding so that a
+// hostile frame cannot make us allocate more than size.
+func zstdDecodeInto(src, dst []byte, size int) ([]byte, error) {
+	var h zstd.Header
+	if err := h.Decode(src); err != nil {
+		return nil, err
+	}
+	// The encoder omits the size of tiny frames; the decoder's cap covers them.
+	if h.HasFCS && h.FrameContentSize != uint64(size) {
+		return nil, fmt.Errorf("%w: frame declares %d bytes, want %d", errSizeMismatch, h.FrameContentSize, size)
+	}
+	if cap(dst) < size {
+		dst = make([]byte, 0, size)
+	}
+	d := chunkDecoder()
+	if size > maxChunkSize {
+		d = manifestDecoder()
+	}
+	out, err := d.DecodeAll(src, dst[:0])
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != size {
+		return nil, fmt.Errorf("%w: got %d bytes, want %d", errSizeMismatch, len(out), size)
+	}
+	return out, nil
+}
