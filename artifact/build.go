@@ -106,9 +106,15 @@ func Build(ctx context.Context, st *Store, src string, key ed25519.PrivateKey, o
 	defer unlock()
 
 	b := newBuilder(st, opt)
-	err = b.run(ctx, source)
+	w := st.NewWriter()
+	err = b.run(ctx, source, w)
 	if err != nil {
+		w.Abort()
 		return nil, fmt.Errorf("build %s: %w", src, err)
+	}
+	// The chunks are synced to disk before a manifest names them.
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
 	}
 	m := b.manifest()
 	m.Repo, m.Version, m.Message, m.Builder, m.Parent = opt.Repo, opt.Version, opt.Message, opt.Builder, parent
@@ -121,15 +127,8 @@ func Build(ctx context.Context, st *Store, src string, key ed25519.PrivateKey, o
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	// Chunks must be durable before a manifest names them.
-	if err := syncFS(st.dir); err != nil {
-		return nil, fmt.Errorf("build: sync store: %w", err)
-	}
 	if err := st.PutManifest(sm); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
-	}
-	if err := syncFS(st.dir); err != nil {
-		return nil, fmt.Errorf("build: sync store: %w", err)
 	}
 	res := &BuildResult{
 		Signed: sm, Files: m.Files(), Bytes: m.Size(), Chunks: len(m.Chunks),
@@ -187,7 +186,8 @@ type fileRec struct {
 }
 
 // builder turns a source into a manifest. One goroutine (run's caller) reads,
-// chunks and hashes; workers compress and write the chunks the store lacks.
+// chunks and hashes; workers compress the chunks the store lacks and append
+// them to packs.
 type builder struct {
 	st     *Store
 	params chunker.Params
@@ -221,7 +221,7 @@ type chunkJob struct {
 	buf *[]byte
 }
 
-func (b *builder) run(ctx context.Context, src source) error {
+func (b *builder) run(ctx context.Context, src source, w *Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	jobs := make(chan chunkJob, 4*b.nwork)
@@ -233,7 +233,7 @@ func (b *builder) run(ctx context.Context, src source) error {
 			defer wg.Done()
 			scratch := make([]byte, 0, b.params.Max+b.params.Max/8+64)
 			for j := range jobs {
-				n, err := b.st.PutChunk(j.id, *j.buf, scratch)
+				n, err := w.Put(j.id, *j.buf, scratch)
 				pool.Put(j.buf)
 				b.mu.Lock()
 				if err != nil && b.werr == nil {
@@ -248,6 +248,7 @@ func (b *builder) run(ctx context.Context, src source) error {
 			}
 		}()
 	}
+	c := chunker.New(nil, b.params)
 	err := src.each(ctx, func(e srcEntry, r io.Reader) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -256,7 +257,7 @@ func (b *builder) run(ctx context.Context, src source) error {
 		if err != nil || rec == nil || r == nil {
 			return err
 		}
-		c := chunker.New(r, b.params)
+		c.Reset(r)
 		for {
 			data, err := c.Next()
 			if errors.Is(err, io.EOF) {

@@ -3,10 +3,8 @@ package artifact
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"scatter/artifact/core"
 )
@@ -23,13 +21,20 @@ type GCResult struct {
 	Kept            []core.ReleaseID
 	RemovedReleases []core.ReleaseID
 	RemovedChunks   int
-	FreedBytes      int64
+	FreedBytes      int64 // compressed chunk bytes no longer stored
+	RewrittenPacks  int   // packs whose live chunks were copied to a new pack
 }
 
+// repackBelow is the live fraction under which gc rewrites a pack's live
+// chunks into a new one instead of keeping the dead bytes.
+const repackBelow = 0.5
+
 // GC keeps the newest opt.Keep releases of each repo (plus the pinned ones),
-// removes the other manifests and every chunk no kept release uses, and
-// clears temp files left by crashed writers. It holds the store's exclusive
-// lock, so it fails fast with ErrStoreBusy while a build is writing.
+// removes the other manifests, and frees every chunk no kept release uses:
+// packs with no live chunk are deleted, packs less than half live are
+// rewritten. It also clears temp files left by crashed writers. It holds
+// the store's exclusive lock, so it fails fast with ErrStoreBusy while a
+// build is writing.
 func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 	if opt.Keep < 1 {
 		return nil, errors.New("gc: keep must be at least 1")
@@ -39,6 +44,9 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	defer unlock()
+	if err := s.loadPacks(); err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
 	rels, err := s.Releases() // newest first
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
@@ -49,7 +57,7 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 	}
 	res := &GCResult{}
 	perRepo := map[string]int{}
-	live := map[core.ChunkID]struct{}{}
+	live := map[core.ChunkID]bool{}
 	for _, r := range rels {
 		perRepo[r.Manifest.Repo]++
 		if perRepo[r.Manifest.Repo] > opt.Keep && !pinned[r.ID] {
@@ -58,45 +66,119 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 		}
 		res.Kept = append(res.Kept, r.ID)
 		for _, c := range r.Manifest.Chunks {
-			live[c.ID] = struct{}{}
+			live[c.ID] = true
 		}
 	}
-	if !opt.DryRun {
-		for _, id := range res.RemovedReleases {
-			if err := os.Remove(filepath.Join(s.dir, "manifests", id.String())); err != nil {
-				return nil, fmt.Errorf("gc: %w", err)
+
+	// Tally every pack's entries (not only the index's choice among
+	// duplicates) to decide what happens to each pack.
+	s.mu.RLock()
+	packs := make([]*packFile, 0, len(s.packs))
+	for _, p := range s.packs {
+		packs = append(packs, p)
+	}
+	s.mu.RUnlock()
+	type plan struct {
+		p         *packFile
+		entries   []packEntry
+		liveBytes int64
+		deadBytes int64
+	}
+	var plans []plan
+	seen := map[core.ChunkID]bool{} // a chunk held twice counts once as live
+	for _, p := range packs {
+		entries, err := readPackIndex(p.f, p.size)
+		if err != nil {
+			return nil, fmt.Errorf("gc: pack %s: %w", p.name, err)
+		}
+		pl := plan{p: p, entries: entries}
+		for _, e := range entries {
+			if live[e.id] && !seen[e.id] {
+				pl.liveBytes += int64(e.csize)
+				seen[e.id] = true
+			} else {
+				pl.deadBytes += int64(e.csize)
+				if !live[e.id] {
+					res.RemovedChunks++
+				}
 			}
 		}
+		plans = append(plans, pl)
 	}
-	err = filepath.WalkDir(filepath.Join(s.dir, "chunks"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	if opt.DryRun {
+		for _, pl := range plans {
+			res.FreedBytes += pl.deadBytes
 		}
-		id, perr := core.ParseChunkID(d.Name())
-		if _, ok := live[id]; ok && perr == nil {
-			return nil
+		return res, nil
+	}
+
+	for _, id := range res.RemovedReleases {
+		if err := os.Remove(filepath.Join(s.dir, "manifests", id.String())); err != nil {
+			return nil, fmt.Errorf("gc: %w", err)
 		}
-		info, err := d.Info()
-		if err != nil {
-			return err
+	}
+	w := &Writer{st: s, force: true, queued: map[core.ChunkID]bool{}}
+	var drop []*packFile
+	for _, pl := range plans {
+		total := pl.liveBytes + pl.deadBytes
+		switch {
+		case pl.deadBytes == 0:
+			continue
+		case pl.liveBytes > 0 && float64(pl.liveBytes) >= repackBelow*float64(total):
+			continue // mostly live: keep the dead bytes for now
 		}
-		res.RemovedChunks++
-		res.FreedBytes += info.Size()
-		if opt.DryRun {
-			return nil
+		for _, e := range pl.entries {
+			if !live[e.id] || w.queued[e.id] {
+				continue
+			}
+			z, err := chunkLoc{pack: pl.p, off: e.off, csize: e.csize, size: e.size}.readFrame()
+			if err == nil {
+				_, err = w.PutCompressed(e.id, z, int(e.size))
+			}
+			if err != nil {
+				w.Abort()
+				return nil, fmt.Errorf("gc: rewrite pack %s: %w", pl.p.name, err)
+			}
 		}
-		return os.Remove(p)
-	})
-	if err != nil {
+		if pl.liveBytes > 0 {
+			res.RewrittenPacks++
+		}
+		res.FreedBytes += pl.deadBytes
+		drop = append(drop, pl.p)
+	}
+	// The rewritten chunks are synced in their new packs before the old
+	// packs go.
+	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
-	if !opt.DryRun {
-		s.clearStaleTemp()
+	s.mu.Lock()
+	for _, p := range drop {
+		delete(s.packs, p.name)
+		p.f.Close()
+		if err := os.Remove(filepath.Join(s.dir, "packs", p.name)); err != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("gc: %w", err)
+		}
 	}
+	// Rebuild the index from the remaining packs.
+	s.index = map[core.ChunkID]chunkLoc{}
+	for _, p := range s.packs {
+		entries, err := readPackIndex(p.f, p.size)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("gc: pack %s: %w", p.name, err)
+		}
+		s.addPackLocked(p, entries)
+	}
+	s.mu.Unlock()
+	s.clearTemp()
 	return res, nil
 }
 
-func (s *Store) clearStaleTemp() {
+// clearTemp removes everything in tmp/. Only gc calls it, under the
+// exclusive lock: no writer of any process is alive, so every temp file is
+// a crashed writer's.
+func (s *Store) clearTemp() {
 	dir := filepath.Join(s.dir, "tmp")
 	names, err := readDirNames(dir)
 	if err != nil {
@@ -104,11 +186,8 @@ func (s *Store) clearStaleTemp() {
 		return
 	}
 	for _, n := range names {
-		p := filepath.Join(dir, n)
-		if info, err := os.Lstat(p); err == nil && time.Since(info.ModTime()) > staleTemp {
-			if err := os.Remove(p); err != nil {
-				s.log.Warn("gc: remove temp file", "file", p, "err", err)
-			}
+		if err := os.Remove(filepath.Join(dir, n)); err != nil {
+			s.log.Warn("gc: remove temp file", "file", n, "err", err)
 		}
 	}
 }

@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
-	"time"
 
 	"scatter/artifact/core"
 )
@@ -19,20 +19,25 @@ import (
 // Store is the on-disk, content-addressed chunk store plus the signed
 // manifests of the releases built into or fetched by it:
 //
-//	<dir>/chunks/ab/<chunk id>   zstd frame of the chunk's bytes
+//	<dir>/packs/<sha256>.pack    chunks as zstd frames, with an index (pack.go)
 //	<dir>/manifests/<release id> signed manifest envelope
 //	<dir>/tmp/                   files being written; renamed into place
 //	<dir>/lock                   shared by writers, exclusive for gc
 //
-// Every file appears under its final name only complete (temp file and
+// Every file appears under its final name only complete (temp file, sync,
 // rename), so a crash or a full disk leaves at most garbage in tmp/. Chunks
 // are verified against their ID whenever they are read.
 //
-// A Store is safe for concurrent use by one process; several processes may
-// write at once, and gc excludes them all through the lock file.
+// The chunk index lives in memory (about 60 bytes a chunk) and is read from
+// the packs' own indexes at open. A Store is safe for concurrent use; other
+// processes' new packs become visible after Refresh.
 type Store struct {
 	dir string
 	log *slog.Logger
+
+	mu    sync.RWMutex
+	index map[core.ChunkID]chunkLoc
+	packs map[string]*packFile
 }
 
 // Errors a Store returns, wrapped with the chunk or release they concern.
@@ -49,67 +54,68 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, sub := range []string{"chunks", "manifests", "tmp"} {
+	for _, sub := range []string{"packs", "manifests", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 	}
-	return &Store{dir: dir, log: log}, nil
+	s := &Store{dir: dir, log: log, index: map[core.ChunkID]chunkLoc{}, packs: map[string]*packFile{}}
+	if err := s.loadPacks(); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
+// Refresh picks up packs that other processes added since open.
+func (s *Store) Refresh() error { return s.loadPacks() }
+
+// Close releases the store's open pack files.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.packs {
+		p.f.Close()
+	}
+	s.packs, s.index = map[string]*packFile{}, map[core.ChunkID]chunkLoc{}
+	return nil
 }
 
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
-// ChunkPath returns where chunk id lives.
-func (s *Store) ChunkPath(id core.ChunkID) string {
-	h := id.String()
-	return filepath.Join(s.dir, "chunks", h[:2], h)
+// HasChunk reports whether the store holds chunk id. It does not read the
+// chunk: ReadChunk verifies.
+func (s *Store) HasChunk(id core.ChunkID) bool {
+	s.mu.RLock()
+	_, ok := s.index[id]
+	s.mu.RUnlock()
+	return ok
 }
 
-// HasChunk reports whether the store holds a file for id. It does not read
-// the file: ReadChunk verifies.
-func (s *Store) HasChunk(id core.ChunkID) (bool, error) {
-	_, err := os.Stat(s.ChunkPath(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+func (s *Store) locate(id core.ChunkID) (chunkLoc, error) {
+	s.mu.RLock()
+	l, ok := s.index[id]
+	s.mu.RUnlock()
+	if !ok {
+		return l, fmt.Errorf("chunk %s: %w", id, ErrChunkMissing)
 	}
-	if err != nil {
-		return false, fmt.Errorf("stat chunk %s: %w", id.Short(), err)
-	}
-	return true, nil
+	return l, nil
 }
 
-// PutChunk compresses raw and stores it under its ID unless it is already
-// there. It returns the compressed size written, 0 when the chunk existed.
-// The caller vouches that id is the hash of raw.
-func (s *Store) PutChunk(id core.ChunkID, raw []byte, scratch []byte) (int, error) {
-	if ok, err := s.HasChunk(id); err != nil || ok {
-		return 0, err
-	}
-	z := zstdEncoder().EncodeAll(raw, scratch[:0])
-	if err := s.PutCompressedChunk(id, z); err != nil {
-		return 0, err
-	}
-	return len(z), nil
-}
-
-// PutCompressedChunk stores an already compressed chunk. It is written to a
-// temp file and renamed, so the chunk appears complete or not at all.
-func (s *Store) PutCompressedChunk(id core.ChunkID, z []byte) error {
-	dst := s.ChunkPath(id)
-	if err := writeAtomic(filepath.Join(s.dir, "tmp"), dst, z, 0o444); err != nil {
-		return fmt.Errorf("store chunk %s: %w", id.Short(), err)
-	}
-	return nil
+// CompressedSize returns the size of chunk id's stored zstd frame.
+func (s *Store) CompressedSize(id core.ChunkID) (int64, error) {
+	l, err := s.locate(id)
+	return int64(l.csize), err
 }
 
 // ReadChunk returns the uncompressed bytes of chunk id (size bytes long),
 // decoded into dst if it has room, after checking them against id.
 func (s *Store) ReadChunk(id core.ChunkID, size int, dst []byte) ([]byte, error) {
-	z, err := os.ReadFile(s.ChunkPath(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("chunk %s: %w", id, ErrChunkMissing)
+	l, err := s.locate(id)
+	if err != nil {
+		return nil, err
 	}
+	z, err := l.readFrame()
 	if err != nil {
 		return nil, fmt.Errorf("read chunk %s: %w", id, err)
 	}
@@ -125,10 +131,11 @@ func (s *Store) ReadChunk(id core.ChunkID, size int, dst []byte) ([]byte, error)
 
 // ReadCompressedChunk returns the stored zstd frame of chunk id as is.
 func (s *Store) ReadCompressedChunk(id core.ChunkID) ([]byte, error) {
-	z, err := os.ReadFile(s.ChunkPath(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("chunk %s: %w", id, ErrChunkMissing)
+	l, err := s.locate(id)
+	if err != nil {
+		return nil, err
 	}
+	z, err := l.readFrame()
 	if err != nil {
 		return nil, fmt.Errorf("read chunk %s: %w", id, err)
 	}
@@ -278,6 +285,9 @@ func writeAtomic(tmpDir, dst string, data []byte, mode fs.FileMode) error {
 	if err == nil {
 		err = f.Chmod(mode)
 	}
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -288,7 +298,7 @@ func writeAtomic(tmpDir, dst string, data []byte, mode fs.FileMode) error {
 		os.Remove(tmp)
 		return err
 	}
-	return nil
+	return syncDir(filepath.Dir(dst))
 }
 
 func readDirNames(dir string) ([]string, error) {
@@ -299,7 +309,3 @@ func readDirNames(dir string) ([]string, error) {
 	defer f.Close()
 	return f.Readdirnames(-1)
 }
-
-// staleTemp is how old a temp file must be before gc deletes it: younger
-// ones may belong to a writer that has not reached its rename.
-const staleTemp = time.Hour

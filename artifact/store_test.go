@@ -35,13 +35,7 @@ func firstChunkOf(sm *Signed, path string) ChunkRef {
 func TestCorruptChunkIsNamedAndRefused(t *testing.T) {
 	st, sm, _ := builtRelease(t)
 	bad := firstChunkOf(sm, "includes/Setup.php")
-	p := st.ChunkPath(bad.ID)
-	os.Chmod(p, 0o644)
-	data, _ := os.ReadFile(p)
-	data[len(data)/2] ^= 0xff
-	if err := os.WriteFile(p, data, 0o444); err != nil {
-		t.Fatal(err)
-	}
+	corruptChunk(t, st, bad.ID)
 	problems, err := Verify(context.Background(), st, sm.Manifest)
 	if err != nil {
 		t.Fatal(err)
@@ -61,9 +55,7 @@ func TestCorruptChunkIsNamedAndRefused(t *testing.T) {
 func TestMissingChunkIsNamed(t *testing.T) {
 	st, sm, _ := builtRelease(t)
 	gone := firstChunkOf(sm, "includes/api/ApiMain.php")
-	if err := os.Remove(st.ChunkPath(gone.ID)); err != nil {
-		t.Fatal(err)
-	}
+	st = copyStore(t, st, sm, gone.ID)
 	problems, err := Verify(context.Background(), st, sm.Manifest)
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +63,53 @@ func TestMissingChunkIsNamed(t *testing.T) {
 	if len(problems) != 1 || !errors.Is(problems[0].Err, ErrChunkMissing) || len(problems[0].Files) != 2 {
 		t.Fatalf("verify found %v (want the chunk, shared by ApiMain.php and Copy.php)", problems)
 	}
+}
+
+// corruptChunk flips a byte in the middle of a chunk's stored frame.
+func corruptChunk(t *testing.T, st *Store, id core.ChunkID) {
+	t.Helper()
+	l, err := st.locate(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(st.Dir(), "packs", l.pack.name), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := []byte{0}
+	off := l.off + int64(l.csize)/2
+	f.ReadAt(b, off)
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyStore copies release sm into a new store, leaving out chunk skip.
+func copyStore(t *testing.T, from *Store, sm *Signed, skip core.ChunkID) *Store {
+	t.Helper()
+	to := newStore(t)
+	w := to.NewWriter()
+	for _, c := range sm.Manifest.Chunks {
+		if c.ID == skip {
+			continue
+		}
+		z, err := from.ReadCompressedChunk(c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.PutCompressed(c.ID, z, int(c.Size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := to.PutManifest(sm); err != nil {
+		t.Fatal(err)
+	}
+	return to
 }
 
 // assertNothingLeft fails if dir holds anything: a failed materialize must
@@ -181,27 +220,27 @@ func randomBytes(n int) []byte {
 	return b
 }
 
+// checkAllChunks reads every pack of the store and verifies every chunk.
 func checkAllChunks(t *testing.T, st *Store) {
 	t.Helper()
-	filepath.WalkDir(filepath.Join(st.Dir(), "chunks"), func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		id, err := core.ParseChunkID(d.Name())
+	names, _ := readDirNames(filepath.Join(st.Dir(), "packs"))
+	for _, n := range names {
+		p, entries, err := openPack(filepath.Join(st.Dir(), "packs", n))
 		if err != nil {
-			t.Errorf("stray file %s in chunks: %v", p, err)
-			return nil
+			t.Errorf("pack %s: %v", n, err)
+			continue
 		}
-		z, err := os.ReadFile(p)
-		if err != nil {
-			return err
+		for _, e := range entries {
+			z, err := chunkLoc{pack: p, off: e.off, csize: e.csize}.readFrame()
+			if err == nil {
+				_, err = zstdDecodeExact(z, int(e.size))
+			}
+			if err != nil {
+				t.Errorf("pack %s: chunk %s: %v", n, e.id.Short(), err)
+			}
 		}
-		out, err := chunkDecoder().DecodeAll(z, nil)
-		if err != nil || core.ChunkIDOf(out) != id {
-			t.Errorf("chunk file %s is not a valid chunk: %v", p, err)
-		}
-		return nil
-	})
+		p.f.Close()
+	}
 }
 
 func TestGC(t *testing.T) {
@@ -222,7 +261,7 @@ func TestGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.RemovedReleases) != 2 || res.RemovedChunks != 2 {
+	if len(res.RemovedReleases) != 2 || res.RemovedChunks != 2 || res.FreedBytes == 0 {
 		t.Fatalf("dry run: %+v", res)
 	}
 	if rel, _ := st.ReleaseIDs(); len(rel) != 4 {
@@ -235,6 +274,11 @@ func TestGC(t *testing.T) {
 	if len(res.RemovedReleases) != 1 || res.RemovedReleases[0] != ids[1].Signed.ID || res.RemovedChunks != 1 {
 		t.Fatalf("gc removed %+v, want release 2 and its one chunk", res)
 	}
+	// Release 2's pack held only its version.txt chunk: deleted outright.
+	if st.HasChunk(firstChunkOf(ids[1].Signed, "version.txt").ID) {
+		t.Fatal("gc kept a dead chunk")
+	}
+	checkAllChunks(t, st)
 	for _, r := range []*BuildResult{ids[0], ids[2]} {
 		problems, err := Verify(context.Background(), st, r.Signed.Manifest)
 		if err != nil || len(problems) != 0 {

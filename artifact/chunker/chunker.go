@@ -119,6 +119,12 @@ func New(r io.Reader, p Params) *Chunker {
 	return &Chunker{r: r, min: p.Min, avg: p.Avg, max: p.Max, maskS: maskS, maskL: maskL, buf: make([]byte, size)}
 }
 
+// Reset makes c read a new stream, keeping its buffer: a builder chunks
+// thousands of files and should not allocate a buffer for each.
+func (c *Chunker) Reset(r io.Reader) {
+	c.r, c.start, c.end, c.eof = r, 0, 0, false
+}
+
 // Next returns the next chunk. The slice is only valid until the next call.
 // At the end of the stream it returns io.EOF; a read error is returned as is.
 func (c *Chunker) Next() ([]byte, error) {
