@@ -3,6 +3,7 @@ package artifact
 import (
 	"context"
 	crand "crypto/rand"
+	"fmt"
 	"errors"
 	"os"
 	"os/exec"
@@ -294,4 +295,42 @@ func TestGC(t *testing.T) {
 	if _, err := st.GC(GCOptions{Keep: 1}); !errors.Is(err, ErrStoreBusy) {
 		t.Fatalf("gc during a build: got %v", err)
 	}
+}
+
+// A pack that is mostly dead is rewritten with only its live chunks.
+func TestGCRewritesMostlyDeadPacks(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(src, 0o755)
+	for i := range 10 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d", i)), pseudoText(uint64(i), 20000))
+	}
+	st, key := newStore(t), newKey(t)
+	o := opts("mw", "1")
+	build(t, st, src, key, o)
+	for i := range 8 { // 8 of 10 files change: release 1's pack becomes 20% live
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d", i)), pseudoText(uint64(100+i), 20000))
+	}
+	o = opts("mw", "2")
+	o.Time = fixedTime.Add(time.Hour)
+	r2 := build(t, st, src, key, o)
+	res, err := st.GC(GCOptions{Keep: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RewrittenPacks != 1 || res.FreedBytes == 0 {
+		t.Fatalf("gc: %+v, want one pack rewritten", res)
+	}
+	names, _ := readDirNames(filepath.Join(st.Dir(), "packs"))
+	if len(names) != 2 {
+		t.Fatalf("packs after gc: %v, want release 2's and the rewritten one", names)
+	}
+	// A fresh open sees the same, complete store.
+	st2, err := OpenStore(st.Dir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := Verify(context.Background(), st2, r2.Signed.Manifest); err != nil || len(problems) != 0 {
+		t.Fatalf("release 2 after gc: %v %v", problems, err)
+	}
+	checkAllChunks(t, st2)
 }

@@ -1,0 +1,139 @@
+// Command scatter distributes releases peer to peer and rolls them out.
+// This package only parses flags, loads keys and config, and wires the
+// library packages together; each subcommand is an options struct and a
+// run function that tests call directly.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"scatter/artifact"
+	"scatter/artifact/keys"
+)
+
+// Exit codes. One place maps errors to them (exitCode).
+const (
+	exitOK          = 0
+	exitFailure     = 1 // anything not listed below
+	exitUsage       = 2 // bad flags or arguments
+	exitVerify      = 3 // a release failed verification: bad signature, missing or corrupt chunk
+	exitInterrupted = 130
+)
+
+// usageError marks errors in how the command was called.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// errVerify marks a verification failure whose details were already printed.
+var errVerify = errors.New("verification failed")
+
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.As(err, &ue),
+		// urfave/cli's missing-flag error type is unexported; its text is stable.
+		strings.HasPrefix(err.Error(), "Required flag"):
+		return exitUsage
+	case errors.Is(err, errVerify), errors.Is(err, artifact.ErrBadSignature), errors.Is(err, keys.ErrWrongKey),
+		errors.Is(err, artifact.ErrChunkCorrupt), errors.Is(err, artifact.ErrChunkMissing):
+		return exitVerify
+	}
+	return exitFailure
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	if err != nil && !errors.Is(err, errVerify) {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted: %w", context.Canceled)
+		}
+		fmt.Fprintln(os.Stderr, "scatter:", err)
+	}
+	os.Exit(exitCode(err))
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:  "scatter",
+		Usage: "peer-to-peer release distribution and deploy orchestration",
+		Description: "scatter turns a release into signed, content-addressed chunks, ships it to every\n" +
+			"target host BitTorrent-style, and rolls it out. Run 'scatter COMMAND --help' for details.",
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // main maps errors to exit codes
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err.Error()}
+		},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "log level: debug, info, warn, error"},
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile to this file"},
+		},
+		Before: func(c *cli.Context) error {
+			path := c.String("cpuprofile")
+			if path == "" {
+				return nil
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			return pprof.StartCPUProfile(f)
+		},
+		After: func(c *cli.Context) error {
+			pprof.StopCPUProfile()
+			return nil
+		},
+		Commands: []*cli.Command{
+			keygenCommand(),
+			buildCommand(),
+			verifyCommand(),
+			materializeCommand(),
+			releasesCommand(),
+			gcCommand(),
+			benchCommand(),
+			generateCommand(),
+		},
+	}
+	for _, c := range app.Commands {
+		c.OnUsageError = app.OnUsageError
+	}
+	return app
+}
+
+// logger builds the logger the --log-level flag asks for, writing to stderr.
+func logger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usagef("--log-level: %v", err)
+	}
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})), nil
+}
+
+// args checks the number of positional arguments.
+func args(c *cli.Context, names ...string) ([]string, error) {
+	if c.NArg() != len(names) {
+		return nil, usagef("%s: want %d argument(s) (%v), got %d; see --help", c.Command.Name, len(names), names, c.NArg())
+	}
+	return c.Args().Slice(), nil
+}
