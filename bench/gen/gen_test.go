@@ -144,10 +144,10 @@ func TestGenerateRefusesNonEmptyDir(t *testing.T) {
 // identical, then mutates both and checks the mutations are deterministic
 // and touch only what they should.
 func TestDeterminismAndMutations(t *testing.T) {
-	cfg := Config{Seed: 42, TotalBytes: 8 << 20}
+	cfg := Config{Seed: 42, TotalBytes: 4 << 20}
 	a, stA := generate(t, cfg)
 	b, stB := generate(t, cfg)
-	c, _ := generate(t, Config{Seed: 43, TotalBytes: 8 << 20})
+	c, _ := generate(t, Config{Seed: 43, TotalBytes: 4 << 20})
 	snapA, snapB := snapshot(t, a), snapshot(t, b)
 	if stA != stB || treeHash(snapA) != treeHash(snapB) {
 		t.Fatalf("same seed produced different trees: %+v vs %+v, %d changed entries", stA, stB, len(changed(snapA, snapB)))
@@ -281,13 +281,13 @@ func checkL10nFile(t *testing.T, name string) map[string]string {
 }
 
 func TestManyLanguages(t *testing.T) {
-	dir, _ := generate(t, Config{Seed: 5, TotalBytes: 8 << 20, Languages: 300})
+	dir, _ := generate(t, Config{Seed: 5, TotalBytes: 4 << 20, Languages: 200})
 	entries, err := os.ReadDir(filepath.Join(dir, "cache", "l10n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 300 {
-		t.Fatalf("%d language files, want 300", len(entries))
+	if len(entries) != 200 {
+		t.Fatalf("%d language files, want 200", len(entries))
 	}
 	for _, e := range entries[:10] {
 		checkL10nFile(t, filepath.Join(dir, "cache", "l10n", e.Name()))
@@ -297,6 +297,9 @@ func TestManyLanguages(t *testing.T) {
 func TestShape(t *testing.T) {
 	for _, total := range []int64{8 << 20, 32 << 20} {
 		t.Run(fmt.Sprint(total>>20, "MiB"), func(t *testing.T) {
+			if testing.Short() && total > 8<<20 {
+				t.Skip("large tree skipped in -short mode")
+			}
 			dir, st := generate(t, Config{Seed: 1, TotalBytes: total})
 			checkShape(t, dir, st, total)
 		})
@@ -388,7 +391,7 @@ func checkShape(t *testing.T, dir string, st Stats, total int64) {
 // should compress like real code and text, neither like noise nor like
 // repeated boilerplate.
 func TestCompressibility(t *testing.T) {
-	dir, _ := generate(t, Config{Seed: 3, TotalBytes: 8 << 20})
+	dir, _ := generate(t, Config{Seed: 3, TotalBytes: 4 << 20})
 	ratio := func(match func(string) bool) float64 {
 		var raw, packed int64
 		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
