@@ -309,3 +309,17 @@ func readDirNames(dir string) ([]string, error) {
 	defer f.Close()
 	return f.Readdirnames(-1)
 }
+
+// CheckFrame checks that z is a zstd frame of a chunk of size bytes whose
+// content hashes to id. It is how bytes from the network earn a place in
+// the store.
+func CheckFrame(id core.ChunkID, z []byte, size int) error {
+	out, err := zstdDecodeExact(z, size)
+	if err != nil {
+		return fmt.Errorf("chunk %s: %w: %v", id, ErrChunkCorrupt, err)
+	}
+	if core.ChunkIDOf(out) != id {
+		return fmt.Errorf("chunk %s: %w: content hash does not match", id, ErrChunkCorrupt)
+	}
+	return nil
+}

@@ -1,0 +1,2 @@
+// Package swarm moves release chunks between hosts over BitTorrent.
+package swarm

@@ -1,0 +1,213 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	alog "github.com/anacrolix/log"
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
+
+	"scatter/artifact"
+)
+
+// EngineConfig configures a host's BitTorrent engine. The zero value of each
+// field means its default.
+type EngineConfig struct {
+	// ListenAddr is the peer-wire address, e.g. "127.0.0.5:0" (port 0: the
+	// kernel picks). Each host needs its own IP: peers are banned by IP.
+	ListenAddr string
+	// UploadRate and DownloadRate cap the host's transfer in bytes per
+	// second; 0 means unlimited.
+	UploadRate, DownloadRate int64
+	Log                      *slog.Logger
+}
+
+// Engine moves chunks between hosts: one anacrolix client, many torrents.
+type Engine struct {
+	cl  *torrent.Client
+	log *slog.Logger
+
+	mu       sync.Mutex
+	received map[netip.Addr]int64 // useful piece bytes received, by peer IP
+}
+
+// rateLimiter returns a limiter for bytes per second, or an unlimited one.
+func rateLimiter(bps int64) *rate.Limiter {
+	if bps <= 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	// anacrolix takes whole blocks from the bucket: the burst must hold one.
+	return rate.NewLimiter(rate.Limit(bps), max(int(bps/4), 64<<10))
+}
+
+// NewEngine starts a client listening on cfg.ListenAddr, with trackers, DHT,
+// PEX, uTP, IPv6, UPnP and webtorrent off: peers come from membership only.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ListenAddr == "" {
+		return nil, errors.New("swarm engine: ListenAddr is required")
+	}
+	e := &Engine{log: cfg.Log, received: map[netip.Addr]int64{}}
+	c := torrent.NewDefaultClientConfig()
+	c.SetListenAddr(cfg.ListenAddr)
+	c.NoDHT = true
+	c.DisableTrackers = true
+	c.DisablePEX = true
+	c.DisableUTP = true
+	c.DisableIPv6 = true
+	c.DisableWebtorrent = true
+	c.DisableWebseeds = true
+	c.NoDefaultPortForwarding = true
+	c.Seed = true
+	c.DropMutuallyCompletePeers = true
+	// The default 1 MiB budget stalls uploads in v1.59.1 (field notes).
+	c.MaxAllocPeerRequestDataPerConn = 16 << 20
+	c.DialRateLimiter = rate.NewLimiter(rate.Inf, 0)
+	c.UploadRateLimiter = rateLimiter(cfg.UploadRate)
+	c.DownloadRateLimiter = rateLimiter(cfg.DownloadRate)
+	c.DefaultStorage = refuseStorage{}
+	c.Logger = alog.Default.FilterLevel(alog.Critical)
+	c.Slogger = cfg.Log.With("component", "anacrolix")
+	c.Callbacks.ReceivedUsefulData = append(c.Callbacks.ReceivedUsefulData, e.countReceived)
+	cl, err := torrent.NewClient(c)
+	if err != nil {
+		return nil, fmt.Errorf("swarm engine: %w", err)
+	}
+	e.cl = cl
+	return e, nil
+}
+
+func (e *Engine) countReceived(ev torrent.ReceivedUsefulDataEvent) {
+	addr, ok := peerIP(ev.Peer.RemoteAddr)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	e.received[addr] += int64(len(ev.Message.Piece))
+	e.mu.Unlock()
+}
+
+func peerIP(a interface{ String() string }) (netip.Addr, bool) {
+	if a == nil {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// ReceivedFrom returns the useful piece bytes received from each peer IP.
+func (e *Engine) ReceivedFrom() map[netip.Addr]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[netip.Addr]int64, len(e.received))
+	for k, v := range e.received {
+		out[k] = v
+	}
+	return out
+}
+
+// Uploaded returns the piece bytes this host has sent to peers.
+func (e *Engine) Uploaded() int64 {
+	s := e.cl.ConnStats()
+	return s.BytesWrittenData.Int64()
+}
+
+// Addr is the peer-wire address peers dial.
+func (e *Engine) Addr() string {
+	for _, a := range e.cl.ListenAddrs() {
+		if ta, ok := a.(*net.TCPAddr); ok {
+			return ta.String()
+		}
+	}
+	return ""
+}
+
+// Close stops the client and every transfer.
+func (e *Engine) Close() error {
+	return errors.Join(e.cl.Close()...)
+}
+
+// Transfer is one torrent of a release on this host.
+type Transfer struct {
+	e      *Engine
+	t      *torrent.Torrent
+	st     *chunkStorage
+	Layout *Layout
+}
+
+// Add starts serving (and, with Download, fetching) a release layout whose
+// info bytes the caller has checked against the signed info hash.
+func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte) (*Transfer, error) {
+	cs := newChunkStorage(store, l, e.log)
+	t, isNew := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
+		InfoHash:  InfoHash(info),
+		InfoBytes: info,
+		Storage:   cs,
+	})
+	if !isNew {
+		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHash(info))
+	}
+	return &Transfer{e: e, t: t, st: cs, Layout: l}, nil
+}
+
+// InfoHash returns the torrent's info hash.
+func (x *Transfer) InfoHash() metainfo.Hash { return x.t.InfoHash() }
+
+// AddPeers tells the transfer where peers listen ("ip:port").
+func (x *Transfer) AddPeers(addrs []string) {
+	pi := make([]torrent.PeerInfo, 0, len(addrs))
+	for _, a := range addrs {
+		pi = append(pi, torrent.PeerInfo{Addr: torrent.StringAddr(a), Trusted: true})
+	}
+	x.t.AddPeers(pi)
+}
+
+// Download asks for every piece the store does not already cover.
+func (x *Transfer) Download() { x.t.DownloadAll() }
+
+// Wait blocks until every piece is complete and every chunk is in the store.
+func (x *Transfer) Wait(ctx context.Context) error {
+	select {
+	case <-x.t.Complete().On():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-x.t.Closed():
+		return errors.New("transfer closed")
+	}
+	return x.st.finish()
+}
+
+// Progress returns bytes complete and total.
+func (x *Transfer) Progress() (done, total int64) {
+	return x.t.BytesCompleted(), x.Layout.Length
+}
+
+// Stats returns anacrolix's counters for this torrent.
+func (x *Transfer) Stats() torrent.TorrentStats { return x.t.Stats() }
+
+// Drop stops the transfer.
+func (x *Transfer) Drop() { x.t.Drop() }
+
+// refuseStorage is the client's default storage: every scatter torrent
+// brings its own, so anything else is a bug, not a reason to write files.
+type refuseStorage struct{}
+
+func (refuseStorage) OpenTorrent(context.Context, *metainfo.Info, metainfo.Hash) (storage.TorrentImpl, error) {
+	return storage.TorrentImpl{}, errors.New("swarm: torrent without scatter storage")
+}
+
+var _ io.Closer = (*Engine)(nil)

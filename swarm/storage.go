@@ -1,0 +1,258 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	g "github.com/anacrolix/generics"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+
+	"scatter/artifact"
+	"scatter/artifact/core"
+)
+
+// chunkStorage is an anacrolix storage over the artifact store for one
+// torrent. A piece is complete, before any byte moves, when the store holds
+// every chunk it overlaps: that is how a host holding the parent release
+// skips what it has. Incoming blocks are staged in a sparse partial file;
+// once a chunk's pieces have passed their SHA-1 check, its frame is checked
+// again by SHA-256 against its chunk ID and only then added to the store.
+type chunkStorage struct {
+	st     *artifact.Store
+	layout *Layout
+	log    *slog.Logger
+	// onChunk is told about every chunk added to the store (for counters).
+	onChunk func(bytes int64)
+	// onBad is told when a piece passed SHA-1 but a chunk failed SHA-256.
+	onBad func(chunk core.ChunkID, err error)
+
+	mu       sync.Mutex
+	partial  *os.File // lazily created staging file
+	done     []bool   // pieces marked complete this session
+	w        *artifact.Writer
+	pending  int64 // bytes in w not yet flushed
+	lastSync time.Time
+	closed   bool
+}
+
+// flushEvery bounds what a crash can lose: chunks written to the store but
+// not yet in a complete pack are fetched again after a restart.
+const flushEvery = 4 << 20
+
+func newChunkStorage(st *artifact.Store, l *Layout, log *slog.Logger) *chunkStorage {
+	return &chunkStorage{st: st, layout: l, log: log, done: make([]bool, l.Pieces())}
+}
+
+// OpenTorrent implements storage.ClientImpl for the one torrent it was made for.
+func (s *chunkStorage) OpenTorrent(_ context.Context, info *metainfo.Info, _ metainfo.Hash) (storage.TorrentImpl, error) {
+	if info.TotalLength() != s.layout.Length || info.PieceLength != s.layout.PieceLen {
+		return storage.TorrentImpl{}, errors.New("swarm storage: info does not match the layout")
+	}
+	return storage.TorrentImpl{
+		PieceWithHash: func(p metainfo.Piece, _ g.Option[[]byte]) storage.PieceImpl {
+			return &chunkPiece{s: s, index: p.Index(), off: p.Offset(), n: p.Length()}
+		},
+		Close: s.close,
+	}, nil
+}
+
+func (s *chunkStorage) partialPath() string {
+	return filepath.Join(s.st.Dir(), "tmp", fmt.Sprintf("partial-%s.%s", s.layout.Release, s.layout.Kind))
+}
+
+func (s *chunkStorage) partialFile() (*os.File, error) {
+	if s.partial != nil {
+		return s.partial, nil
+	}
+	f, err := os.OpenFile(s.partialPath(), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	s.partial = f
+	return f, nil
+}
+
+// flushLocked completes the pack being written, making its chunks durable.
+func (s *chunkStorage) flushLocked() error {
+	if s.w == nil {
+		return nil
+	}
+	err := s.w.Close()
+	s.w, s.pending = nil, 0
+	return err
+}
+
+func (s *chunkStorage) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.flushLocked()
+	if s.partial != nil {
+		s.partial.Close()
+		s.partial = nil
+	}
+	return err
+}
+
+// finish flushes and removes the partial file once every chunk is stored.
+func (s *chunkStorage) finish() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
+	for _, c := range s.layout.Chunks {
+		if !s.st.HasChunk(c.ID) {
+			return fmt.Errorf("chunk %s not stored", c.ID.Short())
+		}
+	}
+	if s.partial != nil {
+		s.partial.Close()
+		s.partial = nil
+	}
+	if err := os.Remove(s.partialPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+type chunkPiece struct {
+	s     *chunkStorage
+	index int
+	off   int64
+	n     int64
+}
+
+var _ storage.PieceImpl = (*chunkPiece)(nil)
+
+func (p *chunkPiece) Completion() storage.Completion {
+	p.s.mu.Lock()
+	done := p.s.done[p.index]
+	p.s.mu.Unlock()
+	if done {
+		return storage.Completion{Ok: true, Complete: true}
+	}
+	for _, c := range p.s.layout.overlapping(p.off, p.n) {
+		if !p.s.st.HasChunk(c.ID) {
+			return storage.Completion{Ok: true, Complete: false}
+		}
+	}
+	return storage.Completion{Ok: true, Complete: true}
+}
+
+// ReadAt serves piece bytes from the store's frames, or from the partial
+// file for chunks not stored yet.
+func (p *chunkPiece) ReadAt(b []byte, off int64) (int, error) {
+	if off < 0 || off >= p.n {
+		return 0, io.EOF
+	}
+	abs := p.off + off
+	want := min(int64(len(b)), p.n-off)
+	read := int64(0)
+	for _, c := range p.s.layout.overlapping(abs, want) {
+		from := max(abs, c.Off)
+		to := min(abs+want, c.Off+c.CSize)
+		dst := b[from-abs : to-abs]
+		z, err := p.s.st.ReadCompressedChunk(c.ID)
+		if err == nil {
+			copy(dst, z[from-c.Off:to-c.Off])
+		} else {
+			p.s.mu.Lock()
+			f, ferr := p.s.partialFile()
+			if ferr == nil {
+				_, ferr = f.ReadAt(dst, from)
+			}
+			p.s.mu.Unlock()
+			if ferr != nil {
+				return int(read), fmt.Errorf("read piece %d: %w", p.index, ferr)
+			}
+		}
+		read += to - from
+	}
+	if read < int64(len(b)) {
+		return int(read), io.EOF
+	}
+	return int(read), nil
+}
+
+func (p *chunkPiece) WriteAt(b []byte, off int64) (int, error) {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	f, err := p.s.partialFile()
+	if err != nil {
+		return 0, err
+	}
+	return f.WriteAt(b, p.off+off)
+}
+
+// MarkComplete runs after the piece passed its SHA-1 check: every chunk whose
+// pieces are now all complete is verified by SHA-256 and stored.
+func (p *chunkPiece) MarkComplete() error {
+	s := p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done[p.index] = true
+	for _, c := range s.layout.overlapping(p.off, p.n) {
+		if s.st.HasChunk(c.ID) || !s.allDoneLocked(c) {
+			continue
+		}
+		f, err := s.partialFile()
+		if err != nil {
+			return err
+		}
+		z := make([]byte, c.CSize)
+		if _, err := f.ReadAt(z, c.Off); err != nil {
+			return fmt.Errorf("stage chunk %s: %w", c.ID.Short(), err)
+		}
+		if err := artifact.CheckFrame(c.ID, z, int(c.Size)); err != nil {
+			s.done[p.index] = false
+			if s.onBad != nil {
+				s.onBad(c.ID, err)
+			}
+			return err
+		}
+		if s.w == nil {
+			s.w = s.st.NewWriter()
+		}
+		n, err := s.w.PutCompressed(c.ID, z, int(c.Size))
+		if err != nil {
+			return err
+		}
+		s.pending += int64(n)
+		if s.onChunk != nil {
+			s.onChunk(int64(n))
+		}
+	}
+	if s.pending >= flushEvery {
+		return s.flushLocked()
+	}
+	return nil
+}
+
+func (s *chunkStorage) allDoneLocked(c Span) bool {
+	first, last := c.Off/s.layout.PieceLen, (c.Off+c.CSize-1)/s.layout.PieceLen
+	for i := first; i <= last; i++ {
+		if !s.done[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *chunkPiece) MarkNotComplete() error {
+	p.s.mu.Lock()
+	p.s.done[p.index] = false
+	p.s.mu.Unlock()
+	return nil
+}
