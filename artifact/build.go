@@ -76,10 +76,10 @@ func Build(ctx context.Context, st *Store, src string, key ed25519.PrivateKey, o
 	if err := opt.Chunking.Validate(); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	if err := validName("repo", opt.Repo); err != nil {
+	if err := ValidName("repo", opt.Repo); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	if err := validName("version", opt.Version); err != nil {
+	if err := ValidName("version", opt.Version); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	if opt.Log == nil {

@@ -262,10 +262,10 @@ func unmarshalBody(b []byte) (*Manifest, error) {
 // are directories), symlink targets that stay inside the tree, file sizes
 // that match their chunks, and a canonical chunk table. It changes nothing.
 func (m *Manifest) Validate() error {
-	if err := validName("repo", m.Repo); err != nil {
+	if err := ValidName("repo", m.Repo); err != nil {
 		return err
 	}
-	if err := validName("version", m.Version); err != nil {
+	if err := ValidName("version", m.Version); err != nil {
 		return err
 	}
 	if len(m.Builder) > maxNameLen || !utf8.ValidString(m.Builder) {
@@ -343,7 +343,8 @@ func (m *Manifest) Validate() error {
 	return checkSymlinks(m.Entries)
 }
 
-func validName(what, s string) error {
+// ValidName checks a repo or version name: 1–256 letters, digits and . _ - + @.
+func ValidName(what, s string) error {
 	if s == "" || len(s) > maxNameLen {
 		return fmt.Errorf("%s: must be 1..%d bytes", what, maxNameLen)
 	}

@@ -82,7 +82,7 @@ func Materialize(ctx context.Context, st *Store, sm *Signed, dest string, opt Ma
 		}
 	}
 	if err != nil {
-		if rerr := removeTree(tmp); rerr != nil {
+		if rerr := RemoveTree(tmp); rerr != nil {
 			opt.Log.Error("could not remove partial tree", "dir", tmp, "err", rerr)
 		}
 		return nil, fmt.Errorf("materialize %s: %w", sm.ID.Short(), err)
@@ -227,8 +227,9 @@ func sameFile(m *Manifest, e *Entry, pm *Manifest, pe *Entry) bool {
 	return true
 }
 
-// removeTree deletes a partial tree, first making its directories writable.
-func removeTree(dir string) error {
+// RemoveTree deletes a release tree, first making its directories writable
+// (materialized trees keep their modes, which may lack the write bit).
+func RemoveTree(dir string) error {
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			os.Chmod(p, 0o700)

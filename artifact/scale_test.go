@@ -13,7 +13,7 @@ import (
 func scratchDir(t *testing.T) string {
 	t.Helper()
 	if d, err := os.MkdirTemp("/dev/shm", "scatter-test-"); err == nil {
-		t.Cleanup(func() { removeTree(d) })
+		t.Cleanup(func() { RemoveTree(d) })
 		return d
 	}
 	return t.TempDir()

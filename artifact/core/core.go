@@ -73,3 +73,33 @@ func parseHash(dst []byte, s string) error {
 
 // HostID names a target host in the cluster (its gossip member name).
 type HostID string
+
+// MarshalText encodes the ID as hex, for JSON and logs.
+func (r ReleaseID) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText parses the hex form; the empty string is the zero ID.
+func (r *ReleaseID) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*r = ReleaseID{}
+		return nil
+	}
+	id, err := ParseReleaseID(string(b))
+	if err != nil {
+		return err
+	}
+	*r = id
+	return nil
+}
+
+// MarshalText encodes the ID as hex.
+func (c ChunkID) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText parses the hex form.
+func (c *ChunkID) UnmarshalText(b []byte) error {
+	id, err := ParseChunkID(string(b))
+	if err != nil {
+		return err
+	}
+	*c = id
+	return nil
+}

@@ -1,0 +1,123 @@
+package swarm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"scatter/artifact/core"
+)
+
+// handler serves release metadata to peers and stock clients:
+//
+//	GET /v1/repos/{repo}/releases/{id}/manifest        signed manifest envelope
+//	GET /v1/repos/{repo}/releases/{id}/torrent/{kind}  info bytes (kind: full, delta)
+//
+// Everything served is public and verifiable: manifests carry the deploy
+// key's signature, info bytes hash to the signed info hash.
+func (n *Node) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/manifest", func(w http.ResponseWriter, req *http.Request) {
+		r, id, ok := n.lookup(w, req)
+		if !ok {
+			return
+		}
+		sm, err := r.st.Manifest(id)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(sm.Encode())
+	})
+	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/torrent/{kind}", func(w http.ResponseWriter, req *http.Request) {
+		r, id, ok := n.lookup(w, req)
+		if !ok {
+			return
+		}
+		info, err := n.infoBytes(r, id, req.PathValue("kind"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(info)
+	})
+	return mux
+}
+
+func (n *Node) lookup(w http.ResponseWriter, req *http.Request) (*repo, core.ReleaseID, bool) {
+	id, err := core.ParseReleaseID(req.PathValue("id"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, id, false
+	}
+	n.mu.Lock()
+	r := n.repos[req.PathValue("repo")]
+	n.mu.Unlock()
+	if r == nil {
+		http.Error(w, "no such repo", http.StatusNotFound)
+		return nil, id, false
+	}
+	return r, id, true
+}
+
+func (n *Node) infoBytes(r *repo, id core.ReleaseID, kind string) ([]byte, error) {
+	if kind != Full.String() && kind != Delta.String() {
+		return nil, fmt.Errorf("unknown torrent kind %q", kind)
+	}
+	return os.ReadFile(filepath.Join(r.dir, "torrents", id.String()+"."+kind))
+}
+
+// get fetches http://addr/path, reading at most limit bytes.
+func (n *Node) get(addr, path string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(n.ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("%s: %s", resp.Status, msg)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, errors.New("response too large")
+	}
+	return b, nil
+}
+
+func randPerm(n int) []int { return rand.Perm(n) }
+
+// writeFileAtomic writes a small file through a temp file and a rename.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}

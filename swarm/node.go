@@ -1,0 +1,719 @@
+package swarm
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"scatter/artifact"
+	"scatter/artifact/core"
+)
+
+// Peer is another host, as membership knows it.
+type Peer struct {
+	Name   string
+	BT     string // peer-wire address, ip:port
+	HTTP   string // metadata address, ip:port
+	DC     string
+	Rack   string
+	Origin bool
+}
+
+// PeerSource lists the other live hosts. Peers is called before each fetch
+// and every few seconds during one; it must be cheap, must not block, and
+// must not include this host.
+type PeerSource interface {
+	Peers() []Peer
+}
+
+// Config configures a Node. The zero value of each optional field means its
+// default.
+type Config struct {
+	Name     string            // this host's name, for status and logs
+	DataDir  string            // <data>/<repo>/{packs,manifests,tmp,torrents,announcements,releases}
+	PubKey   ed25519.PublicKey // the trusted deploy key
+	Origin   bool              // serve the build store; do not materialize
+	Engine   EngineConfig
+	HTTPAddr string // metadata server, e.g. "127.0.0.5:0"
+	Keep     int    // releases kept per repo; default 5
+	Peers    PeerSource
+	// OnChange is called (without locks held) when the node's status or
+	// set of announcements changes. It must not block.
+	OnChange func()
+	Log      *slog.Logger
+	// StallAfter is how long a fetch may make no progress before status
+	// explains why; default 10 s.
+	StallAfter time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Keep <= 0 {
+		c.Keep = 5
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 10 * time.Second
+	}
+	if c.OnChange == nil {
+		c.OnChange = func() {}
+	}
+}
+
+// Validate checks the configuration without changing it.
+func (c Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("swarm: DataDir is required")
+	case len(c.PubKey) != ed25519.PublicKeySize:
+		return errors.New("swarm: a deploy public key is required")
+	case c.Peers == nil:
+		return errors.New("swarm: a PeerSource is required")
+	case c.HTTPAddr == "":
+		return errors.New("swarm: HTTPAddr is required")
+	}
+	return nil
+}
+
+// Node is one host's part of the swarm: its stores (one per repo), its
+// BitTorrent engine and its metadata server. It fetches every release
+// announced for any repo, verifies it, stages it under releases/<id>, and
+// seeds it to the others.
+type Node struct {
+	cfg  Config
+	e    *Engine
+	ln   net.Listener
+	srv  *http.Server
+	http *http.Client
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu    sync.Mutex
+	repos map[string]*repo
+	bad   map[string]bool // peer IPs banned for bad data, already reported
+}
+
+type repo struct {
+	name string
+	dir  string
+	st   *artifact.Store
+	rels map[core.ReleaseID]*release
+	wake chan struct{} // pokes the repo's fetch loop
+}
+
+// release is what a node knows about one announced release.
+type release struct {
+	ann     *Announcement
+	signed  []byte
+	state   string // queued, fetching, staged, seeding, failed
+	err     error
+	kind    Kind
+	total   int64       // bytes of the torrent fetched
+	x       *Transfer   // the fetch, while it runs
+	seeds   []*Transfer // torrents served once complete
+	started time.Time
+	done    time.Time
+	stuck   string
+}
+
+// NewNode opens the data directory, starts the engine and the metadata
+// server, and resumes the releases announced before a restart.
+func NewNode(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	if cfg.Engine.Log == nil {
+		cfg.Engine.Log = cfg.Log
+	}
+	e, err := NewEngine(cfg.Engine)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("swarm: metadata server: %w", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	n := &Node{
+		cfg: cfg, e: e, ln: ln, ctx: ctx, stop: stop,
+		http:  &http.Client{Timeout: 30 * time.Second},
+		repos: map[string]*repo{}, bad: map[string]bool{},
+	}
+	n.srv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Log.Error("metadata server stopped", "err", err)
+		}
+	}()
+	if err := n.resume(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// BTAddr and HTTPAddr are what membership advertises.
+func (n *Node) BTAddr() string   { return n.e.Addr() }
+func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
+
+// Engine exposes the engine, for counters.
+func (n *Node) Engine() *Engine { return n.e }
+
+// resume re-reads every repo's saved announcements.
+func (n *Node) resume() error {
+	entries, err := os.ReadDir(n.cfg.DataDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return os.MkdirAll(n.cfg.DataDir, 0o755)
+	}
+	if err != nil {
+		return fmt.Errorf("swarm: %w", err)
+	}
+	for _, de := range entries {
+		if !de.IsDir() || artifact.ValidName("repo", de.Name()) != nil {
+			continue
+		}
+		dir := filepath.Join(n.cfg.DataDir, de.Name(), "announcements")
+		names, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, f := range names {
+			b, err := os.ReadFile(filepath.Join(dir, f.Name()))
+			if err == nil {
+				_, err = n.Announce(b)
+			}
+			if err != nil {
+				n.cfg.Log.Warn("dropping saved announcement", "repo", de.Name(), "file", f.Name(), "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Announce takes a signed announcement from gossip, a peer's state or the
+// local publisher. It reports whether the release is new to this node; a
+// new release is queued for fetching. Anything that does not verify is
+// refused with an error and changes nothing.
+func (n *Node) Announce(signed []byte) (bool, error) {
+	a, err := OpenAnnouncement(signed, n.cfg.PubKey)
+	if err != nil {
+		return false, err
+	}
+	if err := artifact.ValidName("repo", a.Repo); err != nil {
+		return false, fmt.Errorf("%w: %v", ErrBadAnnouncement, err)
+	}
+	n.mu.Lock()
+	r, err := n.repoLocked(a.Repo)
+	if err != nil {
+		n.mu.Unlock()
+		return false, err
+	}
+	if _, ok := r.rels[a.Release]; ok {
+		n.mu.Unlock()
+		return false, nil
+	}
+	if n.retiredLocked(r, a) {
+		n.mu.Unlock()
+		return false, nil
+	}
+	r.rels[a.Release] = &release{ann: a, signed: signed, state: "queued"}
+	n.mu.Unlock()
+	path := filepath.Join(r.dir, "announcements", a.Release.String())
+	if err := writeFileAtomic(path, signed); err != nil {
+		return true, fmt.Errorf("save announcement: %w", err)
+	}
+	n.cfg.Log.Info("release announced", "repo", a.Repo, "release", a.Release, "version", a.Version)
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	n.cfg.OnChange()
+	return true, nil
+}
+
+// retiredLocked reports whether a is older than the newest Keep releases
+// the node already knows of: a late joiner needs only what is retained.
+func (n *Node) retiredLocked(r *repo, a *Announcement) bool {
+	newer := 0
+	for _, rel := range r.rels {
+		if rel.ann.Time.After(a.Time) {
+			newer++
+		}
+	}
+	return newer >= n.cfg.Keep
+}
+
+func (n *Node) repoLocked(name string) (*repo, error) {
+	if r, ok := n.repos[name]; ok {
+		return r, nil
+	}
+	dir := filepath.Join(n.cfg.DataDir, name)
+	for _, sub := range []string{"announcements", "torrents", "releases"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("swarm: repo %s: %w", name, err)
+		}
+	}
+	st, err := artifact.OpenStore(dir, n.cfg.Log.With("repo", name))
+	if err != nil {
+		return nil, err
+	}
+	r := &repo{name: name, dir: dir, st: st, rels: map[core.ReleaseID]*release{}, wake: make(chan struct{}, 1)}
+	n.repos[name] = r
+	n.wg.Add(1)
+	go n.fetchLoop(r)
+	return r, nil
+}
+
+// Announcements returns the signed announcements of the retained releases,
+// oldest first, for gossip state.
+func (n *Node) Announcements() [][]byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var rels []*release
+	for _, r := range n.repos {
+		for _, rel := range r.rels {
+			rels = append(rels, rel)
+		}
+	}
+	sort.Slice(rels, func(i, j int) bool { return rels[i].ann.Time.Before(rels[j].ann.Time) })
+	out := make([][]byte, len(rels))
+	for i, rel := range rels {
+		out[i] = rel.signed
+	}
+	return out
+}
+
+// fetchLoop fetches a repo's releases one at a time, oldest first, so each
+// can use the previous one as its delta base.
+func (n *Node) fetchLoop(r *repo) {
+	defer n.wg.Done()
+	for {
+		rel := n.nextQueued(r)
+		if rel == nil {
+			select {
+			case <-r.wake:
+				continue
+			case <-n.ctx.Done():
+				return
+			}
+		}
+		err := n.fetch(r, rel)
+		n.mu.Lock()
+		rel.x = nil
+		if err != nil {
+			rel.state, rel.err = "failed", err
+		} else {
+			rel.state, rel.err, rel.stuck = "staged", nil, ""
+		}
+		rel.done = time.Now()
+		n.mu.Unlock()
+		if err != nil {
+			if n.ctx.Err() != nil {
+				return
+			}
+			n.cfg.Log.Error("fetch failed", "repo", r.name, "release", rel.ann.Release, "err", err)
+			// Retry later: peers may come, a partition may heal.
+			go func() {
+				select {
+				case <-time.After(5 * time.Second):
+					n.mu.Lock()
+					if rel.state == "failed" {
+						rel.state = "queued"
+					}
+					n.mu.Unlock()
+					select {
+					case r.wake <- struct{}{}:
+					default:
+					}
+				case <-n.ctx.Done():
+				}
+			}()
+		} else {
+			n.collect(r)
+		}
+		n.cfg.OnChange()
+	}
+}
+
+func (n *Node) nextQueued(r *repo) *release {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var next *release
+	for _, rel := range r.rels {
+		if rel.state == "queued" && (next == nil || rel.ann.Time.Before(next.ann.Time)) {
+			next = rel
+		}
+	}
+	if next != nil {
+		next.state, next.started = "fetching", time.Now()
+	}
+	return next
+}
+
+// fetch gets, verifies, stages and starts seeding one release.
+func (n *Node) fetch(r *repo, rel *release) error {
+	a := rel.ann
+	// A local publisher may have added packs since the store was opened.
+	if err := r.st.Refresh(); err != nil {
+		return err
+	}
+	sm, err := n.manifest(r, a)
+	if err != nil {
+		return err
+	}
+	kind := Full
+	if !a.Parent.IsZero() && n.holds(r, a.Parent) {
+		kind = Delta
+	}
+	tor, err := n.torrent(r, a, sm, kind)
+	if err != nil {
+		return err
+	}
+	x, err := n.e.Add(r.st, tor.Layout, tor.Info)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	rel.x, rel.kind, rel.total = x, kind, tor.Layout.Length
+	n.mu.Unlock()
+	x.Download()
+	if err := n.wait(rel, x); err != nil {
+		x.Drop()
+		return err
+	}
+	seeds := []*Transfer{x}
+	// Serve the other torrent too, from the same chunks.
+	other := Full
+	if kind == Full {
+		other = Delta
+	}
+	if other == Full || !a.Parent.IsZero() {
+		if parentOK := other == Full || n.holds(r, a.Parent); parentOK {
+			if t2, err := n.torrent(r, a, sm, other); err != nil {
+				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
+			} else if x2, err := n.e.Add(r.st, t2.Layout, t2.Info); err == nil {
+				seeds = append(seeds, x2)
+			}
+		}
+	}
+	if !n.cfg.Origin {
+		if err := n.stage(r, sm); err != nil {
+			for _, s := range seeds {
+				s.Drop()
+			}
+			return err
+		}
+	}
+	n.mu.Lock()
+	rel.seeds = seeds
+	n.mu.Unlock()
+	n.cfg.Log.Info("release staged", "repo", r.name, "release", a.Release, "kind", kind)
+	return nil
+}
+
+// wait follows a transfer, adding peers as membership finds them and
+// noting why it stalls, until it completes.
+func (n *Node) wait(rel *release, x *Transfer) error {
+	done := make(chan error, 1)
+	go func() { done <- x.Wait(n.ctx) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last, lastProgress := int64(-1), time.Now()
+	for {
+		addrs := n.peerAddrs()
+		x.AddPeers(addrs)
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+		}
+		got, _ := x.Progress()
+		if got != last {
+			last, lastProgress = got, time.Now()
+			n.setStuck(rel, "")
+			continue
+		}
+		if time.Since(lastProgress) > n.cfg.StallAfter {
+			n.setStuck(rel, n.diagnose(x, len(addrs)))
+		}
+		n.reportBadPeers()
+	}
+}
+
+func (n *Node) setStuck(rel *release, why string) {
+	n.mu.Lock()
+	changed := rel.stuck != why
+	rel.stuck = why
+	n.mu.Unlock()
+	if changed {
+		if why != "" {
+			n.cfg.Log.Warn("fetch stalled", "release", rel.ann.Release, "why", why)
+		}
+		n.cfg.OnChange()
+	}
+}
+
+// diagnose says in words why a transfer makes no progress.
+func (n *Node) diagnose(x *Transfer, known int) string {
+	st := x.Stats()
+	var holding int
+	for _, pc := range x.t.PeerConns() {
+		if pc.Stats().RemotePieceCount > 0 {
+			holding++
+		}
+	}
+	bad := len(n.e.cl.BadPeerIPs())
+	switch {
+	case known == 0:
+		return "no peers: membership knows no other host"
+	case st.ActivePeers == 0 && bad > 0:
+		return fmt.Sprintf("no usable peers: %d banned for sending data that failed verification", bad)
+	case st.ActivePeers == 0:
+		return fmt.Sprintf("not connected to any of %d known peers", known)
+	case holding == 0:
+		return fmt.Sprintf("connected to %d peers, none holds any missing piece", st.ActivePeers)
+	case st.PiecesDirtiedBad.Int64() > 0:
+		return fmt.Sprintf("%d pieces failed verification", st.PiecesDirtiedBad.Int64())
+	default:
+		return fmt.Sprintf("%d peers hold pieces but none is sending: all choking or rate-limited", holding)
+	}
+}
+
+// reportBadPeers logs, once each, peers banned for failed piece hashes.
+func (n *Node) reportBadPeers() {
+	for _, ip := range n.e.cl.BadPeerIPs() {
+		n.mu.Lock()
+		seen := n.bad[ip]
+		n.bad[ip] = true
+		n.mu.Unlock()
+		if !seen {
+			n.cfg.Log.Error("peer sent data that failed verification; banned", "peer", n.peerName(ip), "ip", ip)
+			n.cfg.OnChange()
+		}
+	}
+}
+
+func (n *Node) peerName(ip string) string {
+	for _, p := range n.cfg.Peers.Peers() {
+		if h, _, err := net.SplitHostPort(p.BT); err == nil && h == ip {
+			return p.Name
+		}
+	}
+	return ip
+}
+
+func (n *Node) peerAddrs() []string {
+	var out []string
+	for _, p := range n.cfg.Peers.Peers() {
+		if p.BT != "" {
+			out = append(out, p.BT)
+		}
+	}
+	return out
+}
+
+// holds reports whether the store has the manifest and every chunk of id.
+func (n *Node) holds(r *repo, id core.ReleaseID) bool {
+	sm, err := r.st.Manifest(id)
+	if err != nil {
+		return false
+	}
+	for _, c := range sm.Manifest.Chunks {
+		if !r.st.HasChunk(c.ID) {
+			return false
+		}
+	}
+	return true
+}
+
+// manifest returns the release's manifest from the store or, failing that,
+// from a peer, verified by the deploy key and the release ID.
+func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Signed, error) {
+	if sm, err := r.st.Manifest(a.Release); err == nil {
+		return sm, sm.VerifiedBy(n.cfg.PubKey)
+	}
+	b, err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), 600<<20, func(b []byte) error {
+		sm, err := artifact.Open(b, n.cfg.PubKey)
+		if err != nil {
+			return err
+		}
+		if sm.ID != a.Release {
+			return fmt.Errorf("peer sent release %s", sm.ID.Short())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch manifest: %w", err)
+	}
+	sm, err := artifact.Open(b, n.cfg.PubKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.st.PutManifest(sm); err != nil {
+		return nil, err
+	}
+	return sm, nil
+}
+
+// torrent returns the release's torrent of the given kind from disk or a
+// peer, checked against the signed info hash.
+func (n *Node) torrent(r *repo, a *Announcement, sm *artifact.Signed, kind Kind) (*Torrent, error) {
+	want := a.Full
+	if kind == Delta {
+		want = a.Delta
+	}
+	path := filepath.Join(r.dir, "torrents", a.Release.String()+"."+kind.String())
+	info, err := os.ReadFile(path)
+	if err != nil || InfoHash(info) != want {
+		info, err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), 64<<20, func(b []byte) error {
+			if InfoHash(b) != want {
+				return errors.New("info hash does not match the announcement")
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s torrent: %w", kind, err)
+		}
+		if err := writeFileAtomic(path, info); err != nil {
+			return nil, err
+		}
+	}
+	l, err := ParseInfo(info, a.Release, sm.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	if l.Kind != kind {
+		return nil, fmt.Errorf("torrent is a %s layout, want %s", l.Kind, kind)
+	}
+	return &Torrent{Layout: l, Info: info}, nil
+}
+
+// fromPeers GETs path from peers in turn until one answers with bytes that
+// pass check.
+func (n *Node) fromPeers(path string, limit int64, check func([]byte) error) ([]byte, error) {
+	peers := n.cfg.Peers.Peers()
+	if len(peers) == 0 {
+		return nil, errors.New("no peers to ask")
+	}
+	var errs []string
+	for _, i := range randPerm(len(peers)) {
+		p := peers[i]
+		if p.HTTP == "" {
+			continue
+		}
+		b, err := n.get(p.HTTP, path, limit)
+		if err == nil {
+			err = check(b)
+		}
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, p.Name+": "+err.Error())
+	}
+	return nil, fmt.Errorf("no peer could serve %s: %s", path, strings.Join(errs, "; "))
+}
+
+// stage materializes the release under releases/<id>, reusing the newest
+// staged tree.
+func (n *Node) stage(r *repo, sm *artifact.Signed) error {
+	dest := filepath.Join(r.dir, "releases", sm.ID.String())
+	if _, err := os.Stat(dest); err == nil {
+		return nil
+	}
+	opt := artifact.MaterializeOptions{Log: n.cfg.Log}
+	if prev := n.newestStaged(r, sm.ID); prev != nil {
+		opt.Previous = prev
+	}
+	_, err := artifact.Materialize(n.ctx, r.st, sm, dest, opt)
+	return err
+}
+
+func (n *Node) newestStaged(r *repo, except core.ReleaseID) *artifact.Previous {
+	n.mu.Lock()
+	var best *release
+	for id, rel := range r.rels {
+		if id != except && (rel.state == "staged") && (best == nil || rel.ann.Time.After(best.ann.Time)) {
+			best = rel
+		}
+	}
+	n.mu.Unlock()
+	if best == nil {
+		return nil
+	}
+	sm, err := r.st.Manifest(best.ann.Release)
+	if err != nil {
+		return nil
+	}
+	return &artifact.Previous{Manifest: sm.Manifest, Dir: filepath.Join(r.dir, "releases", best.ann.Release.String())}
+}
+
+// collect keeps the newest Keep releases of the repo and removes the rest:
+// their torrents, trees, announcements, and chunks no kept release uses.
+func (n *Node) collect(r *repo) {
+	n.mu.Lock()
+	var rels []*release
+	for _, rel := range r.rels {
+		rels = append(rels, rel)
+	}
+	sort.Slice(rels, func(i, j int) bool { return rels[i].ann.Time.After(rels[j].ann.Time) })
+	var drop []*release
+	for i, rel := range rels {
+		if i >= n.cfg.Keep && rel.state != "fetching" {
+			drop = append(drop, rel)
+			delete(r.rels, rel.ann.Release)
+		}
+	}
+	n.mu.Unlock()
+	if len(drop) == 0 {
+		return
+	}
+	for _, rel := range drop {
+		for _, s := range rel.seeds {
+			s.Drop()
+		}
+		id := rel.ann.Release.String()
+		os.Remove(filepath.Join(r.dir, "announcements", id))
+		os.Remove(filepath.Join(r.dir, "torrents", id+".full"))
+		os.Remove(filepath.Join(r.dir, "torrents", id+".delta"))
+		if err := artifact.RemoveTree(filepath.Join(r.dir, "releases", id)); err != nil {
+			n.cfg.Log.Warn("remove old release tree", "release", id, "err", err)
+		}
+	}
+	res, err := r.st.GC(artifact.GCOptions{Keep: n.cfg.Keep})
+	if err != nil {
+		n.cfg.Log.Warn("gc", "repo", r.name, "err", err)
+		return
+	}
+	n.cfg.Log.Info("collected old releases", "repo", r.name, "releases", len(drop), "freed_bytes", res.FreedBytes)
+}
+
+// Close stops fetching and serving.
+func (n *Node) Close() error {
+	n.stop()
+	n.srv.Close()
+	err := n.e.Close()
+	n.wg.Wait()
+	n.mu.Lock()
+	for _, r := range n.repos {
+		r.st.Close()
+	}
+	n.mu.Unlock()
+	return err
+}

@@ -1,0 +1,110 @@
+package swarm
+
+import (
+	"net"
+	"net/netip"
+	"sort"
+
+	"scatter/artifact/core"
+)
+
+// Status is what a node reports about itself: through gossip to the
+// cluster, and to `scatter status`.
+type Status struct {
+	Name               string       `json:"name"`
+	Origin             bool         `json:"origin,omitempty"`
+	Repos              []RepoStatus `json:"repos"`
+	ReceivedFromOrigin int64        `json:"received_from_origin"` // useful piece bytes
+	ReceivedFromPeers  int64        `json:"received_from_peers"`
+	Uploaded           int64        `json:"uploaded"`
+	BadPeers           []string     `json:"bad_peers,omitempty"` // banned for data that failed verification
+}
+
+// RepoStatus lists a repo's releases, newest first.
+type RepoStatus struct {
+	Repo     string          `json:"repo"`
+	Releases []ReleaseStatus `json:"releases"`
+}
+
+// ReleaseStatus is one release on one host.
+type ReleaseStatus struct {
+	Release core.ReleaseID `json:"release"`
+	Version string         `json:"version"`
+	State   string         `json:"state"` // queued, fetching, staged, failed
+	Kind    string         `json:"kind,omitempty"`
+	Done    int64          `json:"done,omitempty"` // bytes of the torrent complete
+	Total   int64          `json:"total,omitempty"`
+	Peers   int            `json:"peers,omitempty"` // connected peers while fetching
+	Stuck   string         `json:"stuck,omitempty"` // why a fetch makes no progress
+	Error   string         `json:"error,omitempty"`
+	Seconds float64        `json:"seconds,omitempty"` // fetch time, once staged
+}
+
+// Status reports the node's releases and counters.
+func (n *Node) Status() Status {
+	s := Status{Name: n.cfg.Name, Origin: n.cfg.Origin, Uploaded: n.e.Uploaded()}
+	origins := map[netip.Addr]bool{}
+	for _, p := range n.cfg.Peers.Peers() {
+		if h, _, err := net.SplitHostPort(p.BT); err == nil && p.Origin {
+			if a, err := netip.ParseAddr(h); err == nil {
+				origins[a] = true
+			}
+		}
+	}
+	for ip, b := range n.e.ReceivedFrom() {
+		if origins[ip] {
+			s.ReceivedFromOrigin += b
+		} else {
+			s.ReceivedFromPeers += b
+		}
+	}
+	n.mu.Lock()
+	for ip := range n.bad {
+		s.BadPeers = append(s.BadPeers, ip)
+	}
+	for _, r := range n.repos {
+		rs := RepoStatus{Repo: r.name}
+		for _, rel := range r.rels {
+			x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck}
+			if rel.state != "queued" {
+				x.Kind = rel.kind.String()
+			}
+			if rel.err != nil {
+				x.Error = rel.err.Error()
+			}
+			x.Total = rel.total
+			if rel.state == "staged" {
+				x.Done = rel.total
+			}
+			if rel.x != nil {
+				x.Done, x.Total = rel.x.Progress()
+				x.Peers = rel.x.Stats().ActivePeers
+			}
+			if rel.state == "staged" {
+				x.Seconds = rel.done.Sub(rel.started).Seconds()
+			}
+			rs.Releases = append(rs.Releases, x)
+		}
+		sort.Slice(rs.Releases, func(i, j int) bool {
+			return r.rels[rs.Releases[i].Release].ann.Time.After(r.rels[rs.Releases[j].Release].ann.Time)
+		})
+		s.Repos = append(s.Repos, rs)
+	}
+	n.mu.Unlock()
+	sort.Slice(s.Repos, func(i, j int) bool { return s.Repos[i].Repo < s.Repos[j].Repo })
+	sort.Strings(s.BadPeers)
+	return s
+}
+
+// Staged reports whether the release is staged (or, on the origin, seeded).
+func (n *Node) Staged(repo string, id core.ReleaseID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := n.repos[repo]
+	if r == nil {
+		return false
+	}
+	rel := r.rels[id]
+	return rel != nil && rel.state == "staged"
+}
+
