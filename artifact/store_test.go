@@ -3,8 +3,8 @@ package artifact
 import (
 	"context"
 	crand "crypto/rand"
-	"fmt"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"

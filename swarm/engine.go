@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
+	"github.com/anacrolix/torrent/types"
 	"golang.org/x/time/rate"
 
 	"scatter/artifact"
@@ -176,8 +178,24 @@ func (x *Transfer) AddPeers(addrs []string) {
 	x.t.AddPeers(pi)
 }
 
-// Download asks for every piece the store does not already cover.
-func (x *Transfer) Download() { x.t.DownloadAll() }
+// Download asks for every piece the store does not already cover. peers is
+// about how many hosts fetch the same torrent at once: each host first asks
+// for its own random window of 1/(peers+1) of the pieces, so that early
+// requests to the origin differ between hosts. anacrolix orders equally rare
+// pieces by index, so without this every host would ask the origin for
+// piece 0 first and the origin would send the same pieces many times.
+func (x *Transfer) Download(peers int) {
+	x.t.DownloadAll()
+	n := x.t.NumPieces()
+	if n == 0 || peers < 1 {
+		return
+	}
+	w := max(1, n/(peers+1))
+	start := rand.IntN(n)
+	for i := range w {
+		x.t.Piece((start + i) % n).SetPriority(types.PiecePriorityHigh)
+	}
+}
 
 // Wait blocks until every piece is complete and every chunk is in the store.
 func (x *Transfer) Wait(ctx context.Context) error {
@@ -198,6 +216,15 @@ func (x *Transfer) Progress() (done, total int64) {
 
 // Stats returns anacrolix's counters for this torrent.
 func (x *Transfer) Stats() torrent.TorrentStats { return x.t.Stats() }
+
+// SetUpload allows or stops uploads of this torrent.
+func (x *Transfer) SetUpload(allow bool) {
+	if allow {
+		x.t.AllowDataUpload()
+	} else {
+		x.t.DisallowDataUpload()
+	}
+}
 
 // Drop stops the transfer.
 func (x *Transfer) Drop() { x.t.Drop() }

@@ -28,6 +28,9 @@ type Peer struct {
 	DC     string
 	Rack   string
 	Origin bool
+	// Holds lists the releases whose every chunk the peer holds (from its
+	// gossip state).
+	Holds []core.ReleaseID
 }
 
 // PeerSource lists the other live hosts. Peers is called before each fetch
@@ -55,6 +58,10 @@ type Config struct {
 	// StallAfter is how long a fetch may make no progress before status
 	// explains why; default 10 s.
 	StallAfter time.Duration
+	// OffloadAfter is how many hosts must have staged a release before the
+	// origin stops uploading it, leaving the rest of the fan-out to the
+	// hosts; it resumes if fewer remain. Default 2; negative: never stop.
+	OffloadAfter int
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +76,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OnChange == nil {
 		c.OnChange = func() {}
+	}
+	if c.OffloadAfter == 0 {
+		c.OffloadAfter = 2
 	}
 }
 
@@ -127,6 +137,10 @@ type release struct {
 	started time.Time
 	done    time.Time
 	stuck   string
+	// offloaded: the origin has stopped uploading this release.
+	offloaded bool
+	// held: every chunk is in the store (set before staging finishes).
+	held bool
 }
 
 // NewNode opens the data directory, starts the engine and the metadata
@@ -166,7 +180,54 @@ func NewNode(cfg Config) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
+	if cfg.Origin && cfg.OffloadAfter > 0 {
+		n.wg.Add(1)
+		go n.offloadLoop()
+	}
 	return n, nil
+}
+
+// offloadLoop stops the origin uploading a release once enough hosts hold
+// it: the origin's uplink is the one every host would otherwise share, and
+// from then on the hosts serve each other. If hosts holding it leave, the
+// origin serves again.
+func (n *Node) offloadLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		holders := map[core.ReleaseID]int{}
+		for _, p := range n.cfg.Peers.Peers() {
+			if p.Origin {
+				continue
+			}
+			for _, id := range p.Holds {
+				holders[id]++
+			}
+		}
+		n.mu.Lock()
+		for _, r := range n.repos {
+			for id, rel := range r.rels {
+				off := holders[id] >= n.cfg.OffloadAfter
+				if off == rel.offloaded || len(rel.seeds) == 0 && rel.x == nil {
+					continue
+				}
+				rel.offloaded = off
+				for _, x := range append(rel.seeds, rel.x) {
+					if x != nil {
+						x.SetUpload(!off)
+					}
+				}
+				n.cfg.Log.Info("origin upload", "release", id, "hosts_holding", holders[id], "serving", !off)
+			}
+		}
+		n.mu.Unlock()
+	}
 }
 
 // BTAddr and HTTPAddr are what membership advertises.
@@ -393,11 +454,15 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	n.mu.Lock()
 	rel.x, rel.kind, rel.total = x, kind, tor.Layout.Length
 	n.mu.Unlock()
-	x.Download()
+	x.Download(len(n.peerAddrs()))
 	if err := n.wait(rel, x); err != nil {
 		x.Drop()
 		return err
 	}
+	n.mu.Lock()
+	rel.held = true
+	n.mu.Unlock()
+	n.cfg.OnChange()
 	seeds := []*Transfer{x}
 	// Serve the other torrent too, from the same chunks.
 	other := Full

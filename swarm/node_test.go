@@ -33,7 +33,9 @@ type cluster struct {
 
 func (p *staticPeers) Peers() []Peer { return nil }
 
-func (c *cluster) peersOf(self string) PeerSource { return peerFunc(func() []Peer { return c.peers(self) }) }
+func (c *cluster) peersOf(self string) PeerSource {
+	return peerFunc(func() []Peer { return c.peers(self) })
+}
 
 type peerFunc func() []Peer
 
@@ -45,7 +47,7 @@ func (c *cluster) peers(self string) []Peer {
 	var out []Peer
 	for name, n := range c.nodes {
 		if name != self {
-			out = append(out, Peer{Name: name, BT: n.BTAddr(), HTTP: n.HTTPAddr(), Origin: n == c.origin})
+			out = append(out, Peer{Name: name, BT: n.BTAddr(), HTTP: n.HTTPAddr(), Origin: n == c.origin, Holds: n.HeldReleases()})
 		}
 	}
 	return out

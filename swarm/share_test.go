@@ -1,98 +1,59 @@
 package swarm
 
 import (
-	"context"
-	"fmt"
-	"sync"
+	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
-	"scatter/artifact"
+	"scatter/bench"
 )
 
-// Property 1: with every host capped at the same upload rate, hosts get most
-// of the release from each other: the origin uploads at most 1.5 copies.
+// Property 1: with every host, the origin included, capped at the same
+// upload rate U, every host ends with a byte-identical release and the
+// origin uploads at most 1.5 copies: the rest comes from peers.
 func TestPeersShare(t *testing.T) {
 	n := 20
 	if testing.Short() {
 		n = 8
 	}
-	origin := openStore(t)
-	r1, _ := buildReleases(t, origin, 8<<20)
-	full, err := MakeTorrent(origin, r1.sm, nil, Full)
-	if err != nil {
-		t.Fatal(err)
+	const S = 3 << 20 // about the compressed size of the 8 MiB tree below
+	U := int64(S / 2) // S/U = 2 s
+	c := newCluster(t)
+	origin := c.start("origin", 70, true, U)
+	names := hostNames(n)
+	for i, name := range names {
+		c.start(name, 71+i, false, U)
 	}
-	S := full.Layout.Length
-	U := S / 2 // per-host upload: S/U = 2 s
-	oe, err := NewEngine(EngineConfig{ListenAddr: "127.0.0.30:0", UploadRate: U})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer oe.Close()
-	if _, err := oe.Add(origin, full.Layout, full.Info); err != nil {
-		t.Fatal(err)
-	}
-	type host struct {
-		e  *Engine
-		st *artifact.Store
-		x  *Transfer
-	}
-	hosts := make([]host, n)
-	addrs := []string{oe.Addr()}
-	for i := range hosts {
-		e, err := NewEngine(EngineConfig{ListenAddr: fmt.Sprintf("127.0.0.%d:0", 31+i), UploadRate: U})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer e.Close()
-		st := openStore(t)
-		if err := st.PutManifest(r1.sm); err != nil {
-			t.Fatal(err)
-		}
-		hosts[i] = host{e: e, st: st}
-		addrs = append(addrs, e.Addr())
-	}
+	src := genTree(t, 8<<20, false)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	times := make([]time.Duration, n)
-	for i := range hosts {
-		x, err := hosts[i].e.Add(hosts[i].st, full.Layout, full.Info)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hosts[i].x = x
-		x.AddPeers(addrs)
-		x.Download()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = x.Wait(ctx)
-			times[i] = time.Since(start)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("host %d: %v", i, err)
+	sm, _ := c.publish(src, "1")
+	c.waitStaged(sm, names, 120*time.Second)
+	elapsed := time.Since(start)
+
+	size := origin.Status().Repos[0].Releases[0].Total
+	up := origin.Engine().Uploaded()
+	var fromOrigin, fromPeers int64
+	var secs []float64
+	for _, name := range names {
+		s := c.nodes[name].Status()
+		fromOrigin += s.ReceivedFromOrigin
+		fromPeers += s.ReceivedFromPeers
+		secs = append(secs, s.Repos[0].Releases[0].Seconds)
+		tree := filepath.Join(c.dirs[name], "mw", "releases", sm.ID.String())
+		if same, err := bench.SameTree(src, tree); err != nil || !same {
+			t.Fatalf("%s: staged tree differs from the source (%v)", name, err)
 		}
 	}
-	for i := range hosts {
-		if problems, err := artifact.Verify(context.Background(), hosts[i].st, r1.sm.Manifest); err != nil || len(problems) > 0 {
-			t.Fatalf("host %d: %v %v", i, problems, err)
-		}
+	sort.Float64s(secs)
+	su := float64(size) / float64(U)
+	t.Logf("%d hosts, S=%d B, S/U=%.2fs: origin uploaded %.2f S; hosts got %.2f S from the origin, %.2f S from peers; median %.2f S/U, last %.2f S/U (%.1fs overall)",
+		n, size, su, float64(up)/float64(size), float64(fromOrigin)/float64(size), float64(fromPeers)/float64(size),
+		secs[len(secs)/2]/su, secs[len(secs)-1]/su, elapsed.Seconds())
+	if float64(up) > 1.5*float64(size) {
+		t.Fatalf("origin uploaded %.2f copies, want at most 1.5", float64(up)/float64(size))
 	}
-	last := time.Duration(0)
-	for _, d := range times {
-		last = max(last, d)
-	}
-	up := oe.Uploaded()
-	t.Logf("%d hosts, S=%d, S/U=%.1fs: origin uploaded %.2f S; last host %.1fs (%.2f S/U)",
-		n, S, float64(S)/float64(U), float64(up)/float64(S), last.Seconds(), last.Seconds()*float64(U)/float64(S))
-	if float64(up) > 1.5*float64(S) {
-		t.Fatalf("origin uploaded %.2f copies, want at most 1.5", float64(up)/float64(S))
+	if fromPeers < int64(n-2)*size/2 {
+		t.Fatalf("hosts received only %d bytes from peers", fromPeers)
 	}
 }

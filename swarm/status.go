@@ -38,6 +38,8 @@ type ReleaseStatus struct {
 	Stuck   string         `json:"stuck,omitempty"` // why a fetch makes no progress
 	Error   string         `json:"error,omitempty"`
 	Seconds float64        `json:"seconds,omitempty"` // fetch time, once staged
+	// Offloaded: on the origin, uploads stopped because enough hosts hold it.
+	Offloaded bool `json:"offloaded,omitempty"`
 }
 
 // Status reports the node's releases and counters.
@@ -65,7 +67,7 @@ func (n *Node) Status() Status {
 	for _, r := range n.repos {
 		rs := RepoStatus{Repo: r.name}
 		for _, rel := range r.rels {
-			x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck}
+			x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck, Offloaded: rel.offloaded}
 			if rel.state != "queued" {
 				x.Kind = rel.kind.String()
 			}
@@ -108,3 +110,18 @@ func (n *Node) Staged(repo string, id core.ReleaseID) bool {
 	return rel != nil && rel.state == "staged"
 }
 
+// HeldReleases lists the releases whose every chunk this node holds, for
+// gossip state.
+func (n *Node) HeldReleases() []core.ReleaseID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []core.ReleaseID
+	for _, r := range n.repos {
+		for id, rel := range r.rels {
+			if rel.held {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}

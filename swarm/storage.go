@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent/metainfo"
@@ -39,8 +38,8 @@ type chunkStorage struct {
 	done     []bool   // pieces marked complete this session
 	w        *artifact.Writer
 	pending  int64 // bytes in w not yet flushed
-	lastSync time.Time
 	closed   bool
+	finished bool // every chunk stored, staging file removed
 }
 
 // flushEvery bounds what a crash can lose: chunks written to the store but
@@ -71,6 +70,10 @@ func (s *chunkStorage) partialPath() string {
 func (s *chunkStorage) partialFile() (*os.File, error) {
 	if s.partial != nil {
 		return s.partial, nil
+	}
+	if s.closed || s.finished {
+		// A read racing with finish: the chunk is in the store now.
+		return nil, errors.New("staging file already removed")
 	}
 	f, err := os.OpenFile(s.partialPath(), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -121,6 +124,7 @@ func (s *chunkStorage) finish() error {
 		s.partial.Close()
 		s.partial = nil
 	}
+	s.finished = true
 	if err := os.Remove(s.partialPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -164,19 +168,8 @@ func (p *chunkPiece) ReadAt(b []byte, off int64) (int, error) {
 		from := max(abs, c.Off)
 		to := min(abs+want, c.Off+c.CSize)
 		dst := b[from-abs : to-abs]
-		z, err := p.s.st.ReadCompressedChunk(c.ID)
-		if err == nil {
-			copy(dst, z[from-c.Off:to-c.Off])
-		} else {
-			p.s.mu.Lock()
-			f, ferr := p.s.partialFile()
-			if ferr == nil {
-				_, ferr = f.ReadAt(dst, from)
-			}
-			p.s.mu.Unlock()
-			if ferr != nil {
-				return int(read), fmt.Errorf("read piece %d: %w", p.index, ferr)
-			}
+		if err := p.s.readSpan(c, dst, from); err != nil {
+			return int(read), fmt.Errorf("read piece %d: %w", p.index, err)
 		}
 		read += to - from
 	}
@@ -184,6 +177,34 @@ func (p *chunkPiece) ReadAt(b []byte, off int64) (int, error) {
 		return int(read), io.EOF
 	}
 	return int(read), nil
+}
+
+// readSpan reads the part of chunk c at torrent offset from into dst: from
+// the store if it holds the chunk, else from the staging file.
+func (s *chunkStorage) readSpan(c Span, dst []byte, from int64) error {
+	for range 2 {
+		if z, err := s.st.ReadCompressedChunk(c.ID); err == nil {
+			copy(dst, z[from-c.Off:])
+			return nil
+		}
+		s.mu.Lock()
+		f, err := s.partialFile()
+		if err == nil {
+			_, err = f.ReadAt(dst, from)
+		}
+		s.mu.Unlock()
+		if err == nil || !s.finishedNow() {
+			return err
+		}
+		// finish ran between the two reads: the store has it now.
+	}
+	return fmt.Errorf("chunk %s: neither stored nor staged", c.ID.Short())
+}
+
+func (s *chunkStorage) finishedNow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.finished
 }
 
 func (p *chunkPiece) WriteAt(b []byte, off int64) (int, error) {
