@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 //
 //	GET /v1/repos/{repo}/releases/{id}/manifest        signed manifest envelope
 //	GET /v1/repos/{repo}/releases/{id}/torrent/{kind}  info bytes (kind: full, delta)
+//	GET /v1/status                                     this node's Status, as JSON
 //
 // Everything served is public and verifiable: manifests carry the deploy
 // key's signature, info bytes hash to the signed info hash.
@@ -46,6 +48,10 @@ func (n *Node) handler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(info)
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(n.Status())
 	})
 	return mux
 }
