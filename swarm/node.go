@@ -506,6 +506,7 @@ func (n *Node) wait(rel *release, x *Transfer) error {
 		x.AddPeers(addrs)
 		select {
 		case err := <-done:
+			n.reportBadPeers()
 			return err
 		case <-tick.C:
 		}

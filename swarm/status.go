@@ -44,6 +44,7 @@ type ReleaseStatus struct {
 
 // Status reports the node's releases and counters.
 func (n *Node) Status() Status {
+	n.reportBadPeers()
 	s := Status{Name: n.cfg.Name, Origin: n.cfg.Origin, Uploaded: n.e.Uploaded()}
 	origins := map[netip.Addr]bool{}
 	for _, p := range n.cfg.Peers.Peers() {
