@@ -60,6 +60,12 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 		}
 	}
 	s := &Store{dir: dir, log: log, index: map[core.ChunkID]chunkLoc{}, packs: map[string]*packFile{}}
+	// With no writer alive anywhere, whatever is in tmp/ is a crashed
+	// writer's; clear it now rather than wait for gc.
+	if unlock, err := s.lock(true); err == nil {
+		s.clearTemp()
+		unlock()
+	}
 	if err := s.loadPacks(); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

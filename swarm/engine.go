@@ -152,9 +152,10 @@ type Transfer struct {
 }
 
 // Add starts serving (and, with Download, fetching) a release layout whose
-// info bytes the caller has checked against the signed info hash.
-func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte) (*Transfer, error) {
-	cs := newChunkStorage(store, l, e.log)
+// info bytes the caller has checked against the signed info hash. Blocks
+// not yet verified are staged in files under partialDir.
+func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, partialDir string) (*Transfer, error) {
+	cs := newChunkStorage(store, l, partialDir, e.log)
 	t, isNew := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  InfoHash(info),
 		InfoBytes: info,

@@ -447,7 +447,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	if err != nil {
 		return err
 	}
-	x, err := n.e.Add(r.st, tor.Layout, tor.Info)
+	x, err := n.e.Add(r.st, tor.Layout, tor.Info, filepath.Join(r.dir, "partial"))
 	if err != nil {
 		return err
 	}
@@ -473,7 +473,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 		if parentOK := other == Full || n.holds(r, a.Parent); parentOK {
 			if t2, err := n.torrent(r, a, sm, other); err != nil {
 				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
-			} else if x2, err := n.e.Add(r.st, t2.Layout, t2.Info); err == nil {
+			} else if x2, err := n.e.Add(r.st, t2.Layout, t2.Info, filepath.Join(r.dir, "partial")); err == nil {
 				seeds = append(seeds, x2)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent/metainfo"
@@ -24,6 +25,12 @@ import (
 // skips what it has. Incoming blocks are staged in a sparse partial file;
 // once a chunk's pieces have passed their SHA-1 check, its frame is checked
 // again by SHA-256 against its chunk ID and only then added to the store.
+//
+// A chunk is stored only when every piece it overlaps is done, so after a
+// crash most pieces would look incomplete (a neighbour is missing) although
+// their bytes sit in the partial file. A done-map beside it, one byte per
+// piece, remembers them; after a restart those pieces are hash-checked
+// again (Completion Ok=false) rather than fetched again.
 type chunkStorage struct {
 	st     *artifact.Store
 	layout *Layout
@@ -33,21 +40,35 @@ type chunkStorage struct {
 	// onBad is told when a piece passed SHA-1 but a chunk failed SHA-256.
 	onBad func(chunk core.ChunkID, err error)
 
+	dir      string // where the partial and done-map files live
 	mu       sync.Mutex
 	partial  *os.File // lazily created staging file
+	doneMap  *os.File // one byte per piece: 1 once marked complete
 	done     []bool   // pieces marked complete this session
+	recheck  []bool   // pieces marked complete before a restart
 	w        *artifact.Writer
 	pending  int64 // bytes in w not yet flushed
+	flushed  time.Time
 	closed   bool
 	finished bool // every chunk stored, staging file removed
 }
 
-// flushEvery bounds what a crash can lose: chunks written to the store but
-// not yet in a complete pack are fetched again after a restart.
-const flushEvery = 4 << 20
+// flushEvery and flushAfter bound what a crash can lose: chunks written to
+// the store but not yet in a complete pack are fetched again after a
+// restart, so a pack is completed every 4 MiB or every second.
+const (
+	flushEvery = 4 << 20
+	flushAfter = time.Second
+)
 
-func newChunkStorage(st *artifact.Store, l *Layout, log *slog.Logger) *chunkStorage {
-	return &chunkStorage{st: st, layout: l, log: log, done: make([]bool, l.Pieces())}
+func newChunkStorage(st *artifact.Store, l *Layout, dir string, log *slog.Logger) *chunkStorage {
+	s := &chunkStorage{st: st, layout: l, dir: dir, log: log, done: make([]bool, l.Pieces()), recheck: make([]bool, l.Pieces()), flushed: time.Now()}
+	if b, err := os.ReadFile(s.path("done")); err == nil {
+		for i := range min(len(b), len(s.recheck)) {
+			s.recheck[i] = b[i] == 1
+		}
+	}
+	return s
 }
 
 // OpenTorrent implements storage.ClientImpl for the one torrent it was made for.
@@ -63,8 +84,8 @@ func (s *chunkStorage) OpenTorrent(_ context.Context, info *metainfo.Info, _ met
 	}, nil
 }
 
-func (s *chunkStorage) partialPath() string {
-	return filepath.Join(s.st.Dir(), "tmp", fmt.Sprintf("partial-%s.%s", s.layout.Release, s.layout.Kind))
+func (s *chunkStorage) path(suffix string) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%s.%s.%s", s.layout.Release, s.layout.Kind, suffix))
 }
 
 func (s *chunkStorage) partialFile() (*os.File, error) {
@@ -75,12 +96,28 @@ func (s *chunkStorage) partialFile() (*os.File, error) {
 		// A read racing with finish: the chunk is in the store now.
 		return nil, errors.New("staging file already removed")
 	}
-	f, err := os.OpenFile(s.partialPath(), os.O_RDWR|os.O_CREATE, 0o600)
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(s.path("partial"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	s.partial = f
+	d, err := os.OpenFile(s.path("done"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	s.partial, s.doneMap = f, d
 	return f, nil
+}
+
+func (s *chunkStorage) closeFilesLocked() {
+	if s.partial != nil {
+		s.partial.Close()
+		s.doneMap.Close()
+		s.partial, s.doneMap = nil, nil
+	}
 }
 
 // flushLocked completes the pack being written, making its chunks durable.
@@ -89,7 +126,7 @@ func (s *chunkStorage) flushLocked() error {
 		return nil
 	}
 	err := s.w.Close()
-	s.w, s.pending = nil, 0
+	s.w, s.pending, s.flushed = nil, 0, time.Now()
 	return err
 }
 
@@ -101,10 +138,7 @@ func (s *chunkStorage) close() error {
 	}
 	s.closed = true
 	err := s.flushLocked()
-	if s.partial != nil {
-		s.partial.Close()
-		s.partial = nil
-	}
+	s.closeFilesLocked()
 	return err
 }
 
@@ -120,13 +154,12 @@ func (s *chunkStorage) finish() error {
 			return fmt.Errorf("chunk %s not stored", c.ID.Short())
 		}
 	}
-	if s.partial != nil {
-		s.partial.Close()
-		s.partial = nil
-	}
+	s.closeFilesLocked()
 	s.finished = true
-	if err := os.Remove(s.partialPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	for _, suffix := range []string{"partial", "done"} {
+		if err := os.Remove(s.path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }
@@ -142,14 +175,15 @@ var _ storage.PieceImpl = (*chunkPiece)(nil)
 
 func (p *chunkPiece) Completion() storage.Completion {
 	p.s.mu.Lock()
-	done := p.s.done[p.index]
+	done, recheck := p.s.done[p.index], p.s.recheck[p.index]
 	p.s.mu.Unlock()
 	if done {
 		return storage.Completion{Ok: true, Complete: true}
 	}
 	for _, c := range p.s.layout.overlapping(p.off, p.n) {
 		if !p.s.st.HasChunk(c.ID) {
-			return storage.Completion{Ok: true, Complete: false}
+			// Done before a restart: unknown until anacrolix rehashes it.
+			return storage.Completion{Ok: !recheck, Complete: false}
 		}
 	}
 	return storage.Completion{Ok: true, Complete: true}
@@ -224,6 +258,12 @@ func (p *chunkPiece) MarkComplete() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.done[p.index] = true
+	if _, err := s.partialFile(); err != nil {
+		return err
+	}
+	if _, err := s.doneMap.WriteAt([]byte{1}, int64(p.index)); err != nil {
+		return err
+	}
 	for _, c := range s.layout.overlapping(p.off, p.n) {
 		if s.st.HasChunk(c.ID) || !s.allDoneLocked(c) {
 			continue
@@ -255,7 +295,7 @@ func (p *chunkPiece) MarkComplete() error {
 			s.onChunk(int64(n))
 		}
 	}
-	if s.pending >= flushEvery {
+	if s.pending >= flushEvery || time.Since(s.flushed) > flushAfter {
 		return s.flushLocked()
 	}
 	return nil
@@ -272,8 +312,14 @@ func (s *chunkStorage) allDoneLocked(c Span) bool {
 }
 
 func (p *chunkPiece) MarkNotComplete() error {
-	p.s.mu.Lock()
-	p.s.done[p.index] = false
-	p.s.mu.Unlock()
+	s := p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done[p.index], s.recheck[p.index] = false, false
+	if s.doneMap != nil {
+		if _, err := s.doneMap.WriteAt([]byte{0}, int64(p.index)); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"scatter/artifact"
+	"scatter/artifact/keys"
+	"scatter/orchestrate/host"
+	"scatter/swarm"
+)
+
+func seedCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "seed",
+		Usage:     "run the daemon: join the cluster, fetch and stage every announced release, serve peers",
+		ArgsUsage: " ",
+		Description: "Runs on every target host (and, with --origin, on the deploy host, where it serves\n" +
+			"the build store). It joins the gossip cluster through --join, fetches each release\n" +
+			"announced for any repo from all peers that hold it, verifies it and stages it under\n" +
+			"DATA/<repo>/releases/<id>/. Stops cleanly on SIGINT or SIGTERM.\n\n" +
+			"All services bind to --bind: gossip (--gossip-port, TCP and UDP), the BitTorrent peer\n" +
+			"wire (--bt-port) and the metadata server (--http-port). Run it as an unprivileged user.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Required: true, Usage: "data directory"},
+			&cli.StringFlag{Name: "pubkey", Required: true, Usage: "trusted deploy public key (.pub)"},
+			&cli.StringFlag{Name: "name", Usage: "host name in the cluster (default: the system host name)"},
+			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address for all services"},
+			&cli.IntFlag{Name: "gossip-port", Value: 7946, Usage: "gossip port (0: any)"},
+			&cli.IntFlag{Name: "bt-port", Value: 6881, Usage: "BitTorrent peer-wire port (0: any)"},
+			&cli.IntFlag{Name: "http-port", Value: 7947, Usage: "metadata server port (0: any)"},
+			&cli.StringSliceFlag{Name: "join", Usage: "gossip address HOST:PORT of a member to join through (repeatable)"},
+			&cli.StringFlag{Name: "cluster-key", Usage: "file with the base64 gossip encryption key (16, 24 or 32 bytes)"},
+			&cli.StringFlag{Name: "label", Value: "scatter", Usage: "cluster label: clusters with different labels ignore each other"},
+			&cli.StringFlag{Name: "dc", Usage: "datacenter label"},
+			&cli.StringFlag{Name: "rack", Usage: "rack label"},
+			&cli.StringFlag{Name: "upload-rate", Usage: "upload cap per second, e.g. 50MiB (default: unlimited)"},
+			&cli.StringFlag{Name: "download-rate", Usage: "download cap per second (default: unlimited)"},
+			&cli.IntFlag{Name: "keep", Value: 5, Usage: "releases kept per repo"},
+			&cli.BoolFlag{Name: "origin", Usage: "this is the deploy host: serve its build store"},
+		},
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			pub, err := keys.LoadPublic(c.String("pubkey"))
+			if err != nil {
+				return err
+			}
+			cfg := host.Config{
+				Name: c.String("name"), DataDir: c.String("data"), PubKey: pub, Origin: c.Bool("origin"),
+				BindAddr: c.String("bind"), GossipPort: c.Int("gossip-port"), BTPort: c.Int("bt-port"),
+				HTTPPort: c.Int("http-port"), Join: c.StringSlice("join"), Label: c.String("label"),
+				DC: c.String("dc"), Rack: c.String("rack"), Keep: c.Int("keep"), Log: log,
+			}
+			if cfg.Name == "" {
+				cfg.Name, _ = os.Hostname()
+			}
+			if f := c.String("cluster-key"); f != "" {
+				if cfg.ClusterKey, err = loadClusterKey(f); err != nil {
+					return err
+				}
+			}
+			for _, r := range []struct {
+				flag string
+				dst  *int64
+			}{{"upload-rate", &cfg.UploadRate}, {"download-rate", &cfg.DownloadRate}} {
+				if v := c.String(r.flag); v != "" {
+					if *r.dst, err = parseSize(v); err != nil {
+						return fmt.Errorf("--%s: %w", r.flag, err)
+					}
+				}
+			}
+			if os.Geteuid() == 0 {
+				log.Warn("running as root: the daemon needs no privilege; run it as a dedicated user")
+			}
+			return runSeed(c.Context, cfg, c.App.ErrWriter)
+		},
+	}
+}
+
+func runSeed(ctx context.Context, cfg host.Config, out io.Writer) error {
+	h, err := host.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := h.ServeControl(); err != nil {
+		h.Close()
+		return err
+	}
+	fmt.Fprintf(out, "scatter seed: %s gossip %s, peer wire %s, metadata %s\n",
+		cfg.Name, h.GossipAddr(), h.Swarm().BTAddr(), h.Swarm().HTTPAddr())
+	<-ctx.Done()
+	fmt.Fprintln(out, "scatter seed: leaving the cluster")
+	return h.Close()
+}
+
+func loadClusterKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("cluster key %s: not base64: %w", path, err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("cluster key %s: %d bytes, want 16, 24 or 32 (e.g. head -c 32 /dev/urandom | base64)", path, len(key))
+}
+
+func publishCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "publish",
+		Usage:     "build a release on the deploy host and announce it to the cluster",
+		ArgsUsage: "SRC",
+		Description: "Builds SRC (a directory or tarball) into the origin daemon's store under\n" +
+			"DATA/<repo>, lays out its torrents (full, and delta against its parent), signs the\n" +
+			"announcement with the deploy key and hands it to the local daemon (`scatter seed\n" +
+			"--origin --data DATA`), which keeps seeding. Prints the release ID.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Required: true, Usage: "the origin daemon's data directory"},
+			&cli.StringFlag{Name: "key", Required: true, Usage: "deploy private key"},
+			&cli.StringFlag{Name: "repo", Required: true, Usage: "repository name"},
+			&cli.StringFlag{Name: "version", Required: true, Usage: "release version"},
+			&cli.StringFlag{Name: "message", Usage: "release message"},
+			&cli.BoolFlag{Name: "json", Usage: "print the build figures as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "SRC")
+			if err != nil {
+				return err
+			}
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			key, err := keys.LoadPrivate(c.String("key"))
+			if err != nil {
+				return err
+			}
+			data := c.String("data")
+			ctl := host.DialControl(data)
+			if _, err := ctl.Status(c.Context); err != nil {
+				return err // no daemon: say so before spending minutes on a build
+			}
+			st, err := artifact.OpenStore(filepath.Join(data, c.String("repo")), log)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			res, err := artifact.Build(c.Context, st, a[0], key, artifact.BuildOptions{
+				Repo: c.String("repo"), Version: c.String("version"), Message: c.String("message"),
+				Builder: defaultBuilder(), Log: log,
+			})
+			if err != nil {
+				return err
+			}
+			ann, err := swarm.Prepare(data, st, res.Signed, key)
+			if err != nil {
+				return err
+			}
+			if err := ctl.Announce(c.Context, ann); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				m := res.Signed.Manifest
+				return json.NewEncoder(c.App.Writer).Encode(buildJSON{
+					Release: res.Signed.ID.String(), Repo: m.Repo, Version: m.Version, Files: res.Files,
+					Bytes: res.Bytes, Chunks: res.Chunks, NewChunks: res.NewChunks, NewBytes: res.NewBytes,
+					Seconds: res.Duration.Seconds(),
+				})
+			}
+			fmt.Fprintln(c.App.Writer, res.Signed.ID)
+			return nil
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show the cluster as the local daemon sees it",
+		ArgsUsage: " ",
+		Description: "Lists every member: role, labels, each repo's releases with their state and\n" +
+			"progress, bytes received from the origin and from peers, and for a stalled fetch\n" +
+			"the reason (no peers, none holds the missing pieces, peers choking or\n" +
+			"rate-limited, verification failures). Members that do not answer are listed with\n" +
+			"the error.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Required: true, Usage: "the local daemon's data directory"},
+			&cli.BoolFlag{Name: "json", Usage: "print the full status as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			s, err := host.DialControl(c.String("data")).Status(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			printStatus(c.App.Writer, s)
+			return nil
+		},
+	}
+}
+
+func printStatus(w io.Writer, s *host.ClusterStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tROLE\tDC/RACK\tREPO\tRELEASE\tVERSION\tSTATE\tPROGRESS\tFROM ORIGIN\tFROM PEERS\tUPLOADED\tNOTE")
+	for _, m := range s.Members {
+		loc := strings.Trim(m.DC+"/"+m.Rack, "/")
+		if m.Status == nil {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\tunreachable\t\t\t\t\t%s\n", m.Name, m.Role, loc, m.Error)
+			continue
+		}
+		st := m.Status
+		counters := fmt.Sprintf("%s\t%s\t%s", humanBytes(st.ReceivedFromOrigin), humanBytes(st.ReceivedFromPeers), humanBytes(st.Uploaded))
+		note := ""
+		if len(st.BadPeers) > 0 {
+			note = "banned peers for bad data: " + strings.Join(st.BadPeers, ", ")
+		}
+		rows := 0
+		for _, r := range st.Repos {
+			for _, rel := range r.Releases {
+				progress := ""
+				if rel.Total > 0 {
+					progress = fmt.Sprintf("%.0f%% of %s", 100*float64(rel.Done)/float64(rel.Total), humanBytes(rel.Total))
+				}
+				why := note
+				switch {
+				case rel.Stuck != "":
+					why = "stalled: " + rel.Stuck
+				case rel.Error != "":
+					why = "error: " + rel.Error
+				case rel.Offloaded:
+					why = "origin stopped uploading: hosts serve it"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, loc, r.Repo, rel.Release.Short(),
+					rel.Version, rel.State, progress, counters, why)
+				rows++
+			}
+		}
+		if rows == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\tidle\t\t%s\t%s\n", m.Name, m.Role, loc, counters, note)
+		}
+	}
+	tw.Flush()
+}

@@ -1,0 +1,342 @@
+// Package host composes one scatter host: the artifact store and swarm node
+// (package swarm) with gossip membership (package membership). `scatter
+// seed` runs a Host; the benchmark runs many in one process, so both
+// measure the same code.
+//
+// Gossip carries three things: signed release announcements, relayed to
+// every member; "holds" notes, saying a host has every chunk of a release
+// (the origin stops uploading once two hosts hold it); and each host's
+// state blob — its retained announcements and holds — which push/pull
+// exchanges bring to late joiners. Bulk data never travels by gossip.
+package host
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"scatter/artifact/core"
+	"scatter/orchestrate/membership"
+	"scatter/swarm"
+)
+
+// Config configures a Host. The zero value of each optional field means its
+// default.
+type Config struct {
+	Name    string            // unique host name; default: BindAddr
+	DataDir string            // required
+	PubKey  ed25519.PublicKey // trusted deploy key; required
+	Origin  bool              // the deploy host: serves its build store
+	// BindAddr is the IP all of the host's services listen on (gossip,
+	// peer wire, metadata); required. Ports 0 let the kernel choose.
+	BindAddr                     string
+	GossipPort, BTPort, HTTPPort int
+	Join                         []string // gossip addresses of members to join through
+	ClusterKey                   []byte   // 16/24/32 bytes: gossip encryption; nil: none
+	Label                        string   // separates clusters on one network
+	DC, Rack                     string
+	UploadRate, DownloadRate     int64 // bytes per second; 0: unlimited
+	Keep                         int   // releases kept per repo; default 5
+	// PushPullInterval is how often hosts exchange state blobs; default 30 s.
+	PushPullInterval time.Duration
+	// OffloadAfter: see swarm.Config.
+	OffloadAfter int
+	Log          *slog.Logger
+}
+
+// Validate checks the configuration without changing it.
+func (c Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("host: DataDir is required")
+	case len(c.PubKey) != ed25519.PublicKeySize:
+		return errors.New("host: a deploy public key is required")
+	case c.BindAddr == "":
+		return errors.New("host: BindAddr is required")
+	}
+	if _, err := netip.ParseAddr(c.BindAddr); err != nil {
+		return fmt.Errorf("host: BindAddr: %w", err)
+	}
+	return nil
+}
+
+// Host is one running scatter host.
+type Host struct {
+	cfg Config
+	log *slog.Logger
+	ml  *membership.Node
+	sw  *swarm.Node
+
+	mu       sync.Mutex
+	holds    map[string]map[core.ReleaseID]bool // by member name
+	sentHold map[core.ReleaseID]bool
+	dirty    chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// Gossip message kinds, the first byte of every broadcast payload.
+const (
+	msgAnnounce = 'A' // a signed swarm.Announcement
+	msgHolds    = 'H' // holdsNote JSON
+)
+
+type holdsNote struct {
+	Host    string         `json:"host"`
+	Release core.ReleaseID `json:"release"`
+}
+
+// stateBlob is a host's push/pull state.
+type stateBlob struct {
+	Announcements [][]byte         `json:"announcements"`
+	Holds         []core.ReleaseID `json:"holds"`
+}
+
+// Start brings a host up: swarm node first (so its ports are known), then
+// membership advertising them, then joins the cluster.
+func Start(ctx context.Context, cfg Config) (*Host, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" {
+		cfg.Name = cfg.BindAddr
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	h := &Host{
+		cfg: cfg, log: cfg.Log.With("host", cfg.Name),
+		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
+		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
+	}
+	sw, err := swarm.NewNode(swarm.Config{
+		Name: cfg.Name, DataDir: cfg.DataDir, PubKey: cfg.PubKey, Origin: cfg.Origin,
+		Engine: swarm.EngineConfig{
+			ListenAddr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BTPort)),
+			UploadRate: cfg.UploadRate, DownloadRate: cfg.DownloadRate,
+		},
+		HTTPAddr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.HTTPPort)),
+		Keep:     cfg.Keep, Peers: peerSource{h}, OnChange: h.changed, Log: h.log,
+		OffloadAfter: cfg.OffloadAfter,
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.sw = sw
+	role := "host"
+	if cfg.Origin {
+		role = "origin"
+	}
+	ml, err := membership.New(membership.Config{
+		Name: cfg.Name, BindAddr: cfg.BindAddr, BindPort: cfg.GossipPort,
+		SecretKey: cfg.ClusterKey, Label: cfg.Label, Log: h.log,
+		Meta: membership.Meta{Role: role, DC: cfg.DC, Rack: cfg.Rack, Ports: map[string]int{
+			"bt": port(sw.BTAddr()), "http": port(sw.HTTPAddr()),
+		}},
+		PushPullInterval: cfg.PushPullInterval,
+		OnMessage:        h.onMessage,
+		OnState:          h.onState,
+		OnLeave:          func(m membership.Member) { h.forget(m.Name) },
+	})
+	if err != nil {
+		sw.Close()
+		return nil, err
+	}
+	h.ml = ml
+	h.wg.Add(1)
+	go h.publishState()
+	h.changed()
+	if len(cfg.Join) > 0 {
+		if _, err := ml.Join(ctx, cfg.Join); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("host: join %v: %w", cfg.Join, err)
+		}
+	}
+	return h, nil
+}
+
+func port(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// GossipAddr is the address other hosts join through.
+func (h *Host) GossipAddr() string { return h.ml.Addr() }
+
+// Swarm returns the host's swarm node.
+func (h *Host) Swarm() *swarm.Node { return h.sw }
+
+// Members returns the live members as gossip sees them.
+func (h *Host) Members() []membership.Member { return h.ml.Members() }
+
+// Publish announces a release (signed by the deploy key) from this host:
+// the local node queues it and gossip carries it to every host.
+func (h *Host) Publish(ann []byte) error {
+	if _, err := h.sw.Announce(ann); err != nil {
+		return err
+	}
+	return h.ml.Broadcast(append([]byte{msgAnnounce}, ann...))
+}
+
+// onMessage handles a gossip broadcast. Anything malformed or unsigned is
+// logged and dropped; it never stops the host.
+func (h *Host) onMessage(msg []byte) {
+	if len(msg) == 0 {
+		return
+	}
+	switch msg[0] {
+	case msgAnnounce:
+		if _, err := h.sw.Announce(msg[1:]); err != nil {
+			h.log.Warn("refused announcement from gossip", "err", err)
+		}
+	case msgHolds:
+		var note holdsNote
+		if err := json.Unmarshal(msg[1:], &note); err != nil || note.Host == "" || note.Release.IsZero() {
+			h.log.Warn("dropped malformed holds note", "err", err)
+			return
+		}
+		h.mu.Lock()
+		h.addHoldLocked(note.Host, note.Release)
+		h.mu.Unlock()
+	default:
+		h.log.Warn("dropped gossip message of unknown kind", "kind", msg[0], "bytes", len(msg))
+	}
+}
+
+func (h *Host) onState(from string, b []byte) {
+	var st stateBlob
+	if err := json.Unmarshal(b, &st); err != nil {
+		h.log.Warn("dropped malformed state", "from", from, "err", err)
+		return
+	}
+	h.mu.Lock()
+	h.holds[from] = map[core.ReleaseID]bool{}
+	for _, id := range st.Holds {
+		h.addHoldLocked(from, id)
+	}
+	h.mu.Unlock()
+	for _, a := range st.Announcements {
+		if _, err := h.sw.Announce(a); err != nil {
+			h.log.Warn("refused announcement from state", "from", from, "err", err)
+		}
+	}
+}
+
+func (h *Host) addHoldLocked(host string, id core.ReleaseID) {
+	if h.holds[host] == nil {
+		h.holds[host] = map[core.ReleaseID]bool{}
+	}
+	h.holds[host][id] = true
+}
+
+func (h *Host) forget(name string) {
+	h.mu.Lock()
+	delete(h.holds, name)
+	h.mu.Unlock()
+}
+
+// changed is the swarm node's OnChange: it must not block.
+func (h *Host) changed() {
+	select {
+	case h.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// publishState refreshes the state blob and sends holds notes for newly
+// complete releases, at most every 100 ms.
+func (h *Host) publishState() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.dirty:
+		}
+		held := h.sw.HeldReleases()
+		blob, err := json.Marshal(stateBlob{Announcements: h.sw.Announcements(), Holds: held})
+		if err == nil {
+			err = h.ml.SetState(blob)
+		}
+		if err != nil {
+			h.log.Warn("publish state", "err", err)
+		}
+		for _, id := range held {
+			h.mu.Lock()
+			sent := h.sentHold[id]
+			h.sentHold[id] = true
+			h.mu.Unlock()
+			if sent {
+				continue
+			}
+			note, _ := json.Marshal(holdsNote{Host: h.cfg.Name, Release: id})
+			if err := h.ml.Broadcast(append([]byte{msgHolds}, note...)); err != nil {
+				h.log.Warn("broadcast holds", "err", err)
+			}
+		}
+		select {
+		case <-h.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// peerSource adapts membership to swarm.PeerSource.
+type peerSource struct{ h *Host }
+
+func (p peerSource) Peers() []swarm.Peer {
+	h := p.h
+	members := h.ml.Members()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]swarm.Peer, 0, len(members))
+	for _, m := range members {
+		if m.Name == h.cfg.Name || !m.Alive {
+			continue
+		}
+		sp := swarm.Peer{Name: m.Name, DC: m.Meta.DC, Rack: m.Meta.Rack, Origin: m.Meta.Role == "origin"}
+		if pt := m.Meta.Ports["bt"]; pt > 0 {
+			sp.BT = netip.AddrPortFrom(m.Addr, uint16(pt)).String()
+		}
+		if pt := m.Meta.Ports["http"]; pt > 0 {
+			sp.HTTP = netip.AddrPortFrom(m.Addr, uint16(pt)).String()
+		}
+		for id := range h.holds[m.Name] {
+			sp.Holds = append(sp.Holds, id)
+		}
+		out = append(out, sp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Close leaves the cluster and stops everything.
+func (h *Host) Close() error {
+	select {
+	case <-h.stop:
+		return nil
+	default:
+		close(h.stop)
+	}
+	var errs []error
+	if h.ml != nil {
+		if err := h.ml.Leave(2 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, h.ml.Shutdown())
+	}
+	h.wg.Wait()
+	errs = append(errs, h.sw.Close())
+	return errors.Join(errs...)
+}
