@@ -1,9 +1,13 @@
 package swarm
 
 import (
+	"net/netip"
+
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -18,6 +22,7 @@ import (
 //	GET /v1/repos/{repo}/releases/{id}/manifest        signed manifest envelope
 //	GET /v1/repos/{repo}/releases/{id}/torrent/{kind}  info bytes (kind: full, delta)
 //	GET /v1/status                                     this node's Status, as JSON
+//	GET /announce                                      a BitTorrent tracker (BEP 3, BEP 23) answering from membership
 //
 // Everything served is public and verifiable: manifests carry the deploy
 // key's signature, info bytes hash to the signed info hash.
@@ -49,6 +54,7 @@ func (n *Node) handler() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(info)
 	})
+	mux.HandleFunc("GET /announce", n.announce)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(n.Status())
@@ -126,4 +132,71 @@ func writeFileAtomic(path string, data []byte) error {
 		os.Remove(f.Name())
 	}
 	return err
+}
+
+// announce is a minimal HTTP tracker, so that a stock BitTorrent client
+// given a release's .torrent finds scatter hosts. It answers, for any
+// torrent of a release this node knows, with every live host's peer-wire
+// address (its own included); it records nothing about the asker.
+func (n *Node) announce(w http.ResponseWriter, req *http.Request) {
+	fail := func(reason string) {
+		b, _ := bencode.Marshal(map[string]any{"failure reason": reason})
+		w.Write(b)
+	}
+	ih := req.URL.Query().Get("info_hash")
+	if len(ih) != 20 {
+		fail("info_hash must be 20 bytes")
+		return
+	}
+	if !n.knowsInfoHash(ih) {
+		fail("unknown torrent")
+		return
+	}
+	addrs := append(n.peerAddrs(), n.BTAddr())
+	compact := req.URL.Query().Get("compact") != "0"
+	var peers any
+	if compact {
+		var b []byte
+		for _, a := range addrs {
+			ap, err := netip.ParseAddrPort(a)
+			if err != nil || !ap.Addr().Is4() {
+				continue
+			}
+			ip := ap.Addr().As4()
+			b = append(append(b, ip[:]...), byte(ap.Port()>>8), byte(ap.Port()))
+		}
+		peers = b
+	} else {
+		var list []map[string]any
+		for _, a := range addrs {
+			if ap, err := netip.ParseAddrPort(a); err == nil {
+				list = append(list, map[string]any{"ip": ap.Addr().String(), "port": ap.Port()})
+			}
+		}
+		peers = list
+	}
+	b, err := bencode.Marshal(map[string]any{"interval": 30, "peers": peers})
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write(b)
+}
+
+// knowsInfoHash reports whether ih is the full or delta torrent of a
+// release this node knows.
+func (n *Node) knowsInfoHash(ih string) bool {
+	var h metainfo.Hash
+	copy(h[:], ih)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range n.repos {
+		for _, rel := range r.rels {
+			if rel.ann.Full == h || (rel.ann.Delta == h && h != metainfo.Hash{}) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -114,6 +114,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			seedCommand(),
 			publishCommand(),
 			statusCommand(),
+			torrentCommand(),
 			benchCommand(),
 			generateCommand(),
 		},

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/urfave/cli/v2"
 
 	"scatter/artifact"
@@ -266,4 +268,65 @@ func printStatus(w io.Writer, s *host.ClusterStatus) {
 		}
 	}
 	tw.Flush()
+}
+
+func torrentCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "torrent",
+		Usage:     "write a release's .torrent (or magnet link) for a stock BitTorrent client",
+		ArgsUsage: "RELEASE",
+		Description: "Writes the release's torrent to standard output. The data is the release's chunks as\n" +
+			"stored (zstd frames, back to back); any BitTorrent client can fetch it from scatter\n" +
+			"hosts, which it finds through the tracker on a daemon's metadata server. --store is\n" +
+			"a repo's store, DATA/<repo>. Without --tracker, the local daemon (DATA/control.sock)\n" +
+			"names its own tracker.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "store", Required: true, Usage: "the repo's store directory (DATA/<repo>)"},
+			&cli.StringFlag{Name: "tracker", Usage: "tracker URL, e.g. http://10.0.0.5:7947/announce"},
+			&cli.StringFlag{Name: "kind", Value: "full", Usage: "full (every chunk) or delta (chunks new since the parent)"},
+			&cli.BoolFlag{Name: "magnet", Usage: "print a magnet link instead"},
+		},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "RELEASE")
+			if err != nil {
+				return err
+			}
+			if k := c.String("kind"); k != "full" && k != "delta" {
+				return usagef("--kind: want full or delta, got %q", k)
+			}
+			st, err := artifact.OpenStore(c.String("store"), nil)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			id, err := st.Resolve(a[0])
+			if err != nil {
+				return err
+			}
+			info, err := os.ReadFile(filepath.Join(c.String("store"), "torrents", id.String()+"."+c.String("kind")))
+			if err != nil {
+				return fmt.Errorf("no %s torrent for release %s in this store (is it published or staged here?): %w", c.String("kind"), id.Short(), err)
+			}
+			tracker := c.String("tracker")
+			if tracker == "" {
+				s, err := host.DialControl(filepath.Dir(filepath.Clean(c.String("store")))).Status(c.Context)
+				if err != nil {
+					return fmt.Errorf("name a --tracker, or run this next to a daemon: %w", err)
+				}
+				for _, m := range s.Members {
+					if m.Name == s.Self {
+						tracker = "http://" + m.HTTP + "/announce"
+					}
+				}
+			}
+			mi := metainfo.MetaInfo{InfoBytes: info, Announce: tracker, CreatedBy: "scatter"}
+			if c.Bool("magnet") {
+				ih := mi.HashInfoBytes()
+				fmt.Fprintf(c.App.Writer, "magnet:?xt=urn:btih:%s&dn=%s&tr=%s\n", ih.HexString(),
+					url.QueryEscape(id.String()+"."+c.String("kind")), url.QueryEscape(tracker))
+				return nil
+			}
+			return mi.Write(c.App.Writer)
+		},
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ type ClusterStatus struct {
 type MemberStatus struct {
 	Name   string        `json:"name"`
 	Addr   string        `json:"addr"`
+	HTTP   string        `json:"http"` // metadata server and tracker, ip:port
 	Role   string        `json:"role"`
 	DC     string        `json:"dc,omitempty"`
 	Rack   string        `json:"rack,omitempty"`
@@ -48,7 +50,8 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	client := &http.Client{Timeout: 2 * time.Second}
 	var wg sync.WaitGroup
 	for i, m := range members {
-		ms := MemberStatus{Name: m.Name, Addr: m.Addr.String(), Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack}
+		ms := MemberStatus{Name: m.Name, Addr: m.Addr.String(), Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack,
+			HTTP: net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.Meta.Ports["http"]))}
 		if m.Name == h.cfg.Name {
 			s := h.sw.Status()
 			ms.Status = &s
@@ -58,7 +61,7 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := fetchStatus(ctx, client, fmt.Sprintf("http://%s:%d/v1/status", m.Addr, m.Meta.Ports["http"]))
+			s, err := fetchStatus(ctx, client, "http://"+ms.HTTP+"/v1/status")
 			if err != nil {
 				ms.Error = err.Error()
 			} else {

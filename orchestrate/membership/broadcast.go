@@ -2,8 +2,7 @@ package membership
 
 import (
 	"crypto/sha256"
-	"sync"
-	"time"
+	"fmt"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -40,69 +39,73 @@ func (b *queuedBroadcast) Message() []byte                       { return b.fram
 func (b *queuedBroadcast) Finished()                             {}
 func (b *queuedBroadcast) UniqueBroadcast()                      {}
 
-// seenSet remembers message IDs for a window of time, holding at most max
-// of them; the oldest are forgotten first. It is safe for concurrent use
-// and add is O(1) amortized, so NotifyMsg can call it without blocking.
-type seenSet struct {
-	ttl time.Duration
-	max int
-	now func() time.Time
-
-	mu    sync.Mutex
-	ids   map[msgID]struct{}
-	order []seenEntry // insertion (and so time) order; order[head:] is live
-	head  int
+// Broadcast sends msg to every member by epidemic gossip: this node sends
+// it at once to GossipNodes random members and queues it for gossip; each
+// member that receives it for the first time delivers it to its OnMessage
+// and queues it again. It is not delivered to this node's own OnMessage.
+// Gossip (UDP) typically reaches all members within a second; the rare
+// member it misses gets the message from the push/pull repair within a
+// push/pull interval or two (see RepairWindow). Broadcast survives this
+// node shutting down right after it returns, because the first push has
+// then already left. The payload is at most MaxMessageSize bytes and is
+// the message's identity: sending the same bytes again within
+// DedupeWindow returns ErrDuplicate.
+func (n *Node) Broadcast(msg []byte) error {
+	if err := n.usable(); err != nil {
+		return fmt.Errorf("broadcast: %w", err)
+	}
+	if len(msg) == 0 {
+		return fmt.Errorf("broadcast: %w", ErrEmpty)
+	}
+	if len(msg) > n.cfg.MaxMessageSize {
+		return fmt.Errorf("broadcast: %w: %d > %d bytes", ErrTooLarge, len(msg), n.cfg.MaxMessageSize)
+	}
+	if !n.seen.add(idOf(msg)) {
+		return fmt.Errorf("broadcast: %w", ErrDuplicate)
+	}
+	f := appendFrame(make([]byte, 0, headerLen+len(msg)), kindBroadcast, msg)
+	n.enqueue(f)
+	n.recent.add(f[headerLen:])
+	n.stats.broadcasts.Add(1)
+	// The first push: the queue alone would wait for the next gossip tick,
+	// and a sender that shuts down before it would send nothing. A failed
+	// push is not an error of Broadcast: the queued copy still goes out.
+	for _, p := range n.randomPeers(n.cfg.GossipNodes) {
+		if err := n.ml.SendBestEffort(p.mlNode(), f); err != nil {
+			n.log.Debug("first push of broadcast failed; gossip will retry", "to", p.Name, "err", err)
+		}
+	}
+	return nil
 }
 
-type seenEntry struct {
-	id msgID
-	at time.Time
+// enqueue queues a broadcast frame for gossip and prunes the queue past
+// MaxQueueDepth, dropping the messages sent most often.
+func (n *Node) enqueue(f []byte) {
+	n.queue.QueueBroadcast(&queuedBroadcast{frame: f})
+	if q := n.queue.NumQueued(); q > n.cfg.MaxQueueDepth {
+		n.queue.Prune(n.cfg.MaxQueueDepth)
+		pruned := q - n.queue.NumQueued()
+		if pruned > 0 {
+			n.stats.pruned.Add(uint64(pruned))
+			n.log.Debug("broadcast queue full, pruned", "pruned", pruned, "depth", n.cfg.MaxQueueDepth)
+		}
+	}
 }
 
-func newSeenSet(ttl time.Duration, max int, now func() time.Time) *seenSet {
-	return &seenSet{ttl: ttl, max: max, now: now, ids: make(map[msgID]struct{})}
-}
-
-// add records id and reports whether it was new.
-func (s *seenSet) add(id msgID) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	s.expireLocked(now)
-	if _, ok := s.ids[id]; ok {
+// acceptBroadcast handles a broadcast payload from gossip or repair, which
+// the caller owns. If it is new, acceptBroadcast relays it (queues it for
+// gossip and keeps it for repair) and delivers it, and reports true.
+func (n *Node) acceptBroadcast(payload []byte) bool {
+	if !n.seen.add(idOf(payload)) {
 		return false
 	}
-	for len(s.ids) >= s.max {
-		s.evictOldestLocked()
-	}
-	s.ids[id] = struct{}{}
-	s.order = append(s.order, seenEntry{id: id, at: now})
+	// The relayed frame is the one that was sent, so the payload and its ID
+	// stay the same. The queue and the repair log share this copy, which
+	// nothing modifies; the callback gets one of its own.
+	f := appendFrame(make([]byte, 0, headerLen+len(payload)), kindBroadcast, payload)
+	n.enqueue(f)
+	n.recent.add(f[headerLen:])
+	n.stats.relayed.Add(1)
+	n.deliver(payload)
 	return true
-}
-
-func (s *seenSet) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.ids)
-}
-
-func (s *seenSet) expireLocked(now time.Time) {
-	for s.head < len(s.order) && now.Sub(s.order[s.head].at) >= s.ttl {
-		s.evictOldestLocked()
-	}
-}
-
-func (s *seenSet) evictOldestLocked() {
-	delete(s.ids, s.order[s.head].id)
-	s.head++
-	// Compact once the dead prefix is at least half the slice, which keeps
-	// both the memory and the amortized cost bounded.
-	if s.head >= 1024 && s.head*2 >= len(s.order) {
-		n := copy(s.order, s.order[s.head:])
-		s.order = s.order[:n]
-		s.head = 0
-	} else if s.head == len(s.order) {
-		s.order = s.order[:0]
-		s.head = 0
-	}
 }

@@ -48,8 +48,8 @@ type Config struct {
 	// waiting, new ones are dropped and counted in Stats. Keep callbacks
 	// short and hand long work to another goroutine. Every byte slice
 	// passed to a callback is a fresh copy that the callback may keep.
-	// After Shutdown returns, at most the callback already running
-	// finishes and no new one starts.
+	// After Shutdown returns no callback starts, except possibly one that
+	// the Node had already taken off its queue.
 
 	// OnMessage receives the payload of each distinct broadcast message
 	// once (not the node's own broadcasts), and of each SendTo message

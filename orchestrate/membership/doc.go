@@ -13,10 +13,12 @@
 //     join and every PushPullInterval (SetState, Config.OnState); peers see
 //     it late but surely, which suits "what I hold", not "do this now";
 //   - broadcast: a message for every member (Broadcast, Config.OnMessage),
-//     delivered once per member within seconds, best effort;
+//     delivered once to each, by gossip in about a second;
 //   - relay: a member queueing a broadcast again on first receipt, because
 //     memberlist itself sends a queued message only from the node that
 //     queued it and only RetransmitMult·⌈log10(N+1)⌉ times;
+//   - repair: recent broadcasts riding along in push/pull exchanges, so the
+//     few members that gossip misses get them a push/pull interval later;
 //   - message ID: SHA-256 of a broadcast's payload; the seen set remembers
 //     IDs for DedupeWindow so each member delivers and relays a message once;
 //   - direct message: point-to-point over TCP (SendTo), for acknowledgements;

@@ -8,8 +8,9 @@ import (
 // Epidemic gossip with a fixed retransmit budget misses a member now and
 // then: each member receives about RetransmitMult·⌈log10(N+1)⌉ copies of a
 // message, at random, and gets none with probability about e^-copies
-// (measured: 2e-4 to 8e-4 per member and message at N=20, so a 50-member
-// cluster misses someone on roughly one message in a hundred). memberlist
+// (measured with the defaults: 1e-4 to 8e-4 per member and message at
+// N=20, so a 50-member cluster misses someone on one or two messages in a
+// hundred). memberlist
 // repairs its own membership gossip with the periodic push/pull exchange;
 // this package does the same for broadcasts. Every member keeps the
 // broadcasts of the last RepairWindow (its own and those it received), up
