@@ -218,12 +218,19 @@ func (x *Transfer) Progress() (done, total int64) {
 // Stats returns anacrolix's counters for this torrent.
 func (x *Transfer) Stats() torrent.TorrentStats { return x.t.Stats() }
 
-// SetUpload allows or stops uploads of this torrent.
+// SetUpload allows or stops uploads of this torrent. anacrolix v1.59.1
+// only applies the change when a connection's writer next wakes, so a peer
+// could wait forever for blocks it requested before the switch, never told
+// it is choked; closing the connections makes every peer reconnect and see
+// the new state at once, and re-request what it lacks from others.
 func (x *Transfer) SetUpload(allow bool) {
 	if allow {
 		x.t.AllowDataUpload()
 	} else {
 		x.t.DisallowDataUpload()
+	}
+	for _, pc := range x.t.PeerConns() {
+		pc.Close()
 	}
 }
 

@@ -157,11 +157,37 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	h.changed()
 	if len(cfg.Join) > 0 {
 		if _, err := ml.Join(ctx, cfg.Join); err != nil {
-			h.Close()
-			return nil, fmt.Errorf("host: join %v: %w", cfg.Join, err)
+			// The seeds may not be up yet, or be partitioned away: keep
+			// serving and keep trying rather than exit.
+			h.log.Warn("join failed; retrying in the background", "seeds", cfg.Join, "err", err)
+			h.wg.Add(1)
+			go h.rejoin()
 		}
 	}
 	return h, nil
+}
+
+// rejoin retries joining the seeds, backing off from 1 s to 30 s, until
+// this host sees another member.
+func (h *Host) rejoin() {
+	defer h.wg.Done()
+	delay := time.Second
+	for len(h.ml.Members()) < 2 {
+		select {
+		case <-h.stop:
+			return
+		case <-time.After(delay):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := h.ml.Join(ctx, h.cfg.Join)
+		cancel()
+		if err == nil {
+			h.log.Info("joined the cluster", "seeds", h.cfg.Join)
+			return
+		}
+		h.log.Warn("join failed", "seeds", h.cfg.Join, "err", err, "retry_in", delay)
+		delay = min(2*delay, 30*time.Second)
+	}
 }
 
 func port(addr string) int {

@@ -122,7 +122,7 @@ type Meta struct {
 const MetaMaxSize = memberlist.MetaMaxSize
 
 // ErrMetaTooLarge is returned when an encoded Meta exceeds MetaMaxSize.
-var ErrMetaTooLarge = errors.New("meta too large")
+var ErrMetaTooLarge = errors.New("membership: meta too large")
 
 func (m Meta) encode() ([]byte, error) {
 	b, err := json.Marshal(m)
