@@ -25,6 +25,9 @@ var (
 	manifestDecoder = sync.OnceValue(func() *zstd.Decoder { return newDecoder(maxBodySize + 1) })
 )
 
+// decodeSlack is extra output capacity for the decoder's fast path.
+const decodeSlack = 256
+
 // maxChunkSize bounds every chunk (chunker.Params.Validate caps Max at 16 MiB).
 const maxChunkSize = 16 << 20
 
@@ -40,7 +43,7 @@ var errSizeMismatch = errors.New("decompressed size does not match")
 
 // zstdDecodeExact decompresses src, which must expand to exactly size bytes.
 func zstdDecodeExact(src []byte, size int) ([]byte, error) {
-	return zstdDecodeInto(src, make([]byte, 0, size), size)
+	return zstdDecodeInto(src, nil, size)
 }
 
 // zstdDecodeInto decompresses src into dst[:0], which must expand to exactly
@@ -55,8 +58,11 @@ func zstdDecodeInto(src, dst []byte, size int) ([]byte, error) {
 	if h.HasFCS && h.FrameContentSize != uint64(size) {
 		return nil, fmt.Errorf("%w: frame declares %d bytes, want %d", errSizeMismatch, h.FrameContentSize, size)
 	}
-	if cap(dst) < size {
-		dst = make([]byte, 0, size)
+	// A little room past size lets the decoder use its fast path, which may
+	// write a few bytes beyond the output; without it, it takes a slower,
+	// bounds-checked one (a fifth of a fan-out's CPU went there).
+	if cap(dst) < size+decodeSlack {
+		dst = make([]byte, 0, size+decodeSlack)
 	}
 	d := chunkDecoder()
 	if size > maxChunkSize {

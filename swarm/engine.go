@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -179,22 +178,22 @@ func (x *Transfer) AddPeers(addrs []string) {
 	x.t.AddPeers(pi)
 }
 
-// Download asks for every piece the store does not already cover. peers is
-// about how many hosts fetch the same torrent at once: each host first asks
-// for its own random window of 1/(peers+1) of the pieces, so that early
-// requests to the origin differ between hosts. anacrolix orders equally rare
-// pieces by index, so without this every host would ask the origin for
-// piece 0 first and the origin would send the same pieces many times.
-func (x *Transfer) Download(peers int) {
+// Download asks for every piece the store does not already cover. The
+// hosts fetching the same torrent at once divide it into slots stripes;
+// this host first asks for stripe slot. anacrolix orders equally rare
+// pieces by index, so without stripes every host would ask the origin for
+// piece 0 first and the origin would send the same pieces many times; with
+// them, the origin's first pass sends each piece to about one host, and the
+// hosts trade the rest.
+func (x *Transfer) Download(slot, slots int) {
 	x.t.DownloadAll()
 	n := x.t.NumPieces()
-	if n == 0 || peers < 1 {
+	if n == 0 || slots < 2 {
 		return
 	}
-	w := max(1, n/(peers+1))
-	start := rand.IntN(n)
-	for i := range w {
-		x.t.Piece((start + i) % n).SetPriority(types.PiecePriorityHigh)
+	slot %= slots
+	for i := slot * n / slots; i < (slot+1)*n/slots; i++ {
+		x.t.Piece(i).SetPriority(types.PiecePriorityHigh)
 	}
 }
 

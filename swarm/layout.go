@@ -81,11 +81,14 @@ func NewLayout(id core.ReleaseID, m, parent *artifact.Manifest, kind Kind, csize
 	return l, nil
 }
 
-// pieceLenFor picks a power of two giving about 2,000 pieces, between 16 KiB
-// and 4 MiB: small deltas get small pieces, so the last piece wastes little.
+// pieceLenFor picks a power of two giving about 512 pieces, between 16 KiB
+// and 4 MiB: small deltas get small pieces, so the last piece wastes little,
+// and large releases get few enough pieces that per-piece work (hashing,
+// HAVE messages to every peer, request planning) stays small — with 2,000
+// pieces anacrolix spent more CPU planning and announcing than moving bytes.
 func pieceLenFor(length int64) int64 {
 	const minLen, maxLen = 16 << 10, 4 << 20
-	target := length / 2048
+	target := length / 512
 	if target <= minLen {
 		return minLen
 	}

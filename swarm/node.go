@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -58,6 +59,9 @@ type Config struct {
 	// StallAfter is how long a fetch may make no progress before status
 	// explains why; default 10 s.
 	StallAfter time.Duration
+	// SkipStage leaves fetched releases in the store without materializing
+	// them: for benchmarks that measure distribution alone.
+	SkipStage bool
 	// OffloadAfter is how many hosts must have staged a release before the
 	// origin stops uploading it, leaving the rest of the fan-out to the
 	// hosts; it resumes if fewer remain. Default 2; negative: never stop.
@@ -140,7 +144,8 @@ type release struct {
 	// offloaded: the origin has stopped uploading this release.
 	offloaded bool
 	// held: every chunk is in the store (set before staging finishes).
-	held bool
+	held   bool
+	heldAt time.Time
 }
 
 // NewNode opens the data directory, starts the engine and the metadata
@@ -454,13 +459,13 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	n.mu.Lock()
 	rel.x, rel.kind, rel.total = x, kind, tor.Layout.Length
 	n.mu.Unlock()
-	x.Download(len(n.peerAddrs()))
+	x.Download(n.stripe(a.Release))
 	if err := n.wait(rel, x); err != nil {
 		x.Drop()
 		return err
 	}
 	n.mu.Lock()
-	rel.held = true
+	rel.held, rel.heldAt = true, time.Now()
 	n.mu.Unlock()
 	n.cfg.OnChange()
 	seeds := []*Transfer{x}
@@ -478,7 +483,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 			}
 		}
 	}
-	if !n.cfg.Origin {
+	if !n.cfg.Origin && !n.cfg.SkipStage {
 		if err := n.stage(r, sm); err != nil {
 			for _, s := range seeds {
 				s.Drop()
@@ -491,6 +496,19 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	n.mu.Unlock()
 	n.cfg.Log.Info("release staged", "repo", r.name, "release", a.Release, "kind", kind)
 	return nil
+}
+
+// stripe returns this host's slot among the hosts that lack the release:
+// its place in the sorted names of those hosts and itself.
+func (n *Node) stripe(id core.ReleaseID) (slot, slots int) {
+	names := []string{n.cfg.Name}
+	for _, p := range n.cfg.Peers.Peers() {
+		if !p.Origin && !slices.Contains(p.Holds, id) {
+			names = append(names, p.Name)
+		}
+	}
+	sort.Strings(names)
+	return slices.Index(names, n.cfg.Name), len(names)
 }
 
 // wait follows a transfer, adding peers as membership finds them and

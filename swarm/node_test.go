@@ -23,12 +23,14 @@ type staticPeers struct {
 }
 
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	key    ed25519.PrivateKey
 	mu     sync.Mutex
 	nodes  map[string]*Node
 	origin *Node
 	dirs   map[string]string
+	// skipStage: hosts keep releases in the store only (benchmarks).
+	skipStage bool
 }
 
 func (p *staticPeers) Peers() []Peer { return nil }
@@ -53,7 +55,7 @@ func (c *cluster) peers(self string) []Peer {
 	return out
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	return &cluster{t: t, key: key, nodes: map[string]*Node{}, dirs: map[string]string{}}
 }
@@ -70,7 +72,7 @@ func (c *cluster) start(name string, ip int, origin bool, upload int64) *Node {
 	n, err := NewNode(Config{
 		Name: name, DataDir: dir, PubKey: c.key.Public().(ed25519.PublicKey), Origin: origin,
 		Engine:   EngineConfig{ListenAddr: addr + ":0", UploadRate: upload},
-		HTTPAddr: addr + ":0", Peers: c.peersOf(name), StallAfter: 2 * time.Second,
+		HTTPAddr: addr + ":0", Peers: c.peersOf(name), StallAfter: 2 * time.Second, SkipStage: c.skipStage,
 	})
 	if err != nil {
 		c.t.Fatal(err)
@@ -97,6 +99,14 @@ func (c *cluster) stop(name string) {
 // node (standing in for gossip).
 func (c *cluster) publish(src, version string) (*artifact.Signed, []byte) {
 	c.t.Helper()
+	sm, ann := c.prepare(src, version)
+	c.announce(ann)
+	return sm, ann
+}
+
+// prepare builds src into the origin's store and returns the announcement.
+func (c *cluster) prepare(src, version string) (*artifact.Signed, []byte) {
+	c.t.Helper()
 	dir := c.dirs["origin"]
 	st, err := artifact.OpenStore(filepath.Join(dir, "mw"), nil)
 	if err != nil {
@@ -111,7 +121,6 @@ func (c *cluster) publish(src, version string) (*artifact.Signed, []byte) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.announce(ann)
 	return res.Signed, ann
 }
 
@@ -155,7 +164,7 @@ func (c *cluster) waitStaged(sm *artifact.Signed, names []string, timeout time.D
 	}
 }
 
-func genTree(t *testing.T, size int64, mutate bool) string {
+func genTree(t testing.TB, size int64, mutate bool) string {
 	dir := filepath.Join(t.TempDir(), "src")
 	if _, err := gen.Generate(dir, gen.Config{Seed: 11, TotalBytes: size}); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"time"
 
 	"scatter/artifact/core"
 )
@@ -38,6 +39,10 @@ type ReleaseStatus struct {
 	Stuck   string         `json:"stuck,omitempty"` // why a fetch makes no progress
 	Error   string         `json:"error,omitempty"`
 	Seconds float64        `json:"seconds,omitempty"` // fetch time, once staged
+	// HeldSeconds is the time from the start of the fetch until every chunk
+	// was in the store (before materializing).
+	HeldSeconds float64   `json:"held_seconds,omitempty"`
+	HeldAt      time.Time `json:"held_at,omitzero"`
 	// Offloaded: on the origin, uploads stopped because enough hosts hold it.
 	Offloaded bool `json:"offloaded,omitempty"`
 }
@@ -85,6 +90,10 @@ func (n *Node) Status() Status {
 			}
 			if rel.state == "staged" {
 				x.Seconds = rel.done.Sub(rel.started).Seconds()
+			}
+			if rel.held {
+				x.HeldSeconds = rel.heldAt.Sub(rel.started).Seconds()
+				x.HeldAt = rel.heldAt
 			}
 			rs.Releases = append(rs.Releases, x)
 		}

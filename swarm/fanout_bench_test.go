@@ -1,0 +1,78 @@
+package swarm
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+)
+
+var (
+	fanoutHosts = flag.Int("fanout.hosts", 32, "hosts in BenchmarkFanOut")
+	fanoutSize  = flag.Int64("fanout.size", 160<<20, "generated tree size for BenchmarkFanOut (about 0.4 of it travels)")
+	fanoutSU    = flag.Float64("fanout.su", 20, "S/U in seconds: the per-host upload cap is set from it")
+)
+
+// BenchmarkFanOut publishes one release to many in-process hosts, every
+// host and the origin capped at the same upload rate U, and reports each
+// host's time to hold every chunk as a ratio to S/U (S: the bytes of the
+// release's torrent), measured in the same run, with the origin's upload.
+// Hosts do not materialize (SkipStage): this measures distribution.
+//
+//	go test ./swarm -run XXX -bench FanOut -benchtime 1x [-fanout.hosts 32 -fanout.size 167772160 -fanout.su 20]
+func BenchmarkFanOut(b *testing.B) {
+	src := genTree(b, *fanoutSize, false)
+	for b.Loop() {
+		fanOut(b, src, *fanoutHosts, *fanoutSU)
+	}
+}
+
+func fanOut(b *testing.B, src string, n int, su float64) {
+	b.StopTimer()
+	c := newCluster(b)
+	c.skipStage = true
+	// S is known only after the build; start capped hosts at a provisional
+	// rate and set S/U from the measured S below.
+	est := int64(float64(*fanoutSize) * 0.4)
+	U := int64(float64(est) / su)
+	c.start("origin", 180, true, U)
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("h%03d", i)
+		names = append(names, name)
+		c.start(name, 181+i, false, U)
+	}
+	sm, ann := c.prepare(src, "1")
+	b.StartTimer()
+	start := time.Now()
+	c.announce(ann)
+	c.waitStaged(sm, names, time.Duration(10*su)*time.Second)
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	S := c.origin.Status().Repos[0].Releases[0].Total
+	unit := float64(S) / float64(U)
+	var ratios []float64
+	var fromPeers int64
+	for _, name := range names {
+		st := c.nodes[name].Status()
+		ratios = append(ratios, st.Repos[0].Releases[0].HeldAt.Sub(start).Seconds()/unit)
+		fromPeers += st.ReceivedFromPeers
+	}
+	sort.Float64s(ratios)
+	pct := func(p float64) float64 { return ratios[min(len(ratios)-1, int(p*float64(len(ratios))))] }
+	up := float64(c.origin.Engine().Uploaded()) / float64(S)
+	b.ReportMetric(pct(0.5), "median/SU")
+	b.ReportMetric(pct(0.9), "p90/SU")
+	b.ReportMetric(ratios[len(ratios)-1], "last/SU")
+	b.ReportMetric(up, "originUp/S")
+	b.ReportMetric(float64(S)/(1<<20), "S-MiB")
+	b.Logf("%d hosts, S=%.1f MiB, U=%.2f MiB/s, S/U=%.1fs: median %.2f, p90 %.2f, last %.2f S/U; origin uploaded %.2f S; peers supplied %.1f%% (%.1fs wall)",
+		n, float64(S)/(1<<20), float64(U)/(1<<20), unit, pct(0.5), pct(0.9), ratios[len(ratios)-1], up,
+		100*float64(fromPeers)/float64(int64(n)*S), elapsed.Seconds())
+	for _, name := range append(names, "origin") {
+		c.stop(name)
+	}
+	b.StartTimer()
+}
