@@ -76,10 +76,15 @@ func runBuild(ctx context.Context, o buildOpts, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return printBuild(out, res, o.JSON)
+}
+
+// printBuild prints a build's release ID, or with asJSON its figures.
+func printBuild(out io.Writer, res *artifact.BuildResult, asJSON bool) error {
 	m := res.Signed.Manifest
-	if !o.JSON {
-		fmt.Fprintln(out, res.Signed.ID)
-		return nil
+	if !asJSON {
+		_, err := fmt.Fprintln(out, res.Signed.ID)
+		return err
 	}
 	j := buildJSON{
 		Release: res.Signed.ID.String(), Repo: m.Repo, Version: m.Version,

@@ -180,16 +180,7 @@ func publishCommand() *cli.Command {
 			if err := ctl.Announce(c.Context, ann); err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				m := res.Signed.Manifest
-				return json.NewEncoder(c.App.Writer).Encode(buildJSON{
-					Release: res.Signed.ID.String(), Repo: m.Repo, Version: m.Version, Files: res.Files,
-					Bytes: res.Bytes, Chunks: res.Chunks, NewChunks: res.NewChunks, NewBytes: res.NewBytes,
-					Seconds: res.Duration.Seconds(),
-				})
-			}
-			fmt.Fprintln(c.App.Writer, res.Signed.ID)
-			return nil
+			return printBuild(c.App.Writer, res, c.Bool("json"))
 		},
 	}
 }
