@@ -9,12 +9,12 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	alog "github.com/anacrolix/log"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
-	"github.com/anacrolix/torrent/types"
 	"golang.org/x/time/rate"
 
 	"scatter/artifact"
@@ -36,9 +36,27 @@ type EngineConfig struct {
 type Engine struct {
 	cl  *torrent.Client
 	log *slog.Logger
+	// up is the host's upload limiter, shared by the peer wire and the
+	// metadata server's stripe responses.
+	up *rate.Limiter
 
 	mu       sync.Mutex
 	received map[netip.Addr]int64 // useful piece bytes received, by peer IP
+	httpUp   int64                // stripe bytes served over HTTP
+}
+
+// addReceived counts bytes received from ip outside the peer wire.
+func (e *Engine) addReceived(ip netip.Addr, n int64) {
+	e.mu.Lock()
+	e.received[ip] += n
+	e.mu.Unlock()
+}
+
+// addSent counts bytes sent outside the peer wire.
+func (e *Engine) addSent(n int64) {
+	e.mu.Lock()
+	e.httpUp += n
+	e.mu.Unlock()
 }
 
 // rateLimiter returns a limiter for bytes per second, or an unlimited one.
@@ -75,7 +93,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	// The default 1 MiB budget stalls uploads in v1.59.1 (field notes).
 	c.MaxAllocPeerRequestDataPerConn = 16 << 20
 	c.DialRateLimiter = rate.NewLimiter(rate.Inf, 0)
-	c.UploadRateLimiter = rateLimiter(cfg.UploadRate)
+	e.up = rateLimiter(cfg.UploadRate)
+	c.UploadRateLimiter = e.up
 	c.DownloadRateLimiter = rateLimiter(cfg.DownloadRate)
 	c.DefaultStorage = refuseStorage{}
 	c.Logger = alog.Default.FilterLevel(alog.Critical)
@@ -121,10 +140,13 @@ func (e *Engine) ReceivedFrom() map[netip.Addr]int64 {
 	return out
 }
 
-// Uploaded returns the piece bytes this host has sent to peers.
+// Uploaded returns the piece bytes this host has sent to peers, over the
+// peer wire and as stripes.
 func (e *Engine) Uploaded() int64 {
 	s := e.cl.ConnStats()
-	return s.BytesWrittenData.Int64()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return s.BytesWrittenData.Int64() + e.httpUp
 }
 
 // Addr is the peer-wire address peers dial.
@@ -178,23 +200,54 @@ func (x *Transfer) AddPeers(addrs []string) {
 	x.t.AddPeers(pi)
 }
 
-// Download asks for every piece the store does not already cover. The
-// hosts fetching the same torrent at once divide it into slots stripes;
-// this host first asks for stripe slot. anacrolix orders equally rare
-// pieces by index, so without stripes every host would ask the origin for
-// piece 0 first and the origin would send the same pieces many times; with
-// them, the origin's first pass sends each piece to about one host, and the
-// hosts trade the rest.
-func (x *Transfer) Download(slot, slots int) {
-	x.t.DownloadAll()
-	n := x.t.NumPieces()
-	if n == 0 || slots < 2 {
-		return
+// Download asks for every piece the store does not already cover.
+func (x *Transfer) Download() { x.t.DownloadAll() }
+
+// PieceRange returns the byte range of pieces [first, end).
+func (x *Transfer) PieceRange(first, end int) (off, n int64) {
+	off = int64(first) * x.Layout.PieceLen
+	return off, min(int64(end)*x.Layout.PieceLen, x.Layout.Length) - off
+}
+
+// Pieces returns the number of pieces.
+func (x *Transfer) Pieces() int { return x.Layout.Pieces() }
+
+// HasPiece reports whether piece i is complete.
+func (x *Transfer) HasPiece(i int) bool { return x.t.PieceState(i).Complete }
+
+// PutPiece stores the bytes of piece i obtained outside the swarm and has
+// anacrolix verify them against the piece hash, as if a peer had sent them:
+// on success the piece counts as complete and is announced to peers.
+func (x *Transfer) PutPiece(ctx context.Context, i int, data []byte) error {
+	p := &chunkPiece{s: x.st, index: i, off: int64(i) * x.Layout.PieceLen}
+	p.n = min(x.Layout.PieceLen, x.Layout.Length-p.off)
+	if int64(len(data)) != p.n {
+		return fmt.Errorf("piece %d: got %d bytes, want %d", i, len(data), p.n)
 	}
-	slot %= slots
-	for i := slot * n / slots; i < (slot+1)*n/slots; i++ {
-		x.t.Piece(i).SetPriority(types.PiecePriorityHigh)
+	if _, err := p.WriteAt(data, 0); err != nil {
+		return err
 	}
+	if err := x.t.Piece(i).VerifyDataContext(ctx); err != nil {
+		return err
+	}
+	// VerifyDataContext returns once the hash is computed; anacrolix marks
+	// the piece complete a moment later, outside its lock.
+	for range 200 {
+		if ps := x.t.PieceState(i); ps.Complete {
+			return nil
+		} else if !ps.Checking && !ps.Marking {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if x.t.PieceState(i).Complete {
+		return nil
+	}
+	return fmt.Errorf("piece %d failed verification", i)
 }
 
 // Wait blocks until every piece is complete and every chunk is in the store.

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"net/netip"
+	"strconv"
 
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 //
 //	GET /v1/repos/{repo}/releases/{id}/manifest        signed manifest envelope
 //	GET /v1/repos/{repo}/releases/{id}/torrent/{kind}  info bytes (kind: full, delta)
+//	GET /v1/repos/{repo}/releases/{id}/data/{kind}?off=&n=  torrent bytes (origin stripes)
 //	GET /v1/status                                     this node's Status, as JSON
 //	GET /announce                                      a BitTorrent tracker (BEP 3, BEP 23) answering from membership
 //
@@ -54,6 +56,7 @@ func (n *Node) handler() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(info)
 	})
+	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/data/{kind}", n.serveData)
 	mux.HandleFunc("GET /announce", n.announce)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -199,4 +202,77 @@ func (n *Node) knowsInfoHash(ih string) bool {
 		}
 	}
 	return false
+}
+
+// serveData sends a byte range of a torrent's data — a host's stripe — at
+// the host's upload rate, shared with the peer wire. Any node can serve it;
+// hosts ask the origin, so that each piece leaves the origin once.
+func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
+	r, id, ok := n.lookup(w, req)
+	if !ok {
+		return
+	}
+	l, err := n.layoutFor(r, id, req.PathValue("kind"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	off, err1 := strconv.ParseInt(req.URL.Query().Get("off"), 10, 64)
+	size, err2 := strconv.ParseInt(req.URL.Query().Get("n"), 10, 64)
+	if err1 != nil || err2 != nil || off < 0 || size <= 0 || off+size > l.Length {
+		http.Error(w, "bad range", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	const slice = 32 << 10
+	buf := make([]byte, slice)
+	for size > 0 {
+		k := min(size, slice)
+		b := buf[:k]
+		for _, c := range l.overlapping(off, k) {
+			z, err := r.st.ReadCompressedChunk(c.ID)
+			if err != nil {
+				n.cfg.Log.Warn("serve data", "release", id, "err", err)
+				return // the short body tells the client
+			}
+			from, to := max(off, c.Off), min(off+k, c.Off+c.CSize)
+			copy(b[from-off:to-off], z[from-c.Off:to-c.Off])
+		}
+		if err := n.e.up.WaitN(req.Context(), int(k)); err != nil {
+			return
+		}
+		if _, err := w.Write(b); err != nil {
+			return
+		}
+		n.e.addSent(k)
+		off += k
+		size -= k
+	}
+}
+
+// layoutFor returns a release's layout of the given kind, parsed once.
+func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, error) {
+	key := id.String() + "." + kind
+	n.mu.Lock()
+	l := n.layouts[key]
+	n.mu.Unlock()
+	if l != nil {
+		return l, nil
+	}
+	info, err := n.infoBytes(r, id, kind)
+	if err != nil {
+		return nil, err
+	}
+	sm, err := r.st.Manifest(id)
+	if err != nil {
+		return nil, err
+	}
+	if l, err = ParseInfo(info, id, sm.Manifest); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.layouts[key] = l
+	n.mu.Unlock()
+	return l, nil
 }

@@ -72,7 +72,7 @@ func fetch(t *testing.T, e *Engine, st *artifact.Store, tor *Torrent, peers ...s
 		t.Fatal(err)
 	}
 	x.AddPeers(peers)
-	x.Download(0, 1)
+	x.Download()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := x.Wait(ctx); err != nil {
