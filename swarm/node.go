@@ -187,10 +187,6 @@ func NewNode(cfg Config) (*Node, error) {
 			cfg.Log.Error("metadata server stopped", "err", err)
 		}
 	}()
-	if err := n.resume(); err != nil {
-		n.Close()
-		return nil, err
-	}
 	if cfg.Origin && cfg.OffloadAfter > 0 {
 		n.wg.Add(1)
 		go n.offloadLoop()
@@ -248,8 +244,11 @@ func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
 // Engine exposes the engine, for counters.
 func (n *Node) Engine() *Engine { return n.e }
 
-// resume re-reads every repo's saved announcements.
-func (n *Node) resume() error {
+// Resume re-reads every repo's saved announcements and queues their
+// releases again. Call it once the PeerSource can answer: NewNode does not,
+// so that a restarted host does not start fetching before its membership
+// is up.
+func (n *Node) Resume() error {
 	entries, err := os.ReadDir(n.cfg.DataDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return os.MkdirAll(n.cfg.DataDir, 0o755)

@@ -152,6 +152,10 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.ml = ml
+	if err := sw.Resume(); err != nil {
+		h.Close()
+		return nil, err
+	}
 	h.wg.Add(1)
 	go h.publishState()
 	h.changed()
