@@ -32,6 +32,7 @@ func fanOut(b *testing.B, src string, n int, su float64) {
 	b.StopTimer()
 	c := newCluster(b)
 	c.skipStage = true
+	c.stallAfter = 0 // the daemon's default
 	// S is known only after the build; start capped hosts at a provisional
 	// rate and set S/U from the measured S below.
 	est := int64(float64(*fanoutSize) * 0.4)

@@ -548,7 +548,12 @@ func (n *Node) wait(rel *release, x *Transfer) error {
 		withOrigin := rel.fallback
 		n.mu.Unlock()
 		addrs := n.peerAddrsFor(withOrigin)
-		x.AddPeers(addrs)
+		if !n.cfg.Origin {
+			// The origin never dials hosts: a connection it opened would let
+			// them ask it for anything, and each piece should leave it once,
+			// as a stripe.
+			x.AddPeers(addrs)
+		}
 		select {
 		case err := <-done:
 			n.reportBadPeers()

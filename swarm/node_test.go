@@ -31,6 +31,9 @@ type cluster struct {
 	dirs   map[string]string
 	// skipStage: hosts keep releases in the store only (benchmarks).
 	skipStage bool
+	// stallAfter overrides the 2 s stall threshold tests use (benchmarks
+	// keep the daemon's default).
+	stallAfter time.Duration
 }
 
 func (p *staticPeers) Peers() []Peer { return nil }
@@ -57,7 +60,7 @@ func (c *cluster) peers(self string) []Peer {
 
 func newCluster(t testing.TB) *cluster {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	return &cluster{t: t, key: key, nodes: map[string]*Node{}, dirs: map[string]string{}}
+	return &cluster{t: t, key: key, nodes: map[string]*Node{}, dirs: map[string]string{}, stallAfter: 2 * time.Second}
 }
 
 // start adds a node on 127.0.0.<ip>; upload caps its upload rate.
@@ -72,7 +75,7 @@ func (c *cluster) start(name string, ip int, origin bool, upload int64) *Node {
 	n, err := NewNode(Config{
 		Name: name, DataDir: dir, PubKey: c.key.Public().(ed25519.PublicKey), Origin: origin,
 		Engine:   EngineConfig{ListenAddr: addr + ":0", UploadRate: upload},
-		HTTPAddr: addr + ":0", Peers: c.peersOf(name), StallAfter: 2 * time.Second, SkipStage: c.skipStage,
+		HTTPAddr: addr + ":0", Peers: c.peersOf(name), StallAfter: c.stallAfter, SkipStage: c.skipStage,
 	})
 	if err != nil {
 		c.t.Fatal(err)
