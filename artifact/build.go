@@ -106,7 +106,10 @@ func Build(ctx context.Context, st *Store, src string, key ed25519.PrivateKey, o
 	defer unlock()
 
 	b := newBuilder(st, opt)
-	w := st.NewWriter()
+	w, err := st.NewWriter()
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
 	err = b.run(ctx, source, w)
 	if err != nil {
 		w.Abort()

@@ -14,6 +14,10 @@ type GCOptions struct {
 	Keep   int              // newest releases kept per repo; must be at least 1
 	Pin    []core.ReleaseID // kept whatever their age (e.g. the current release)
 	DryRun bool             // report, delete nothing
+	// PinnedOnly keeps exactly the pinned releases and ignores Keep: for a
+	// daemon, which knows which releases it retains better than build
+	// times do.
+	PinnedOnly bool
 }
 
 // GCResult says what was (or, with DryRun, would be) removed.
@@ -36,7 +40,7 @@ const repackBelow = 0.5
 // the store's exclusive lock, so it fails fast with ErrStoreBusy while a
 // build is writing.
 func (s *Store) GC(opt GCOptions) (*GCResult, error) {
-	if opt.Keep < 1 {
+	if opt.Keep < 1 && !opt.PinnedOnly {
 		return nil, errors.New("gc: keep must be at least 1")
 	}
 	unlock, err := s.lock(true)
@@ -60,7 +64,7 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 	live := map[core.ChunkID]bool{}
 	for _, r := range rels {
 		perRepo[r.Manifest.Repo]++
-		if perRepo[r.Manifest.Repo] > opt.Keep && !pinned[r.ID] {
+		if (opt.PinnedOnly || perRepo[r.Manifest.Repo] > opt.Keep) && !pinned[r.ID] {
 			res.RemovedReleases = append(res.RemovedReleases, r.ID)
 			continue
 		}

@@ -155,7 +155,8 @@ func (s *Store) addPackLocked(p *packFile, entries []packEntry) {
 // file, which gc removes.
 type Writer struct {
 	st     *Store
-	force  bool // store chunks even if the store has them (gc repacking)
+	force  bool   // store chunks even if the store has them (gc repacking)
+	unlock func() // releases the shared store lock, which keeps gc out
 	mu     sync.Mutex
 	f      *os.File
 	off    int64
@@ -164,9 +165,23 @@ type Writer struct {
 	err    error
 }
 
-// NewWriter returns a Writer for s.
-func (s *Store) NewWriter() *Writer {
-	return &Writer{st: s, queued: map[core.ChunkID]bool{}}
+// NewWriter returns a Writer for s. It holds the store's shared lock until
+// Close or Abort, so that gc (in any process) cannot delete its temp pack
+// or the chunks it relies on meanwhile; it fails with ErrStoreBusy while gc
+// runs.
+func (s *Store) NewWriter() (*Writer, error) {
+	unlock, err := s.lock(false)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{st: s, queued: map[core.ChunkID]bool{}, unlock: unlock}, nil
+}
+
+func (w *Writer) release() {
+	if w.unlock != nil {
+		w.unlock()
+		w.unlock = nil
+	}
 }
 
 // Put compresses raw and stores it under id unless the store or this writer
@@ -284,6 +299,7 @@ func (w *Writer) abortLocked() {
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer w.release()
 	if w.err != nil {
 		return w.err
 	}
@@ -300,6 +316,7 @@ func (w *Writer) Close() error {
 func (w *Writer) Abort() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer w.release()
 	w.abortLocked()
 	if w.err == nil {
 		w.err = errors.New("writer aborted")

@@ -62,6 +62,9 @@ func (s *Signed) Encode() []byte {
 // key is trusted: use Open for that.
 func DecodeSigned(b []byte) (*Signed, error) {
 	fixed := len(envelopeMagic) + ed25519.PublicKeySize + ed25519.SignatureSize
+	if len(b) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("decode manifest: envelope of %d bytes exceeds %d", len(b), MaxEnvelopeSize)
+	}
 	if len(b) < fixed || !bytes.HasPrefix(b, []byte(envelopeMagic)) {
 		return nil, errors.New("decode manifest: not a scatter manifest envelope")
 	}
@@ -90,8 +93,19 @@ func DecodeSigned(b []byte) (*Signed, error) {
 	return s, nil
 }
 
-// Open decodes an envelope and requires that the trusted deploy key signed it.
+// MaxEnvelopeSize bounds a stored or fetched manifest envelope. A 5 GB,
+// 100k-file release's envelope is about 12 MiB.
+const MaxEnvelopeSize = 128 << 20
+
+// Open decodes an envelope and requires that the trusted deploy key signed
+// it. The signer's key is compared before anything is decompressed, so an
+// envelope from anyone else costs nothing to refuse.
 func Open(b []byte, trusted ed25519.PublicKey) (*Signed, error) {
+	if k := len(envelopeMagic); len(b) >= k+ed25519.PublicKeySize && bytes.HasPrefix(b, []byte(envelopeMagic)) {
+		if signer := ed25519.PublicKey(b[k : k+ed25519.PublicKeySize]); !bytes.Equal(signer, trusted) {
+			return nil, fmt.Errorf("manifest: %w (%s, trusted key is %s)", keys.ErrWrongKey, keys.Fingerprint(signer), keys.Fingerprint(trusted))
+		}
+	}
 	s, err := DecodeSigned(b)
 	if err != nil {
 		return nil, err

@@ -91,7 +91,10 @@ func corruptChunk(t *testing.T, st *Store, id core.ChunkID) {
 func copyStore(t *testing.T, from *Store, sm *Signed, skip core.ChunkID) *Store {
 	t.Helper()
 	to := newStore(t)
-	w := to.NewWriter()
+	w, err := to.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range sm.Manifest.Chunks {
 		if c.ID == skip {
 			continue

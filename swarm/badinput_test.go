@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,4 +145,39 @@ func TestBadAnnouncementsDoNotStopTheNode(t *testing.T) {
 	sm, _ := c.publish(genTree(t, 2<<20, false), "good")
 	c.waitStaged(sm, []string{"h1"}, 30*time.Second)
 	_ = origin
+}
+
+// The stripe endpoint takes offsets from anyone who can reach it: ranges
+// that overflow or leave the torrent are refused.
+func TestServeDataRefusesBadRanges(t *testing.T) {
+	c := newCluster(t)
+	origin := c.start("origin", 160, true, 0)
+	sm, _ := c.publish(genTree(t, 1<<20, false), "1")
+	deadline := time.Now().Add(10 * time.Second)
+	for !origin.Staged("mw", sm.ID) {
+		if time.Now().After(deadline) {
+			t.Fatal("origin did not take the release")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	base := "http://" + origin.HTTPAddr() + "/v1/repos/mw/releases/" + sm.ID.String() + "/data/full"
+	for _, q := range []string{"?off=1&n=9223372036854775807", "?off=-1&n=10", "?off=0&n=0", "?off=99999999999&n=1", "?off=x&n=1"} {
+		resp, err := http.Get(base + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", q, resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(base + "?off=0&n=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(b) != 100 {
+		t.Fatalf("a good range: status %d, %d bytes", resp.StatusCode, len(b))
+	}
 }

@@ -219,7 +219,7 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 	}
 	off, err1 := strconv.ParseInt(req.URL.Query().Get("off"), 10, 64)
 	size, err2 := strconv.ParseInt(req.URL.Query().Get("n"), 10, 64)
-	if err1 != nil || err2 != nil || off < 0 || size <= 0 || off+size > l.Length {
+	if err1 != nil || err2 != nil || off < 0 || size <= 0 || off > l.Length || size > l.Length-off {
 		http.Error(w, "bad range", http.StatusBadRequest)
 		return
 	}
@@ -235,6 +235,10 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 			if err != nil {
 				n.cfg.Log.Warn("serve data", "release", id, "err", err)
 				return // the short body tells the client
+			}
+			if int64(len(z)) != c.CSize {
+				n.cfg.Log.Warn("serve data: stored frame differs from the layout", "release", id, "chunk", c.ID)
+				return
 			}
 			from, to := max(off, c.Off), min(off+k, c.Off+c.CSize)
 			copy(b[from-off:to-off], z[from-c.Off:to-c.Off])

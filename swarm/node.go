@@ -187,10 +187,6 @@ func NewNode(cfg Config) (*Node, error) {
 			cfg.Log.Error("metadata server stopped", "err", err)
 		}
 	}()
-	if cfg.Origin && cfg.OffloadAfter > 0 {
-		n.wg.Add(1)
-		go n.offloadLoop()
-	}
 	return n, nil
 }
 
@@ -249,6 +245,10 @@ func (n *Node) Engine() *Engine { return n.e }
 // so that a restarted host does not start fetching before its membership
 // is up.
 func (n *Node) Resume() error {
+	if n.cfg.Origin && n.cfg.OffloadAfter > 0 {
+		n.wg.Add(1)
+		go n.offloadLoop()
+	}
 	entries, err := os.ReadDir(n.cfg.DataDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return os.MkdirAll(n.cfg.DataDir, 0o755)
@@ -469,7 +469,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	stripeCtx, stopStripe := context.WithCancel(n.ctx)
 	defer stopStripe()
 	if origin, ok := n.originPeer(); ok && !n.cfg.Origin {
-		slot, slots := n.stripe(a.Release)
+		slot, slots := n.stripe(a, kind)
 		go func() {
 			defer close(stripeDone)
 			if err := n.fetchStripe(stripeCtx, x, a, kind, origin, slot, slots); err != nil && stripeCtx.Err() == nil {
@@ -522,12 +522,16 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	return nil
 }
 
-// stripe returns this host's slot among the hosts that lack the release:
-// its place in the sorted names of those hosts and itself.
-func (n *Node) stripe(id core.ReleaseID) (slot, slots int) {
+// stripe returns this host's slot among the hosts that lack the release and
+// fetch the same torrent: its place in the sorted names of those hosts and
+// itself.
+func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
 	names := []string{n.cfg.Name}
 	for _, p := range n.cfg.Peers.Peers() {
-		if !p.Origin && !slices.Contains(p.Holds, id) {
+		// Hosts holding the parent fetch the delta, the others the full
+		// torrent: only hosts fetching the same torrent share its stripes.
+		sameKind := (!a.Parent.IsZero() && slices.Contains(p.Holds, a.Parent)) == (kind == Delta)
+		if !p.Origin && !slices.Contains(p.Holds, a.Release) && sameKind {
 			names = append(names, p.Name)
 		}
 	}
@@ -731,22 +735,20 @@ func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Signed, error) {
 	if sm, err := r.st.Manifest(a.Release); err == nil {
 		return sm, sm.VerifiedBy(n.cfg.PubKey)
 	}
-	b, err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), 600<<20, func(b []byte) error {
-		sm, err := artifact.Open(b, n.cfg.PubKey)
+	var sm *artifact.Signed
+	_, err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), artifact.MaxEnvelopeSize, func(b []byte) error {
+		got, err := artifact.Open(b, n.cfg.PubKey)
 		if err != nil {
 			return err
 		}
-		if sm.ID != a.Release {
-			return fmt.Errorf("peer sent release %s", sm.ID.Short())
+		if got.ID != a.Release {
+			return fmt.Errorf("peer sent release %s", got.ID.Short())
 		}
+		sm = got
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch manifest: %w", err)
-	}
-	sm, err := artifact.Open(b, n.cfg.PubKey)
-	if err != nil {
-		return nil, err
 	}
 	if err := r.st.PutManifest(sm); err != nil {
 		return nil, err
@@ -871,6 +873,13 @@ func (n *Node) collect(r *repo) {
 			s.Drop()
 		}
 		id := rel.ann.Release.String()
+		n.mu.Lock()
+		delete(n.layouts, id+".full")
+		delete(n.layouts, id+".delta")
+		n.mu.Unlock()
+		for _, f := range []string{".full.partial", ".full.done", ".delta.partial", ".delta.done"} {
+			os.Remove(filepath.Join(r.dir, "partial", id+f))
+		}
 		os.Remove(filepath.Join(r.dir, "announcements", id))
 		os.Remove(filepath.Join(r.dir, "torrents", id+".full"))
 		os.Remove(filepath.Join(r.dir, "torrents", id+".delta"))
@@ -878,7 +887,15 @@ func (n *Node) collect(r *repo) {
 			n.cfg.Log.Warn("remove old release tree", "release", id, "err", err)
 		}
 	}
-	res, err := r.st.GC(artifact.GCOptions{Keep: n.cfg.Keep})
+	// Keep what the node keeps (the newest announcements), whatever the
+	// build times say: on the origin, newer builds may not be announced yet.
+	n.mu.Lock()
+	var pin []core.ReleaseID
+	for id := range r.rels {
+		pin = append(pin, id)
+	}
+	n.mu.Unlock()
+	res, err := r.st.GC(artifact.GCOptions{Pin: pin, PinnedOnly: true})
 	if err != nil {
 		n.cfg.Log.Warn("gc", "repo", r.name, "err", err)
 		return

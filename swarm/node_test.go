@@ -80,6 +80,9 @@ func (c *cluster) start(name string, ip int, origin bool, upload int64) *Node {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	if err := n.Resume(); err != nil {
+		c.t.Fatal(err)
+	}
 	c.mu.Lock()
 	c.nodes[name] = n
 	if origin {

@@ -18,8 +18,9 @@ func TestPeersShare(t *testing.T) {
 		n = 8
 	}
 	const S = 3 << 20 // about the compressed size of the 8 MiB tree below
-	U := int64(S / 2) // S/U = 2 s
+	U := int64(S / 4) // S/U = 4 s
 	c := newCluster(t)
+	c.stallAfter = 0 // the daemon's default: a short threshold hands hosts to the origin early
 	origin := c.start("origin", 70, true, U)
 	names := hostNames(n)
 	for i, name := range names {

@@ -181,7 +181,9 @@ func (p *chunkPiece) Completion() storage.Completion {
 		return storage.Completion{Ok: true, Complete: true}
 	}
 	for _, c := range p.s.layout.overlapping(p.off, p.n) {
-		if !p.s.st.HasChunk(c.ID) {
+		// A stored frame of another size (compressed by another build) is
+		// the same chunk but not the same torrent bytes.
+		if cs, err := p.s.st.CompressedSize(c.ID); err != nil || cs != c.CSize {
 			// Done before a restart: unknown until anacrolix rehashes it.
 			return storage.Completion{Ok: !recheck, Complete: false}
 		}
@@ -217,7 +219,7 @@ func (p *chunkPiece) ReadAt(b []byte, off int64) (int, error) {
 // the store if it holds the chunk, else from the staging file.
 func (s *chunkStorage) readSpan(c Span, dst []byte, from int64) error {
 	for range 2 {
-		if z, err := s.st.ReadCompressedChunk(c.ID); err == nil {
+		if z, err := s.st.ReadCompressedChunk(c.ID); err == nil && int64(len(z)) == c.CSize {
 			copy(dst, z[from-c.Off:])
 			return nil
 		}
@@ -284,7 +286,9 @@ func (p *chunkPiece) MarkComplete() error {
 			return err
 		}
 		if s.w == nil {
-			s.w = s.st.NewWriter()
+			if s.w, err = s.st.NewWriter(); err != nil {
+				return err
+			}
 		}
 		n, err := s.w.PutCompressed(c.ID, z, int(c.Size))
 		if err != nil {
