@@ -81,6 +81,13 @@ func Materialize(ctx context.Context, st *Store, sm *Signed, dest string, opt Ma
 			err = fmt.Errorf("%s: %w", dest, ErrDestExists)
 		}
 	}
+	if err == nil {
+		// The rename itself must survive a power loss before anyone is told
+		// the release is staged.
+		if serr := syncDir(filepath.Dir(dest)); serr != nil {
+			return nil, fmt.Errorf("materialize %s: %w", sm.ID.Short(), serr)
+		}
+	}
 	if err != nil {
 		if rerr := RemoveTree(tmp); rerr != nil {
 			opt.Log.Error("could not remove partial tree", "dir", tmp, "err", rerr)

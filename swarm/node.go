@@ -307,14 +307,16 @@ func (n *Node) Announce(signed []byte) (bool, error) {
 	r.rels[a.Release] = &release{ann: a, signed: signed, state: "queued"}
 	n.mu.Unlock()
 	path := filepath.Join(r.dir, "announcements", a.Release.String())
-	if err := writeFileAtomic(path, signed); err != nil {
-		return true, fmt.Errorf("save announcement: %w", err)
-	}
-	n.cfg.Log.Info("release announced", "repo", a.Repo, "release", a.Release, "version", a.Version)
+	err = writeFileAtomic(path, signed)
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
+	if err != nil {
+		// Fetched all the same; only a restart forgets it.
+		return true, fmt.Errorf("save announcement: %w", err)
+	}
+	n.cfg.Log.Info("release announced", "repo", a.Repo, "release", a.Release, "version", a.Version)
 	n.cfg.OnChange()
 	return true, nil
 }
@@ -344,6 +346,14 @@ func (n *Node) repoLocked(name string) (*repo, error) {
 	st, err := artifact.OpenStore(dir, n.cfg.Log.With("repo", name))
 	if err != nil {
 		return nil, err
+	}
+	// A crash during materialize leaves a hidden partial tree: remove it.
+	if partials, _ := filepath.Glob(filepath.Join(dir, "releases", ".*.partial-*")); len(partials) > 0 {
+		for _, p := range partials {
+			if err := artifact.RemoveTree(p); err != nil {
+				n.cfg.Log.Warn("remove partial tree", "dir", p, "err", err)
+			}
+		}
 	}
 	r := &repo{name: name, dir: dir, st: st, rels: map[core.ReleaseID]*release{}, wake: make(chan struct{}, 1)}
 	n.repos[name] = r
@@ -504,6 +514,8 @@ func (n *Node) fetch(r *repo, rel *release) error {
 				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
 			} else if x2, err := n.e.Add(r.st, t2.Layout, t2.Info, filepath.Join(r.dir, "partial")); err == nil {
 				seeds = append(seeds, x2)
+			} else {
+				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
 			}
 		}
 	}
