@@ -73,13 +73,20 @@ func (s *syncBuffer) String() string {
 
 func startDaemon(t *testing.T, bin string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{log: &syncBuffer{}}
+	data := ""
 	for i, a := range args {
 		if a == "--data" {
-			d.data = args[i+1]
+			data = args[i+1]
 		}
 	}
-	d.cmd = exec.Command(bin, append([]string{"--log-level", "info", "seed"}, args...)...)
+	return launch(t, data, exec.Command(bin, append([]string{"--log-level", "info", "seed"}, args...)...))
+}
+
+// launch starts a daemon's command, kills it when the test ends (showing
+// its log if the test failed), and waits until its control socket answers.
+func launch(t *testing.T, data string, cmd *exec.Cmd) *daemon {
+	t.Helper()
+	d := &daemon{log: &syncBuffer{}, data: data, cmd: cmd}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -91,7 +98,6 @@ func startDaemon(t *testing.T, bin string, args ...string) *daemon {
 			t.Logf("daemon %s log:\n%s", d.data, d.log.String())
 		}
 	})
-	// Ready when the control socket answers.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := host.DialControl(d.data).Status(context.Background()); err == nil {

@@ -93,22 +93,9 @@ func TestE2ENetworkNamespaces(t *testing.T) {
 	runBin(t, bin, "keygen", "--out", key)
 	start := func(i int, name string, extra ...string) *daemon {
 		data := filepath.Join(dir, name)
-		d := &daemon{log: &syncBuffer{}, data: data}
 		args := append([]string{"netns", "exec", ns.hosts[i], bin, "--log-level", "info", "seed", "--data", data,
 			"--pubkey", key + ".pub", "--name", name, "--bind", ns.addr(i), "--label", "netns"}, extra...)
-		d.cmd = exec.Command("ip", args...)
-		d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-		if err := d.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			d.cmd.Process.Kill()
-			d.cmd.Wait()
-			if t.Failed() {
-				t.Logf("%s log:\n%s", name, d.log.String())
-			}
-		})
-		return d
+		return launch(t, data, exec.Command("ip", args...))
 	}
 	origin := start(0, "origin", "--origin")
 	var ds []*daemon
@@ -117,20 +104,8 @@ func TestE2ENetworkNamespaces(t *testing.T) {
 	}
 	src := filepath.Join(dir, "src")
 	runBin(t, bin, "generate", "--size", "8MiB", "--seed", "6", src)
-	var id string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := exec.Command(bin, "publish", "--data", origin.data, "--key", key, "--repo", "mw", "--version", "1", src).CombinedOutput()
-		if err == nil {
-			id = strings.TrimSpace(string(out))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("publish: %v\n%s", err, out)
-		}
-		time.Sleep(200 * time.Millisecond) // the origin daemon is still starting
-	}
-	deadline = time.Now().Add(120 * time.Second)
+	id := strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--key", key, "--repo", "mw", "--version", "1", src))
+	deadline := time.Now().Add(120 * time.Second)
 	for {
 		staged := 0
 		for _, d := range ds {
