@@ -156,25 +156,31 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	s.mu.Lock()
+	var errs []error
 	for _, p := range drop {
 		delete(s.packs, p.name)
 		p.f.Close()
 		if err := os.Remove(filepath.Join(s.dir, "packs", p.name)); err != nil {
-			s.mu.Unlock()
-			return nil, fmt.Errorf("gc: %w", err)
+			errs = append(errs, err)
 		}
 	}
-	// Rebuild the index from the remaining packs.
+	// Rebuild the index from the remaining packs, whatever failed above, so
+	// it never points at a closed pack.
 	s.index = map[core.ChunkID]chunkLoc{}
-	for _, p := range s.packs {
+	for name, p := range s.packs {
 		entries, err := readPackIndex(p.f, p.size)
 		if err != nil {
-			s.mu.Unlock()
-			return nil, fmt.Errorf("gc: pack %s: %w", p.name, err)
+			errs = append(errs, fmt.Errorf("pack %s: %w", name, err))
+			delete(s.packs, name)
+			p.f.Close()
+			continue
 		}
 		s.addPackLocked(p, entries)
 	}
 	s.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
 	s.clearTemp()
 	return res, nil
 }

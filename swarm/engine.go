@@ -231,12 +231,15 @@ func (x *Transfer) PutPiece(ctx context.Context, i int, data []byte) error {
 		return err
 	}
 	// VerifyDataContext returns once the hash is computed; anacrolix marks
-	// the piece complete a moment later, outside its lock.
-	for range 200 {
-		if ps := x.t.PieceState(i); ps.Complete {
+	// the piece complete a moment later, outside its lock (MarkComplete may
+	// sync a pack to disk), so wait for the marking to finish.
+	for {
+		ps := x.t.PieceState(i)
+		if ps.Complete {
 			return nil
-		} else if !ps.Checking && !ps.Marking {
-			break
+		}
+		if !ps.Checking && !ps.Marking {
+			return fmt.Errorf("piece %d failed verification", i)
 		}
 		select {
 		case <-ctx.Done():
@@ -244,10 +247,6 @@ func (x *Transfer) PutPiece(ctx context.Context, i int, data []byte) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	if x.t.PieceState(i).Complete {
-		return nil
-	}
-	return fmt.Errorf("piece %d failed verification", i)
 }
 
 // Wait blocks until every piece is complete and every chunk is in the store.

@@ -266,7 +266,20 @@ func MakeTorrent(st *artifact.Store, sm *artifact.Signed, parent *artifact.Manif
 	if err != nil {
 		return nil, err
 	}
-	info, err := l.InfoBytes(st.ReadCompressedChunk)
+	// Hash only frames that decode to their chunk: a frame damaged on the
+	// origin's disk would otherwise be baked into the piece hashes, pass
+	// every SHA-1 check and fail every host's SHA-256 check, forever.
+	sizes := make(map[core.ChunkID]uint32, len(l.Chunks))
+	for _, c := range l.Chunks {
+		sizes[c.ID] = c.Size
+	}
+	info, err := l.InfoBytes(func(id core.ChunkID) ([]byte, error) {
+		z, err := st.ReadCompressedChunk(id)
+		if err == nil {
+			err = artifact.CheckFrame(id, z, int(sizes[id]))
+		}
+		return z, err
+	})
 	if err != nil {
 		return nil, err
 	}
