@@ -709,22 +709,60 @@ func (n *Node) fetchStripe(ctx context.Context, x *Transfer, a *Announcement, ki
 		return fmt.Errorf("origin: %s", resp.Status)
 	}
 	ip, _ := netip.ParseAddrPort(origin.HTTP)
-	buf := make([]byte, x.Layout.PieceLen)
-	for i := first; i < end; i++ {
+	// Verifying a piece is a round trip through anacrolix's hasher; keep a
+	// few in flight so the stream from the origin never waits on it.
+	const inFlight = 8
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	bufs := make(chan []byte, inFlight)
+	for range inFlight {
+		bufs <- make([]byte, x.Layout.PieceLen)
+	}
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr
+	}
+	defer wg.Wait()
+	for i := first; i < end && failed() == nil; i++ {
 		_, k := x.PieceRange(i, i+1)
+		var buf []byte
+		select {
+		case buf = <-bufs:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		b := buf[:k]
 		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			bufs <- buf
 			return fmt.Errorf("stripe piece %d: %w", i, err)
 		}
 		n.e.addReceived(ip.Addr(), k)
 		if x.HasPiece(i) {
+			bufs <- buf
 			continue
 		}
-		if err := x.PutPiece(ctx, i, b); err != nil {
-			return err
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := x.PutPiece(ctx, i, b); err != nil {
+				fail(err)
+			}
+			bufs <- buf
+		}()
 	}
-	return nil
+	wg.Wait()
+	return failed()
 }
 
 // holds reports whether the store has the manifest and every chunk of id.
