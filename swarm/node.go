@@ -478,8 +478,8 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	stripeDone := make(chan struct{})
 	stripeCtx, stopStripe := context.WithCancel(n.ctx)
 	defer stopStripe()
-	if origin, ok := n.originPeer(); ok && !n.cfg.Origin {
-		slot, slots := n.stripe(a, kind)
+	slot, slots := n.stripe(a, kind)
+	if origin, ok := n.originPeer(); ok && !n.cfg.Origin && slots > 1 {
 		go func() {
 			defer close(stripeDone)
 			if err := n.fetchStripe(stripeCtx, x, a, kind, origin, slot, slots); err != nil && stripeCtx.Err() == nil {
@@ -488,6 +488,8 @@ func (n *Node) fetch(r *repo, rel *release) error {
 			}
 		}()
 	} else {
+		// The origin itself, or a host alone in fetching this torrent:
+		// stripes would save nothing, and the peer wire is faster.
 		close(stripeDone)
 		n.setFallback(rel)
 	}
