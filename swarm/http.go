@@ -10,7 +10,6 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -112,8 +111,6 @@ func (n *Node) get(addr, path string, limit int64) ([]byte, error) {
 	}
 	return b, nil
 }
-
-func randPerm(n int) []int { return rand.Perm(n) }
 
 // writeFileAtomic writes a small file through a temp file and a rename.
 func writeFileAtomic(path string, data []byte) error {

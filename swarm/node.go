@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -849,7 +850,7 @@ func (n *Node) fromPeers(path string, limit int64, check func([]byte) error) ([]
 		return nil, errors.New("no peers to ask")
 	}
 	var errs []string
-	for _, i := range randPerm(len(peers)) {
+	for _, i := range rand.Perm(len(peers)) {
 		p := peers[i]
 		if p.HTTP == "" {
 			continue

@@ -16,7 +16,6 @@ import (
 	"github.com/anacrolix/torrent/storage"
 
 	"scatter/artifact"
-	"scatter/artifact/core"
 )
 
 // chunkStorage is an anacrolix storage over the artifact store for one
@@ -35,10 +34,6 @@ type chunkStorage struct {
 	st     *artifact.Store
 	layout *Layout
 	log    *slog.Logger
-	// onChunk is told about every chunk added to the store (for counters).
-	onChunk func(bytes int64)
-	// onBad is told when a piece passed SHA-1 but a chunk failed SHA-256.
-	onBad func(chunk core.ChunkID, err error)
 
 	dir      string // where the partial and done-map files live
 	mu       sync.Mutex
@@ -280,9 +275,9 @@ func (p *chunkPiece) MarkComplete() error {
 		}
 		if err := artifact.CheckFrame(c.ID, z, int(c.Size)); err != nil {
 			s.done[p.index] = false
-			if s.onBad != nil {
-				s.onBad(c.ID, err)
-			}
+			// The piece passed SHA-1 but the chunk fails SHA-256: the torrent
+			// itself is bad, not a peer. Say so; anacrolix only sees an error.
+			s.log.Error("chunk failed verification after its pieces passed", "release", s.layout.Release, "chunk", c.ID, "err", err)
 			return err
 		}
 		if s.w == nil {
@@ -295,9 +290,6 @@ func (p *chunkPiece) MarkComplete() error {
 			return err
 		}
 		s.pending += int64(n)
-		if s.onChunk != nil {
-			s.onChunk(int64(n))
-		}
 	}
 	if s.pending >= flushEvery || time.Since(s.flushed) > flushAfter {
 		return s.flushLocked()
