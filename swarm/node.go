@@ -911,8 +911,9 @@ func (n *Node) collect(r *repo) {
 	}
 	sort.Slice(rels, func(i, j int) bool { return rels[i].ann.Time.After(rels[j].ann.Time) })
 	var drop []*release
+	live := linkedReleases(r.dir)
 	for i, rel := range rels {
-		if i >= n.cfg.Keep && rel.state != "fetching" {
+		if i >= n.cfg.Keep && rel.state != "fetching" && !live[rel.ann.Release.String()] {
 			drop = append(drop, rel)
 			delete(r.rels, rel.ann.Release)
 		}
@@ -954,6 +955,19 @@ func (n *Node) collect(r *repo) {
 		return
 	}
 	n.cfg.Log.Info("collected old releases", "repo", r.name, "releases", len(drop), "freed_bytes", res.FreedBytes)
+}
+
+// linkedReleases names the releases that the repo's current and previous
+// links point at (set by the deploy agent): collection never removes what
+// runs, or what a rollback returns to.
+func linkedReleases(repoDir string) map[string]bool {
+	out := map[string]bool{}
+	for _, link := range []string{"current", "previous"} {
+		if t, err := os.Readlink(filepath.Join(repoDir, link)); err == nil {
+			out[filepath.Base(t)] = true
+		}
+	}
+	return out
 }
 
 // Close stops fetching and serving.

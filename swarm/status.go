@@ -73,28 +73,7 @@ func (n *Node) Status() Status {
 	for _, r := range n.repos {
 		rs := RepoStatus{Repo: r.name}
 		for _, rel := range r.rels {
-			x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck, Offloaded: rel.offloaded}
-			if rel.state != "queued" {
-				x.Kind = rel.kind.String()
-			}
-			if rel.err != nil {
-				x.Error = rel.err.Error()
-			}
-			x.Total = rel.total
-			if rel.state == "staged" {
-				x.Done = rel.total
-			}
-			if rel.x != nil {
-				x.Done, x.Total = rel.x.Progress()
-				x.Peers = rel.x.Stats().ActivePeers
-			}
-			if rel.state == "staged" {
-				x.Seconds = rel.done.Sub(rel.started).Seconds()
-			}
-			if rel.held {
-				x.HeldSeconds = rel.heldAt.Sub(rel.started).Seconds()
-				x.HeldAt = rel.heldAt
-			}
+			x := rel.statusLocked()
 			rs.Releases = append(rs.Releases, x)
 		}
 		sort.Slice(rs.Releases, func(i, j int) bool {
@@ -106,6 +85,44 @@ func (n *Node) Status() Status {
 	sort.Slice(s.Repos, func(i, j int) bool { return s.Repos[i].Repo < s.Repos[j].Repo })
 	sort.Strings(s.BadPeers)
 	return s
+}
+
+func (rel *release) statusLocked() ReleaseStatus {
+	x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck, Offloaded: rel.offloaded}
+	if rel.state != "queued" {
+		x.Kind = rel.kind.String()
+	}
+	if rel.err != nil {
+		x.Error = rel.err.Error()
+	}
+	x.Total = rel.total
+	if rel.state == "staged" {
+		x.Done = rel.total
+	}
+	if rel.x != nil {
+		x.Done, x.Total = rel.x.Progress()
+		x.Peers = rel.x.Stats().ActivePeers
+	}
+	if rel.state == "staged" {
+		x.Seconds = rel.done.Sub(rel.started).Seconds()
+	}
+	if rel.held {
+		x.HeldSeconds = rel.heldAt.Sub(rel.started).Seconds()
+		x.HeldAt = rel.heldAt
+	}
+	return x
+}
+
+// Release reports one release's status; false if it was not announced
+// here (or was collected).
+func (n *Node) Release(repo string, id core.ReleaseID) (ReleaseStatus, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := n.repos[repo]
+	if r == nil || r.rels[id] == nil {
+		return ReleaseStatus{}, false
+	}
+	return r.rels[id].statusLocked(), true
 }
 
 // Staged reports whether the release is staged (or, on the origin, seeded).
