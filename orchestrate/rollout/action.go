@@ -179,10 +179,11 @@ type HostState struct {
 	// the host is later rolled back, so a summary can still say why.
 	Phase string
 	Error string
-	// Late is set when an ack arrived after the host had been marked
-	// unreachable; State then shows that ack's verdict (e.g. promoted or
-	// failed), while Phase and Error still record the timeout that the
-	// deploy's decisions were based on.
+	// Late is set (and stays set) when an ack arrived after the host had
+	// been marked unreachable. If the host had not moved on since, State
+	// shows that ack's verdict (promoted, failed, rolled back...), while
+	// Phase and Error (or RollbackError) still record the timeout that
+	// the deploy's decisions were based on.
 	Late bool
 	// RollbackError says why the host's rollback failed.
 	RollbackError string
@@ -204,7 +205,8 @@ type Counts struct {
 	// goes down, not even when a late ack turns out OK.
 	Failures int
 	// FailureLimit is the limit Failures is compared with now: the staging
-	// limit until staging ends, then the batch limit.
+	// limit until staging ends, then the batch limit (or still the
+	// staging limit if every staged host went to the canary pool).
 	FailureLimit int
 }
 

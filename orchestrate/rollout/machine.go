@@ -297,10 +297,7 @@ func (m *Machine) Hosts() []HostState {
 
 // Counts summarises the host states for live progress.
 func (m *Machine) Counts() Counts {
-	c := Counts{Hosts: len(m.hosts), Failures: m.failures, FailureLimit: m.batchLimit}
-	if !m.pastStage {
-		c.FailureLimit = m.stageLimit
-	}
+	c := Counts{Hosts: len(m.hosts), Failures: m.failures, FailureLimit: m.limit()}
 	for _, h := range m.hosts {
 		if h.everStaged {
 			c.Staged++
@@ -322,6 +319,16 @@ func (m *Machine) Counts() Counts {
 		}
 	}
 	return c
+}
+
+// limit is the failure limit in force: the staging limit until staging
+// has passed and when there are no batches (all staged hosts were
+// canaries), the batch limit otherwise.
+func (m *Machine) limit() int {
+	if !m.pastStage || len(m.batches) == 0 {
+		return m.stageLimit
+	}
+	return m.batchLimit
 }
 
 // enter begins a phase and returns its Phase action.
@@ -637,7 +644,7 @@ func (m *Machine) finish(r Result, reason string) []Action {
 func (m *Machine) causeText() string {
 	switch m.stop {
 	case causeAbort:
-		return "aborted during " + m.stopPhase
+		return "aborted during " + phaseText(m.stopPhase)
 	case causeCanary:
 		var bad []string
 		for _, h := range m.canaryBad {
@@ -668,11 +675,11 @@ func (m *Machine) failedText() string {
 		if m.failPhases[0] == "stage" {
 			return n + " failed staging"
 		}
-		return n + " failed in " + m.failPhases[0]
+		return n + " failed in " + phaseText(m.failPhases[0])
 	}
 	parts := make([]string, len(m.failPhases))
 	for i, p := range m.failPhases {
-		parts[i] = fmt.Sprintf("%d in %s", m.failCount[p], p)
+		parts[i] = fmt.Sprintf("%d in %s", m.failCount[p], phaseText(p))
 	}
 	return n + " failed: " + strings.Join(parts, ", ")
 }
@@ -688,7 +695,7 @@ func (m *Machine) successText() string {
 		return fmt.Sprintf("all %s promoted to %s", plural(promoted, "host"), m.plan.To)
 	}
 	return fmt.Sprintf("%d of %s promoted to %s; %s (limit %d)",
-		promoted, plural(len(m.hosts), "host"), m.plan.To, m.failedText(), m.batchLimit)
+		promoted, plural(len(m.hosts), "host"), m.plan.To, m.failedText(), m.limit())
 }
 
 func (m *Machine) haltText() string {
@@ -722,6 +729,19 @@ func (m *Machine) noTargetText() string {
 		return "; " + none[0] + " had no previous release and was not rolled back"
 	}
 	return "; " + list(none) + " had no previous release and were not rolled back"
+}
+
+// phaseText names a phase in a sentence: "during staging", "in batch 2".
+func phaseText(p string) string {
+	switch p {
+	case "stage":
+		return "staging"
+	case "canary":
+		return "the canary phase"
+	case "observe":
+		return "the canary observation"
+	}
+	return p
 }
 
 func names(hs []*host) []string {
