@@ -210,5 +210,5 @@ type Counts struct {
 	FailureLimit int
 }
 
-// deadline is a small helper for messages about timeouts.
+// noAck is the error recorded for a host that timed out.
 func noAck(d time.Duration) string { return fmt.Sprintf("no ack within %s", d) }

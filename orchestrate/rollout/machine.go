@@ -202,12 +202,11 @@ func (m *Machine) Ack(now time.Time, a Ack) []Action {
 		w.acks[a.Host] = ackFailed
 	}
 	w.open--
+	m.verdict(h, w, a.OK, a.Error)
 	if m.done {
 		// Only a Stage wave cut short by an abort can still be open.
-		m.verdict(h, w, a.OK, a.Error)
 		return nil
 	}
-	m.verdict(h, w, a.OK, a.Error)
 	if !a.OK {
 		m.countFailure(h, w)
 	}

@@ -324,7 +324,7 @@ func TestNewCopiesPlan(t *testing.T) {
 	if got.Hosts[0] != "a" || got.From["a"] != "r1" {
 		t.Errorf("Machine saw the caller's later edits: %+v", got)
 	}
-	if got.Batch != DefaultBatch || got.RetryEvery != DefaultRetryEvery || got.ActionTimeout != DefaultActionTimeout ||
+	if got.Batch != defaultBatch || got.RetryEvery != DefaultRetryEvery || got.ActionTimeout != DefaultActionTimeout ||
 		got.StageTimeout != DefaultStageTimeout {
 		t.Errorf("defaults not applied: %+v", got)
 	}

@@ -56,8 +56,8 @@ const (
 	DefaultRetryEvery    = 2 * time.Second
 )
 
-// DefaultBatch is the batch size used when Plan.Batch is the zero value.
-var DefaultBatch = Size{N: 25, Percent: true}
+// defaultBatch is the batch size used when Plan.Batch is the zero value.
+var defaultBatch = Size{N: 25, Percent: true}
 
 // Plan is one rolling deploy: which release goes to which hosts, in what
 // order and with what tolerance. The zero value of each optional field
@@ -83,7 +83,7 @@ type Plan struct {
 	Canary int
 	// Batch is the size of each batch of non-canary hosts, taken of the
 	// number of non-canary hosts that staged, at least 1 host. The zero
-	// value (which is also what "0" parses to) means DefaultBatch, 25%.
+	// value (which is also what "0" parses to) means 25%.
 	Batch Size
 	// FailureLimit is how many failures are tolerated: staging stops with
 	// Failed when more than FailureLimit.Of(len(Hosts)) hosts fail to
@@ -167,7 +167,7 @@ func (p Plan) Validate() error {
 // and map copied, so the caller's later changes cannot reach the Machine.
 func (p Plan) withDefaults() Plan {
 	if p.Batch == (Size{}) {
-		p.Batch = DefaultBatch
+		p.Batch = defaultBatch
 	}
 	if p.StageTimeout == 0 {
 		p.StageTimeout = DefaultStageTimeout
