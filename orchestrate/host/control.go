@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"scatter/orchestrate/agent"
 	"scatter/swarm"
 )
 
@@ -40,6 +41,8 @@ type MemberStatus struct {
 	Rack   string        `json:"rack,omitempty"`
 	Error  string        `json:"error,omitempty"` // why its status could not be read
 	Status *swarm.Status `json:"status,omitempty"`
+	// Deploy is what runs on the member, per repo, as gossip last said.
+	Deploy []agent.RepoState `json:"deploy,omitempty"`
 }
 
 // ClusterStatus asks every live member for its status, in parallel, each
@@ -48,10 +51,18 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	members := h.ml.Members()
 	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members))}
 	client := &http.Client{Timeout: 2 * time.Second}
+	own := h.agent.State()
+	h.mu.Lock()
+	deploy := map[string][]agent.RepoState{}
+	for name, st := range h.states {
+		deploy[name] = st.Repos
+	}
+	h.mu.Unlock()
+	deploy[h.cfg.Name] = own
 	var wg sync.WaitGroup
 	for i, m := range members {
 		ms := MemberStatus{Name: m.Name, Addr: m.Addr.String(), Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack,
-			HTTP: net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.Meta.Ports["http"]))}
+			HTTP: net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.Meta.Ports["http"])), Deploy: deploy[m.Name]}
 		if m.Name == h.cfg.Name {
 			s := h.sw.Status()
 			ms.Status = &s

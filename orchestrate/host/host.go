@@ -19,12 +19,16 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
 	"scatter/artifact/core"
+	"scatter/orchestrate/agent"
+	"scatter/orchestrate/command"
+	"scatter/orchestrate/config"
 	"scatter/orchestrate/membership"
 	"scatter/swarm"
 )
@@ -50,7 +54,10 @@ type Config struct {
 	PushPullInterval time.Duration
 	// OffloadAfter: see swarm.Config.
 	OffloadAfter int
-	Log          *slog.Logger
+	// Repos defines, per repo, the named actions this host runs on the
+	// deploy host's command, and as whom.
+	Repos map[string]config.Repo
+	Log   *slog.Logger
 }
 
 // Validate checks the configuration without changing it.
@@ -71,14 +78,18 @@ func (c Config) Validate() error {
 
 // Host is one running scatter host.
 type Host struct {
-	cfg Config
-	log *slog.Logger
-	ml  *membership.Node
-	sw  *swarm.Node
+	cfg   Config
+	log   *slog.Logger
+	ml    *membership.Node
+	sw    *swarm.Node
+	agent *agent.Agent
+	guard *command.Guard
 
 	mu       sync.Mutex
 	holds    map[string]map[core.ReleaseID]bool // by member name
 	sentHold map[core.ReleaseID]bool
+	subs     map[string][]chan *command.Ack // by deploy ID
+	states   map[string]hostState           // by member name
 	dirty    chan struct{}
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -99,6 +110,7 @@ type holdsNote struct {
 type stateBlob struct {
 	Announcements [][]byte         `json:"announcements"`
 	Holds         []core.ReleaseID `json:"holds"`
+	Deploy        *hostState       `json:"deploy,omitempty"`
 }
 
 // Start brings a host up: swarm node first (so its ports are known), then
@@ -116,8 +128,17 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	h := &Host{
 		cfg: cfg, log: cfg.Log.With("host", cfg.Name),
 		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
-		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
+		states: map[string]hostState{},
+		dirty:  make(chan struct{}, 1), stop: make(chan struct{}),
 	}
+	guard, err := command.NewGuard(cfg.PubKey, filepath.Join(cfg.DataDir, "commands.seen"), nil)
+	if err != nil {
+		if guard == nil {
+			return nil, err
+		}
+		h.log.Warn("command replay memory lost", "err", err)
+	}
+	h.guard = guard
 	sw, err := swarm.NewNode(swarm.Config{
 		Name: cfg.Name, DataDir: cfg.DataDir, PubKey: cfg.PubKey, Origin: cfg.Origin,
 		Engine: swarm.EngineConfig{
@@ -132,6 +153,11 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.sw = sw
+	h.agent, err = agent.New(agent.Config{Name: cfg.Name, DataDir: cfg.DataDir, Repos: cfg.Repos, Stager: sw, Log: h.log})
+	if err != nil {
+		sw.Close()
+		return nil, err
+	}
 	role := "host"
 	if cfg.Origin {
 		role = "origin"
@@ -158,7 +184,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.wg.Add(1)
 	go h.publishState()
-	h.changed()
+	h.stateChanged()
 	if len(cfg.Join) > 0 {
 		if _, err := ml.Join(ctx, cfg.Join); err != nil {
 			// The seeds may not be up yet, or be partitioned away: keep
@@ -229,6 +255,12 @@ func (h *Host) onMessage(msg []byte) {
 		if _, err := h.sw.Announce(msg[1:]); err != nil {
 			h.log.Warn("refused announcement from gossip", "err", err)
 		}
+	case msgCommand:
+		h.onCommand(msg[1:])
+	case msgAck:
+		h.onAck(msg[1:])
+	case msgHostState:
+		h.onHostState(msg[1:])
 	case msgHolds:
 		var note holdsNote
 		if err := json.Unmarshal(msg[1:], &note); err != nil || note.Host == "" || note.Release.IsZero() {
@@ -248,6 +280,9 @@ func (h *Host) onState(from string, b []byte) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		h.log.Warn("dropped malformed state", "from", from, "err", err)
 		return
+	}
+	if st.Deploy != nil && st.Deploy.Host == from {
+		h.mergeHostState(*st.Deploy)
 	}
 	h.mu.Lock()
 	h.holds[from] = map[core.ReleaseID]bool{}
@@ -294,7 +329,13 @@ func (h *Host) publishState() {
 		case <-h.dirty:
 		}
 		held := h.sw.HeldReleases()
-		blob, err := json.Marshal(stateBlob{Announcements: h.sw.Announcements(), Holds: held})
+		h.mu.Lock()
+		var dep *hostState
+		if st, ok := h.states[h.cfg.Name]; ok {
+			dep = &st
+		}
+		h.mu.Unlock()
+		blob, err := json.Marshal(stateBlob{Announcements: h.sw.Announcements(), Holds: held, Deploy: dep})
 		if err == nil {
 			err = h.ml.SetState(blob)
 		}

@@ -1,0 +1,127 @@
+// Package hosttest starts clusters of real hosts (package host) in one
+// process for tests and benchmarks: each host on its own loopback address
+// (anacrolix bans by IP), real gossip, real swarm, real stores in
+// temporary directories, all closed by t.Cleanup.
+package hosttest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"scatter/artifact"
+	"scatter/orchestrate/config"
+	"scatter/orchestrate/host"
+	"scatter/swarm"
+)
+
+// Cluster is a set of hosts joined through the first one started.
+type Cluster struct {
+	T     testing.TB
+	Key   ed25519.PrivateKey // the deploy key
+	CKey  []byte             // the gossip cluster key
+	Hosts map[string]*host.Host
+	Dirs  map[string]string // data directories by host name
+	// Repos, if set, gives each host its actions (dir is its data dir).
+	Repos func(name, dir string) map[string]config.Repo
+	// Configure, if set, adjusts each host's config before it starts.
+	Configure func(*host.Config)
+	seed      string
+}
+
+// New returns an empty cluster with fresh keys.
+func New(t testing.TB) *Cluster {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	ckey := make([]byte, 32)
+	rand.Read(ckey)
+	return &Cluster{T: t, Key: key, CKey: ckey, Hosts: map[string]*host.Host{}, Dirs: map[string]string{}}
+}
+
+// Start starts (or restarts, keeping its data directory) a host on
+// 127.0.0.<ip>.
+func (c *Cluster) Start(name string, ip int, origin bool) *host.Host {
+	c.T.Helper()
+	if c.Dirs[name] == "" {
+		c.Dirs[name] = filepath.Join(c.T.TempDir(), name)
+	}
+	cfg := host.Config{
+		Name: name, DataDir: c.Dirs[name], PubKey: c.Key.Public().(ed25519.PublicKey), Origin: origin,
+		BindAddr: fmt.Sprintf("127.0.0.%d", ip), ClusterKey: c.CKey, Label: "test",
+		PushPullInterval: time.Second,
+	}
+	if c.Repos != nil {
+		cfg.Repos = c.Repos(name, c.Dirs[name])
+	}
+	if c.Configure != nil {
+		c.Configure(&cfg)
+	}
+	if c.seed != "" {
+		cfg.Join = []string{c.seed}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h, err := host.Start(ctx, cfg)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	if c.seed == "" {
+		c.seed = h.GossipAddr()
+	}
+	c.Hosts[name] = h
+	c.T.Cleanup(func() { h.Close() })
+	return h
+}
+
+// Publish builds src into the origin's store for repo and publishes it
+// through the host named "origin", as `scatter publish` does.
+func (c *Cluster) Publish(repo, src, version string) *artifact.Signed {
+	c.T.Helper()
+	dir := c.Dirs["origin"]
+	st, err := artifact.OpenStore(filepath.Join(dir, repo), nil)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	defer st.Close()
+	res, err := artifact.Build(context.Background(), st, src, c.Key, artifact.BuildOptions{Repo: repo, Version: version})
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	ann, err := swarm.Prepare(dir, st, res.Signed, c.Key)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	if err := c.Hosts["origin"].Publish(ann); err != nil {
+		c.T.Fatal(err)
+	}
+	return res.Signed
+}
+
+// WaitFor polls ok every 50 ms until it holds, failing the test after
+// timeout.
+func (c *Cluster) WaitFor(what string, timeout time.Duration, ok func() bool) {
+	c.T.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			c.T.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WaitMembers waits until every host sees n members.
+func (c *Cluster) WaitMembers(n int, timeout time.Duration) {
+	c.T.Helper()
+	c.WaitFor(fmt.Sprintf("%d members everywhere", n), timeout, func() bool {
+		for _, h := range c.Hosts {
+			if len(h.Members()) != n {
+				return false
+			}
+		}
+		return true
+	})
+}
