@@ -20,14 +20,16 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/keys"
+	"scatter/orchestrate/rollout"
 )
 
 // Exit codes. One place maps errors to them (exitCode).
 const (
-	exitOK          = 0
-	exitFailure     = 1 // anything not listed below
-	exitUsage       = 2 // bad flags or arguments
-	exitVerify      = 3 // a release failed verification: bad signature, missing or corrupt chunk
+	exitOK      = 0
+	exitFailure = 1 // anything not listed below
+	exitUsage   = 2 // bad flags or arguments
+	exitVerify  = 3 // a release failed verification: bad signature, missing or corrupt chunk
+	// 4 and 5: deploy outcomes, see deploy.go.
 	exitInterrupted = 130
 )
 
@@ -43,9 +45,14 @@ var errVerify = errors.New("verification failed")
 
 func exitCode(err error) int {
 	var ue usageError
+	var de deployError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &de) && de.result == rollout.RollbackFailed:
+		return exitRollbackFailed
+	case errors.As(err, &de) && de.result != rollout.Aborted:
+		return exitDeployFailed
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.As(err, &ue),
@@ -64,7 +71,8 @@ func main() {
 	defer stop()
 	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
 	if err != nil && !errors.Is(err, errVerify) {
-		if ctx.Err() != nil {
+		var de deployError
+		if ctx.Err() != nil && !errors.As(err, &de) {
 			err = fmt.Errorf("interrupted: %w", context.Canceled)
 		}
 		fmt.Fprintln(os.Stderr, "scatter:", err)
@@ -114,6 +122,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			seedCommand(),
 			publishCommand(),
 			statusCommand(),
+			deployCommand(),
+			rollbackCommand(),
+			abortCommand(),
 			torrentCommand(),
 			benchCommand(),
 			generateCommand(),

@@ -17,6 +17,7 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/keys"
+	"scatter/orchestrate/config"
 	"scatter/orchestrate/host"
 	"scatter/swarm"
 )
@@ -30,11 +31,14 @@ func seedCommand() *cli.Command {
 			"the build store). It joins the gossip cluster through --join, fetches each release\n" +
 			"announced for any repo from all peers that hold it, verifies it and stages it under\n" +
 			"DATA/<repo>/releases/<id>/. Stops cleanly on SIGINT or SIGTERM.\n\n" +
+			"Each repo's named actions (what `restart` means here, what each check does, the hooks,\n" +
+			"and the user they run as) come from --config; the deploy host can only name them.\n\n" +
 			"All services bind to --bind: gossip (--gossip-port, TCP and UDP), the BitTorrent peer\n" +
 			"wire (--bt-port) and the metadata server (--http-port). Run it as an unprivileged user.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Required: true, Usage: "data directory"},
-			&cli.StringFlag{Name: "pubkey", Required: true, Usage: "trusted deploy public key (.pub)"},
+			&cli.StringFlag{Name: "config", Usage: "daemon config file (seed.yaml): settings, and the named actions per repo; flags override its settings"},
+			&cli.StringFlag{Name: "data", Usage: "data directory (required here or in --config)"},
+			&cli.StringFlag{Name: "pubkey", Usage: "trusted deploy public key (.pub) (required here or in --config)"},
 			&cli.StringFlag{Name: "name", Usage: "host name in the cluster (default: the system host name)"},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address for all services"},
 			&cli.IntFlag{Name: "gossip-port", Value: 7946, Usage: "gossip port (0: any)"},
@@ -58,20 +62,44 @@ func seedCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			pub, err := keys.LoadPublic(c.String("pubkey"))
+			sc := &config.Seed{}
+			if f := c.String("config"); f != "" {
+				if sc, err = config.LoadSeed(f); err != nil {
+					return err
+				}
+			}
+			// A flag given on the command line wins over the file.
+			pick := func(flag, fromFile string) string {
+				if c.IsSet(flag) || fromFile == "" {
+					return c.String(flag)
+				}
+				return fromFile
+			}
+			data, pubFile := pick("data", sc.Data), pick("pubkey", sc.PubKey)
+			if data == "" || pubFile == "" {
+				return usagef("seed: --data and --pubkey are required (as flags or in --config)")
+			}
+			pub, err := keys.LoadPublic(pubFile)
 			if err != nil {
 				return err
 			}
 			cfg := host.Config{
-				Name: c.String("name"), DataDir: c.String("data"), PubKey: pub, Origin: c.Bool("origin"),
-				BindAddr: c.String("bind"), GossipPort: c.Int("gossip-port"), BTPort: c.Int("bt-port"),
+				Name: c.String("name"), DataDir: data, PubKey: pub, Origin: c.Bool("origin"),
+				BindAddr: pick("bind", sc.Bind), GossipPort: c.Int("gossip-port"), BTPort: c.Int("bt-port"),
 				HTTPPort: c.Int("http-port"), Join: c.StringSlice("join"), Label: c.String("label"),
-				DC: c.String("dc"), Rack: c.String("rack"), Keep: c.Int("keep"), Log: log,
+				DC: pick("dc", sc.DC), Rack: pick("rack", sc.Rack), Keep: c.Int("keep"), Log: log,
+				UploadRate: sc.UploadRate, DownloadRate: sc.DownloadRate, Repos: sc.Repos,
+			}
+			if !c.IsSet("join") && len(sc.Join) > 0 {
+				cfg.Join = sc.Join
+			}
+			if !c.IsSet("keep") && sc.Keep > 0 {
+				cfg.Keep = sc.Keep
 			}
 			if cfg.Name == "" {
 				cfg.Name, _ = os.Hostname()
 			}
-			if f := c.String("cluster-key"); f != "" {
+			if f := pick("cluster-key", sc.ClusterKey); f != "" {
 				if cfg.ClusterKey, err = loadClusterKey(f); err != nil {
 					return err
 				}
@@ -134,7 +162,10 @@ func publishCommand() *cli.Command {
 		Description: "Builds SRC (a directory or tarball) into the origin daemon's store under\n" +
 			"DATA/<repo>, lays out its torrents (full, and delta against its parent), signs the\n" +
 			"announcement with the deploy key and hands it to the local daemon (`scatter seed\n" +
-			"--origin --data DATA`), which keeps seeding. Prints the release ID.",
+			"--origin --data DATA`), which keeps seeding. Prints the release ID.\n\n" +
+			"If the repo has a scatter.yaml, its prepare hooks run first, in SRC (rebuild the\n" +
+			"localisation caches, update submodules…); a failing hook stops the publish with its\n" +
+			"output. The file is saved as DATA/<repo>/scatter.yaml for `scatter deploy`.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the origin daemon's data directory"},
 			&cli.StringFlag{Name: "key", Required: true, Usage: "deploy private key"},
@@ -142,6 +173,7 @@ func publishCommand() *cli.Command {
 			&cli.StringFlag{Name: "version", Required: true, Usage: "release version"},
 			&cli.StringFlag{Name: "message", Usage: "release message"},
 			&cli.BoolFlag{Name: "json", Usage: "print the build figures as JSON"},
+			&cli.StringFlag{Name: "config", Usage: "the repo's scatter.yaml (default: SRC/scatter.yaml if SRC is a directory that has one)"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "SRC")
@@ -160,6 +192,15 @@ func publishCommand() *cli.Command {
 			ctl := host.DialControl(data)
 			if _, err := ctl.Status(c.Context); err != nil {
 				return err // no daemon: say so before spending minutes on a build
+			}
+			cfgFile, dcfg, err := publishConfig(c.String("config"), a[0], c.String("repo"))
+			if err != nil {
+				return err
+			}
+			if dcfg != nil {
+				if err := runPrepare(c.Context, dcfg, a[0], c.App.ErrWriter); err != nil {
+					return err
+				}
 			}
 			st, err := artifact.OpenStore(filepath.Join(data, c.String("repo")), log)
 			if err != nil {
@@ -180,6 +221,13 @@ func publishCommand() *cli.Command {
 			if err := ctl.Announce(c.Context, ann); err != nil {
 				return err
 			}
+			if cfgFile != "" {
+				// What `scatter deploy` reads by default: the config of
+				// the newest published release.
+				if err := copyFile(cfgFile, deployFile(data, c.String("repo"))); err != nil {
+					return fmt.Errorf("save scatter.yaml for deploy: %w", err)
+				}
+			}
 			return printBuild(c.App.Writer, res, c.Bool("json"))
 		},
 	}
@@ -194,7 +242,11 @@ func statusCommand() *cli.Command {
 			"progress, bytes received from the origin and from peers, and for a stalled fetch\n" +
 			"the reason (no peers, none holds the missing pieces, peers choking or\n" +
 			"rate-limited, verification failures). Members that do not answer are listed with\n" +
-			"the error.",
+			"the error.\n\n" +
+			"A second table shows what runs: each host's current and previous release per repo,\n" +
+			"its health after the last checks and its last deploy step, as gossip reports them. On\n" +
+			"the deploy host, a host whose current differs from the last successful deploy is\n" +
+			"flagged DRIFT.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the local daemon's data directory"},
 			&cli.BoolFlag{Name: "json", Usage: "print the full status as JSON"},
@@ -213,6 +265,7 @@ func statusCommand() *cli.Command {
 				return enc.Encode(s)
 			}
 			printStatus(c.App.Writer, s)
+			printDeployStatus(c.App.Writer, s, c.String("data"))
 			return nil
 		},
 	}

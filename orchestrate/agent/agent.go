@@ -119,8 +119,9 @@ func (a *Agent) Handle(ctx context.Context, c *command.Command) (*command.Ack, b
 	k := stepKey{c.Deploy, c.Step}
 	a.mu.Lock()
 	if s, ok := a.steps[k]; ok {
+		ack := s.ack
 		a.mu.Unlock()
-		return s.ack, s.ack != nil
+		return ack, ack != nil
 	}
 	a.steps[k] = &step{at: time.Now()}
 	for k, s := range a.steps {

@@ -9,14 +9,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"scatter/orchestrate/agent"
+	"scatter/orchestrate/command"
 	"scatter/swarm"
 )
 
@@ -142,6 +145,56 @@ func (h *Host) ServeControl() error {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /v1/command", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(io.LimitReader(r.Body, command.MaxSize+1))
+		if err == nil {
+			var to []string
+			if t := r.URL.Query().Get("to"); t != "" {
+				to = strings.Split(t, ",")
+			}
+			err = h.SendCommand(b, to)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/acks", func(w http.ResponseWriter, r *http.Request) {
+		deploy := r.URL.Query().Get("deploy")
+		if deploy == "" {
+			http.Error(w, "deploy= is required", http.StatusBadRequest)
+			return
+		}
+		acks, cancel := h.Subscribe(deploy)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		fl, _ := w.(http.Flusher)
+		if fl != nil {
+			fl.Flush()
+		}
+		enc := json.NewEncoder(w)
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-h.stop:
+				return
+			case a := <-acks:
+				if err := enc.Encode(a); err != nil {
+					return
+				}
+				if fl != nil {
+					fl.Flush()
+				}
+			}
+		}
+	})
+	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(h.Targets(r.URL.Query().Get("repo")))
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	h.wg.Add(1)
 	go func() {
@@ -223,4 +276,121 @@ func (c *Control) Announce(ctx context.Context, ann []byte) error {
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// Target is a member as a deploy sees it: its labels, and what it runs of
+// one repo as gossip last said.
+type Target struct {
+	Name   string          `json:"name"`
+	Role   string          `json:"role"`
+	DC     string          `json:"dc,omitempty"`
+	Rack   string          `json:"rack,omitempty"`
+	Deploy agent.RepoState `json:"deploy"`
+	// Known is false when gossip has brought no deploy state for the
+	// member yet.
+	Known bool `json:"known"`
+}
+
+// Labels are what a scatter.yaml selector matches.
+func (t Target) Labels() map[string]string {
+	return map[string]string{"name": t.Name, "role": t.Role, "dc": t.DC, "rack": t.Rack}
+}
+
+// Targets lists the live members, by name, with their state for repo.
+func (h *Host) Targets(repo string) []Target {
+	states := h.DeployState(repo)
+	var out []Target
+	for _, m := range h.ml.Members() {
+		if !m.Alive {
+			continue
+		}
+		st, ok := states[m.Name]
+		out = append(out, Target{Name: m.Name, Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack, Deploy: st, Known: ok})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Name is the daemon's member name: the controller name in commands.
+func (h *Host) Name() string { return h.cfg.Name }
+
+// ControlTransport carries a deploy's commands and acks through a
+// daemon's control socket; it implements deploy.Transport.
+type ControlTransport struct {
+	C *Control
+	// Errs receives transport errors of the ack stream (nil: dropped).
+	Errs func(error)
+}
+
+// SendCommand hands a signed command to the daemon.
+func (t ControlTransport) SendCommand(b []byte, to []string) error {
+	path := "/v1/command"
+	if len(to) > 0 {
+		path += "?to=" + url.QueryEscape(strings.Join(to, ","))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := t.C.do(ctx, http.MethodPost, path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Subscribe streams the daemon's acks for a deploy, reconnecting if the
+// stream breaks, until cancel.
+func (t ControlTransport) Subscribe(deploy string) (<-chan *command.Ack, func()) {
+	ch := make(chan *command.Ack, 1024)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	go func() {
+		first := true
+		for ctx.Err() == nil {
+			resp, err := t.C.do(ctx, http.MethodGet, "/v1/acks?deploy="+url.QueryEscape(deploy), nil)
+			if first {
+				close(ready)
+				first = false
+			}
+			if err != nil {
+				if t.Errs != nil && ctx.Err() == nil {
+					t.Errs(err)
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			dec := json.NewDecoder(resp.Body)
+			for {
+				var a command.Ack
+				if err := dec.Decode(&a); err != nil {
+					break
+				}
+				select {
+				case ch <- &a:
+				case <-ctx.Done():
+				}
+			}
+			resp.Body.Close()
+		}
+	}()
+	// Acks sent before the stream is up would be lost: wait for it.
+	<-ready
+	return ch, cancel
+}
+
+// Targets asks the daemon for the live members and their state of repo.
+func (c *Control) Targets(ctx context.Context, repo string) ([]Target, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/members?repo="+url.QueryEscape(repo), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []Target
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("daemon members: %w", err)
+	}
+	return out, nil
 }
