@@ -157,16 +157,27 @@ func (s *Store) PutManifest(sm *Signed) error {
 	return nil
 }
 
-// Manifest reads and decodes the manifest of release id. The signature is
-// checked against the key it names; callers that need trust use Open or
-// Signed.VerifiedBy.
-func (s *Store) Manifest(id core.ReleaseID) (*Signed, error) {
+// ManifestEnvelope returns the stored envelope of release id as is, for
+// serving to peers: they verify it themselves, and decoding a large
+// release's manifest only to encode it again costs megabytes.
+func (s *Store) ManifestEnvelope(id core.ReleaseID) ([]byte, error) {
 	b, err := os.ReadFile(filepath.Join(s.dir, "manifests", id.String()))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", id.Short(), err)
+	}
+	return b, nil
+}
+
+// Manifest reads and decodes the manifest of release id. The signature is
+// checked against the key it names; callers that need trust use Open or
+// Signed.VerifiedBy.
+func (s *Store) Manifest(id core.ReleaseID) (*Signed, error) {
+	b, err := s.ManifestEnvelope(id)
+	if err != nil {
+		return nil, err
 	}
 	sm, err := DecodeSigned(b)
 	if err != nil {
