@@ -34,13 +34,13 @@ func (n *Node) handler() http.Handler {
 		if !ok {
 			return
 		}
-		sm, err := r.st.Manifest(id)
+		b, err := r.st.ManifestEnvelope(id)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write(sm.Encode())
+		w.Write(b)
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/torrent/{kind}", func(w http.ResponseWriter, req *http.Request) {
 		r, id, ok := n.lookup(w, req)
@@ -257,6 +257,9 @@ func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, erro
 	key := id.String() + "." + kind
 	n.mu.Lock()
 	l := n.layouts[key]
+	if l == nil {
+		l = servedLayoutLocked(r, id, kind)
+	}
 	n.mu.Unlock()
 	if l != nil {
 		return l, nil
@@ -276,4 +279,20 @@ func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, erro
 	n.layouts[key] = l
 	n.mu.Unlock()
 	return l, nil
+}
+
+// servedLayoutLocked returns the layout of a torrent the node fetches or
+// seeds, if any: it shares the fetch's decoded manifest instead of decoding
+// another copy.
+func servedLayoutLocked(r *repo, id core.ReleaseID, kind string) *Layout {
+	rel := r.rels[id]
+	if rel == nil {
+		return nil
+	}
+	for _, x := range append([]*Transfer{rel.x}, rel.seeds...) {
+		if x != nil && x.Layout.Kind.String() == kind {
+			return x.Layout
+		}
+	}
+	return nil
 }
