@@ -40,6 +40,10 @@ type Config struct {
 	// with more hosts than pieces, serving every stripe at once delivers
 	// every piece only at S/U_origin.)
 	OriginSlots int `json:"origin_slots,omitempty"`
+	// OriginRoundRobin, with OriginSlots, makes a stripe give up its slot
+	// after each piece, so the origin serves one piece per host in turn
+	// rather than one host's stripe after another. (An experiment.)
+	OriginRoundRobin bool `json:"origin_round_robin,omitempty"`
 
 	// DCs is the number of datacenters; 0 or 1 means one. Host i is in
 	// datacenter i mod DCs; the origin is in datacenter 0.

@@ -384,6 +384,11 @@ func (s *sim) stopStripe(d int32) {
 	}
 	nd.stripeOn = false
 	s.activeStripes--
+	s.admitStripes()
+}
+
+// admitStripes starts queued stripes while the origin has free slots.
+func (s *sim) admitStripes() {
 	for len(s.stripeQueue) > 0 && (s.originSlots == 0 || s.activeStripes < s.originSlots) {
 		q := s.stripeQueue[0]
 		s.stripeQueue = s.stripeQueue[1:]
@@ -567,7 +572,16 @@ func (s *sim) complete(u int32) {
 	gained := s.deliver(d, int(f.piece))
 	switch f.kind {
 	case kStripe:
-		s.nextStripe(d)
+		if s.cfg.OriginRoundRobin && s.originSlots > 0 && len(s.stripeQueue) > 0 && s.nodes[d].alive &&
+			s.nodes[d].got < s.pieces && s.nodes[d].stripeNext < s.nodes[d].strEnd {
+			// Yield the slot: to the back of the line for the next piece.
+			s.nodes[d].stripeOn, s.nodes[d].queued = false, true
+			s.activeStripes--
+			s.stripeQueue = append(s.stripeQueue, d)
+			s.admitStripes()
+		} else {
+			s.nextStripe(d)
+		}
 	case kOriginBT:
 		s.tryOrigin(d)
 	case kPeer:

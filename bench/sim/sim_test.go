@@ -54,11 +54,19 @@ func checkPhysics(t *testing.T, cfg Config, r Result) {
 }
 
 func TestPhysics(t *testing.T) {
-	for _, n := range []int{1, 2, 3, 8, 32, 100, 300} {
-		cfg := small(n)
-		r := run(t, cfg)
-		checkPhysics(t, cfg, r)
-		t.Logf("%d hosts: median %.3f, last %.3f S/U; origin %.2f S", n, r.Ratio(r.Median()), r.Ratio(r.Last()), float64(r.OriginUp)/float64(cfg.Size))
+	for _, origin := range []struct {
+		name       string
+		slots      int
+		roundRobin bool
+	}{{"all stripes at once", 0, false}, {"one stripe at a time", 1, false}, {"one piece per host in turn", 1, true}} {
+		for _, n := range []int{1, 2, 3, 8, 32, 100, 300} {
+			cfg := small(n)
+			cfg.OriginSlots, cfg.OriginRoundRobin = origin.slots, origin.roundRobin
+			r := run(t, cfg)
+			checkPhysics(t, cfg, r)
+			t.Logf("%s, %d hosts: median %.3f, last %.3f S/U; origin %.2f S", origin.name, n,
+				r.Ratio(r.Median()), r.Ratio(r.Last()), float64(r.OriginUp)/float64(cfg.Size))
+		}
 	}
 }
 
