@@ -585,9 +585,12 @@ func (s *sim) complete(u int32) {
 	case kOriginBT:
 		s.tryOrigin(d)
 	case kPeer:
-		s.tryStart(u, d)
 		if s.slots > 0 {
+			// Slots rotate among the interested neighbours piece by piece,
+			// so that no neighbour starves while others are served.
 			s.fill(u)
+		} else {
+			s.tryStart(u, d)
 		}
 	}
 	if gained {

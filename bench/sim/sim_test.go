@@ -211,3 +211,19 @@ func TestPieceLenFor(t *testing.T) {
 		}
 	}
 }
+
+// The origin serving one piece per host in turn, and hosts uploading to
+// four neighbours at a time in rotation, stay near S/U where swarm's
+// schedule (every stripe at once, every neighbour unchoked) does not; see
+// the README's Simulator section.
+func TestRoundRobinOrigin(t *testing.T) {
+	for _, n := range []int{100, 1000} {
+		cfg := small(n)
+		cfg.OriginSlots, cfg.OriginRoundRobin, cfg.UploadSlots = 1, true, 4
+		r := run(t, cfg)
+		checkPhysics(t, cfg, r)
+		if last, up := r.Ratio(r.Last()), float64(r.OriginUp)/float64(cfg.Size); last > 1.3 || up > 1.01 {
+			t.Errorf("%d hosts: last at %.3f S/U, origin uploaded %.2f S; want at most 1.3 and 1", n, last, up)
+		}
+	}
+}
