@@ -49,6 +49,7 @@ type node struct {
 	done     float64
 	lastProg float64
 	fallback bool
+	inWire   int  // flows it receives over the peer wire
 	oconn    bool // it holds one of the origin's peer-wire connections
 	owait    bool // it waits in line for one
 
@@ -307,7 +308,8 @@ func (s *sim) join(hosts []int32) {
 				s.incomplete++
 			}
 		}
-		nd.lastProg, nd.fallback = s.now, false
+		// swarm's wait loop notes its first progress reading a second in.
+		nd.lastProg, nd.fallback = s.now+1, false
 	}
 	var lacking []int32
 	for i := range s.n {
@@ -438,6 +440,9 @@ func (s *sim) start(u, d, p int32, k kind) int32 {
 		s.links[f.link] = append(s.links[f.link], fi)
 		s.dirtyLink(f.link)
 	}
+	if k == kPeer || k == kOriginBT {
+		s.nodes[d].inWire++
+	}
 	s.nodes[u].flows = append(s.nodes[u].flows, fi)
 	s.markDirty(u)
 	return fi
@@ -456,10 +461,12 @@ func (s *sim) end(fi int32) {
 	case kPeer:
 		j, _ := slices.BinarySearch(u.nbr, f.d)
 		u.pair[j] = -1
+		d.inWire--
 	case kStripe, kCentral:
 		d.stripe = -1
 	case kOriginBT:
 		d.obt = -1
+		d.inWire--
 	}
 	if f.ownsInfl {
 		s.infl[int(f.d)*s.words+int(f.piece)/64] &^= 1 << (f.piece % 64)
@@ -794,13 +801,18 @@ func (s *sim) refillAll() {
 	}
 }
 
-// tick runs once a simulated second, as swarm's wait loop: a host that has
-// received no piece for StallAfter adds the origin as a peer.
+// tick runs once a simulated second, as swarm's wait loop: a host whose
+// progress has not moved for StallAfter adds the origin as a peer. Progress
+// is anacrolix's bytes completed, which counts blocks arriving over the
+// peer wire but a stripe piece only once all of it has come over HTTP.
 func (s *sim) tick() error {
 	s.nextTick = s.now + 1
 	started := false
 	for d := range s.n {
 		dn := &s.nodes[d]
+		if dn.inWire > 0 {
+			dn.lastProg = s.now
+		}
 		if dn.alive && dn.got < s.pieces && !dn.fallback && s.now-dn.lastProg > s.cfg.stallAfter() {
 			dn.fallback = true
 			s.tryOrigin(int32(d))
