@@ -12,16 +12,19 @@
 // through Uploads); download is unlimited. At time 0 every host takes its
 // stripe: the k-th of the N hosts lacking the release (by name) fetches
 // pieces [k·P/N, (k+1)·P/N) from the origin, one after another, all stripes
-// at once sharing the origin's upload (OriginSlots caps that, as an
-// experiment). Hosts trade every piece over the peer wire with up to
+// at once sharing the origin's upload (OriginSlots and OriginRoundRobin
+// change that, as experiments). Hosts trade every piece over the peer wire with up to
 // Neighbors (50, anacrolix's connection cap) other hosts: an uploader
 // serves every interested neighbour at once, one piece per neighbour at a
-// time, splitting its upload equally among them (UploadSlots caps them); a
+// time, splitting its upload equally among them (UploadSlots caps them, and
+// the capped slots then rotate among interested neighbours piece by piece); a
 // downloader takes, from each neighbour, the rarest piece (fewest holders
 // among a sample of up to 32 candidates) that it neither holds nor is
 // receiving from someone else. A piece can be forwarded once all of it has
-// arrived. A host that receives no whole piece for StallAfter (10 s) adds the
-// origin as a peer-wire peer, as swarm's fallback does; the origin keeps at
+// arrived. A host whose progress stands still for StallAfter (10 s) adds the
+// origin as a peer-wire peer, as swarm's fallback does (progress being
+// anacrolix's bytes completed, which moves with every block over the peer
+// wire but only with each whole stripe piece over HTTP); the origin keeps at
 // most Neighbors such connections and stops serving them while OffloadAfter
 // (2) hosts hold the release. Datacenters are joined by links of capacity
 // InterDC per direction; a flow crossing one moves at the lesser of its
