@@ -251,7 +251,11 @@ func (s *sim) run() (Result, error) {
 			s.startStripe(int32(d))
 		}
 	} else {
-		s.join(nil)
+		all := make([]int32, s.n)
+		for i := range all {
+			all[i] = int32(i)
+		}
+		s.join(all, false)
 	}
 	s.flush()
 	for s.incomplete > 0 || len(s.pendingRejoin) > 0 {
@@ -271,8 +275,10 @@ func (s *sim) run() (Result, error) {
 				s.churnLeave()
 			case s.rejoinAt:
 				s.rejoinAt = math.Inf(1)
-				s.join(s.pendingRejoin)
-				s.pendingRejoin = nil
+				if len(s.pendingRejoin) > 0 {
+					s.join(s.pendingRejoin, true)
+					s.pendingRejoin = nil
+				}
 			default:
 				if err := s.tick(); err != nil {
 					return Result{}, err
@@ -284,15 +290,9 @@ func (s *sim) run() (Result, error) {
 	return s.result(), nil
 }
 
-// join starts the fetch of the given hosts (nil: every host, at time 0):
+// join starts the fetch of the given hosts, at time 0 or on rejoining:
 // each takes its stripe slot among the alive hosts lacking the release.
-func (s *sim) join(hosts []int32) {
-	rejoin := hosts != nil
-	if !rejoin {
-		for i := range s.n {
-			hosts = append(hosts, int32(i))
-		}
-	}
+func (s *sim) join(hosts []int32, rejoin bool) {
 	for _, d := range hosts {
 		nd := &s.nodes[d]
 		if rejoin {
@@ -834,6 +834,9 @@ func (s *sim) tick() error {
 func (s *sim) churnLeave() {
 	r := s.cfg.rng(3)
 	k := int(s.cfg.Churn.Fraction*float64(s.n) + 0.5)
+	if k == 0 {
+		return
+	}
 	leavers := r.Perm(s.n)[:k]
 	slices.Sort(leavers)
 	for _, i := range leavers {

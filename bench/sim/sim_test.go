@@ -171,6 +171,11 @@ func TestChurn(t *testing.T) {
 	if late < 10 {
 		t.Errorf("%d hosts completed after the leavers rejoined, want at least the 10 leavers", late)
 	}
+	// Churn that rounds to no host changes nothing.
+	cfg.Churn.Fraction = 0.001
+	if r0 := run(t, cfg); !reflect.DeepEqual(r0.Done, run(t, small(100)).Done) {
+		t.Error("churn of no host changed the completion times")
+	}
 	t.Logf("10%% leave at 0.5, rejoin at 1.5: median %.3f, last %.3f S/U; origin %.2f S",
 		r.Ratio(r.Median()), r.Ratio(r.Last()), float64(r.OriginUp)/float64(cfg.Size))
 }
