@@ -200,22 +200,18 @@ func (s *sim) connect() {
 		for i := range s.n {
 			byDC[i%s.dcs] = append(byDC[i%s.dcs], int32(i))
 		}
-		order := r.Perm(s.n)
-		for _, i := range order {
-			want := []struct {
-				pool  func() int32
-				count int
-			}{{func() int32 { return int32(r.IntN(s.n)) }, deg / 2}}
+		// dial draws count neighbours from pool.
+		type dial struct {
+			pool  func() int32
+			count int
+		}
+		anyHost := func() int32 { return int32(r.IntN(s.n)) }
+		for _, i := range r.Perm(s.n) {
+			want := []dial{{anyHost, deg / 2}}
 			if s.topo {
 				own := byDC[i%s.dcs]
 				cross := s.cfg.crossPeers() / 2
-				want = []struct {
-					pool  func() int32
-					count int
-				}{
-					{func() int32 { return own[r.IntN(len(own))] }, deg/2 - cross},
-					{func() int32 { return int32(r.IntN(s.n)) }, cross},
-				}
+				want = []dial{{func() int32 { return own[r.IntN(len(own))] }, deg/2 - cross}, {anyHost, cross}}
 			}
 			for k, w := range want {
 				added := 0
