@@ -166,7 +166,7 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 	}
 	// Rebuild the index from the remaining packs, whatever failed above, so
 	// it never points at a closed pack.
-	s.index = map[core.ChunkID]chunkLoc{}
+	s.index = chunkIndex{}
 	for name, p := range s.packs {
 		entries, err := readPackIndex(p.f, p.size)
 		if err != nil {

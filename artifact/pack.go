@@ -131,6 +131,10 @@ func openPack(path string) (*packFile, []packEntry, error) {
 		f.Close()
 		return nil, nil, err
 	}
+	if st.Size() > maxPackSize {
+		f.Close()
+		return nil, nil, fmt.Errorf("pack of %d bytes exceeds %d", st.Size(), int64(maxPackSize))
+	}
 	entries, err := readPackIndex(f, st.Size())
 	if err != nil {
 		f.Close()
@@ -141,11 +145,7 @@ func openPack(path string) (*packFile, []packEntry, error) {
 
 func (s *Store) addPackLocked(p *packFile, entries []packEntry) {
 	s.packs[p.name] = p
-	for _, e := range entries {
-		if _, ok := s.index[e.id]; !ok {
-			s.index[e.id] = chunkLoc{pack: p, off: e.off, csize: e.csize, size: e.size}
-		}
-	}
+	s.index.add(p, entries)
 }
 
 // Writer adds chunks to a store by appending them to new pack files. Put

@@ -19,6 +19,10 @@ type Signed struct {
 	Body     []byte            // canonical encoding of Manifest
 	PubKey   ed25519.PublicKey // key that made Sig
 	Sig      []byte
+	// msg is signContext followed by Body, sharing Body's array when the
+	// envelope was decoded here: the signed message, checked without
+	// copying a body that is megabytes for a large release.
+	msg []byte
 }
 
 // envelopeMagic starts every stored manifest file.
@@ -54,7 +58,16 @@ func (s *Signed) Encode() []byte {
 	b = append(b, s.PubKey...)
 	b = append(b, s.Sig...)
 	b = binary.AppendUvarint(b, uint64(len(s.Body)))
-	return zstdEncoder().EncodeAll(s.Body, b)
+	return manifestEncoder().EncodeAll(s.Body, b)
+}
+
+// message returns the bytes the signature covers.
+func (s *Signed) message() []byte {
+	k := len(signContext)
+	if len(s.msg) == k+len(s.Body) && len(s.Body) > 0 && &s.msg[k] == &s.Body[0] {
+		return s.msg
+	}
+	return append([]byte(signContext), s.Body...)
 }
 
 // DecodeSigned parses an envelope, checks the signature against the key the
@@ -78,11 +91,17 @@ func DecodeSigned(b []byte) (*Signed, error) {
 	if n <= 0 || size > maxBodySize {
 		return nil, fmt.Errorf("decode manifest: bad body length")
 	}
-	body, err := zstdDecodeExact(p[n:], int(size))
+	// Decode the body right after the signing context, so that the signed
+	// message is one array without a copy.
+	k := len(signContext)
+	msg := make([]byte, k, k+int(size)+decodeSlack)
+	copy(msg, signContext)
+	body, err := zstdDecodeInto(p[n:], msg[k:], int(size))
 	if err != nil {
 		return nil, fmt.Errorf("decode manifest: body: %w", err)
 	}
-	if !ed25519.Verify(s.PubKey, append([]byte(signContext), body...), s.Sig) {
+	s.msg = msg[:k+len(body)]
+	if !ed25519.Verify(s.PubKey, s.msg, s.Sig) {
 		return nil, fmt.Errorf("decode manifest: %w", ErrBadSignature)
 	}
 	m, err := UnmarshalBody(body)
@@ -121,7 +140,7 @@ func (s *Signed) VerifiedBy(trusted ed25519.PublicKey) error {
 	if !bytes.Equal(s.PubKey, trusted) {
 		return fmt.Errorf("manifest %s: %w (%s, trusted key is %s)", s.ID.Short(), keys.ErrWrongKey, keys.Fingerprint(s.PubKey), keys.Fingerprint(trusted))
 	}
-	if !ed25519.Verify(trusted, append([]byte(signContext), s.Body...), s.Sig) {
+	if !ed25519.Verify(trusted, s.message(), s.Sig) {
 		return fmt.Errorf("manifest %s: %w", s.ID.Short(), ErrBadSignature)
 	}
 	return nil

@@ -28,7 +28,7 @@ import (
 // rename), so a crash or a full disk leaves at most garbage in tmp/. Chunks
 // are verified against their ID whenever they are read.
 //
-// The chunk index lives in memory (about 60 bytes a chunk) and is read from
+// The chunk index lives in memory (about 50 bytes a chunk) and is read from
 // the packs' own indexes at open. A Store is safe for concurrent use; other
 // processes' new packs become visible after Refresh.
 type Store struct {
@@ -36,7 +36,7 @@ type Store struct {
 	log *slog.Logger
 
 	mu    sync.RWMutex
-	index map[core.ChunkID]chunkLoc
+	index chunkIndex
 	packs map[string]*packFile
 }
 
@@ -59,7 +59,7 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 	}
-	s := &Store{dir: dir, log: log, index: map[core.ChunkID]chunkLoc{}, packs: map[string]*packFile{}}
+	s := &Store{dir: dir, log: log, packs: map[string]*packFile{}}
 	// With no writer alive anywhere, whatever is in tmp/ is a crashed
 	// writer's; clear it now rather than wait for gc.
 	if unlock, err := s.lock(true); err == nil {
@@ -82,7 +82,7 @@ func (s *Store) Close() error {
 	for _, p := range s.packs {
 		p.f.Close()
 	}
-	s.packs, s.index = map[string]*packFile{}, map[core.ChunkID]chunkLoc{}
+	s.packs, s.index = map[string]*packFile{}, chunkIndex{}
 	return nil
 }
 
@@ -93,14 +93,14 @@ func (s *Store) Dir() string { return s.dir }
 // chunk: ReadChunk verifies.
 func (s *Store) HasChunk(id core.ChunkID) bool {
 	s.mu.RLock()
-	_, ok := s.index[id]
+	ok := s.index.has(id)
 	s.mu.RUnlock()
 	return ok
 }
 
 func (s *Store) locate(id core.ChunkID) (chunkLoc, error) {
 	s.mu.RLock()
-	l, ok := s.index[id]
+	l, ok := s.index.get(id)
 	s.mu.RUnlock()
 	if !ok {
 		return l, fmt.Errorf("chunk %s: %w", id, ErrChunkMissing)
@@ -157,16 +157,27 @@ func (s *Store) PutManifest(sm *Signed) error {
 	return nil
 }
 
-// Manifest reads and decodes the manifest of release id. The signature is
-// checked against the key it names; callers that need trust use Open or
-// Signed.VerifiedBy.
-func (s *Store) Manifest(id core.ReleaseID) (*Signed, error) {
+// ManifestEnvelope returns the stored envelope of release id as is, for
+// serving to peers: they verify it themselves, and decoding a large
+// release's manifest only to encode it again costs megabytes.
+func (s *Store) ManifestEnvelope(id core.ReleaseID) ([]byte, error) {
 	b, err := os.ReadFile(filepath.Join(s.dir, "manifests", id.String()))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", id.Short(), err)
+	}
+	return b, nil
+}
+
+// Manifest reads and decodes the manifest of release id. The signature is
+// checked against the key it names; callers that need trust use Open or
+// Signed.VerifiedBy.
+func (s *Store) Manifest(id core.ReleaseID) (*Signed, error) {
+	b, err := s.ManifestEnvelope(id)
+	if err != nil {
+		return nil, err
 	}
 	sm, err := DecodeSigned(b)
 	if err != nil {

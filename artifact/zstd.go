@@ -19,6 +19,19 @@ var (
 		}
 		return e
 	})
+	// Manifests get their own encoder: encoding a body of several MiB with
+	// the chunk encoder would leave a history buffer of its window size
+	// (8 MiB) in that encoder's pool for the life of the process. A 1 MiB
+	// window compresses a manifest as well: its chunk IDs are random and its
+	// paths repeat nearby. Changing it changes envelopes, never release IDs.
+	manifestEncoder = sync.OnceValue(func() *zstd.Encoder {
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
+			zstd.WithZeroFrames(true), zstd.WithWindowSize(1<<20), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			panic(err) // only bad options fail, and these are constant
+		}
+		return e
+	})
 	// Two decoders, each capped near the largest output it may produce, so a
 	// frame that does not declare its size still cannot balloon memory.
 	chunkDecoder    = sync.OnceValue(func() *zstd.Decoder { return newDecoder(maxChunkSize + 1) })

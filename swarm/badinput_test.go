@@ -74,7 +74,10 @@ func FuzzAnnouncement(f *testing.F) {
 func FuzzParseInfo(f *testing.F) {
 	m := &artifact.Manifest{Chunks: []artifact.ChunkRef{{ID: core.ChunkIDOf([]byte("a")), Size: 1}}}
 	m.Chunking.Max = 64 << 10
-	l := &Layout{Release: core.ReleaseID{9}, PieceLen: 16 << 10, Length: 10, Chunks: []Span{{Index: 0, CSize: 10}}}
+	l, err := NewLayout(core.ReleaseID{9}, m, nil, Full, func(core.ChunkID) (int64, error) { return 10, nil })
+	if err != nil {
+		f.Fatal(err)
+	}
 	info, _ := l.InfoBytes(func(core.ChunkID) ([]byte, error) { return make([]byte, 10), nil })
 	f.Add(info)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -83,13 +86,15 @@ func FuzzParseInfo(f *testing.F) {
 			return
 		}
 		var sum int64
+		n := 0
 		for _, s := range l.Chunks {
+			n++
 			if s.Off != sum || s.CSize <= 0 {
 				t.Fatal("layout spans not contiguous")
 			}
 			sum += s.CSize
 		}
-		if sum != l.Length {
+		if sum != l.Length || n != l.Len() {
 			t.Fatal("layout length mismatch")
 		}
 	})

@@ -1,8 +1,10 @@
 package swarm
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"sort"
 	"testing"
 	"time"
@@ -12,7 +14,21 @@ var (
 	fanoutHosts = flag.Int("fanout.hosts", 32, "hosts in BenchmarkFanOut")
 	fanoutSize  = flag.Int64("fanout.size", 160<<20, "generated tree size for BenchmarkFanOut (about 0.4 of it travels)")
 	fanoutSU    = flag.Float64("fanout.su", 20, "S/U in seconds: the per-host upload cap is set from it")
+	fanoutJSON  = flag.String("fanout.json", "", "write each host's completion time (as a ratio to S/U) to this JSON file, for bench/sim to validate against")
 )
+
+// fanoutResult is what -fanout.json writes; bench/sim reads it.
+type fanoutResult struct {
+	Hosts     int                `json:"hosts"`
+	Size      int64              `json:"size"`       // S: bytes of the torrent
+	PieceLen  int64              `json:"piece_len"`  // bytes
+	Upload    int64              `json:"upload"`     // U: bytes per second, every host and the origin
+	SU        float64            `json:"su_seconds"` // S/U
+	OriginUp  float64            `json:"origin_up"`  // origin upload / S
+	Ratios    []float64          `json:"ratios"`     // completion / (S/U), sorted
+	ByHost    map[string]float64 `json:"by_host"`    // completion / (S/U)
+	FromPeers map[string]int64   `json:"from_peers"` // bytes each host received over the peer wire
+}
 
 // BenchmarkFanOut publishes one release to many in-process hosts, every
 // host and the origin capped at the same upload rate U, and reports each
@@ -56,10 +72,14 @@ func fanOut(b *testing.B, src string, n int, su float64) {
 	unit := float64(S) / float64(U)
 	var ratios []float64
 	var fromPeers int64
+	res := fanoutResult{Hosts: n, Size: S, PieceLen: pieceLenFor(S), Upload: U, SU: unit,
+		ByHost: map[string]float64{}, FromPeers: map[string]int64{}}
 	for _, name := range names {
 		st := c.nodes[name].Status()
-		ratios = append(ratios, st.Repos[0].Releases[0].HeldAt.Sub(start).Seconds()/unit)
+		r := st.Repos[0].Releases[0].HeldAt.Sub(start).Seconds() / unit
+		ratios = append(ratios, r)
 		fromPeers += st.ReceivedFromPeers
+		res.ByHost[name], res.FromPeers[name] = r, st.ReceivedFromPeers
 	}
 	sort.Float64s(ratios)
 	pct := func(p float64) float64 { return ratios[min(len(ratios)-1, int(p*float64(len(ratios))))] }
@@ -69,6 +89,16 @@ func fanOut(b *testing.B, src string, n int, su float64) {
 	b.ReportMetric(ratios[len(ratios)-1], "last/SU")
 	b.ReportMetric(up, "originUp/S")
 	b.ReportMetric(float64(S)/(1<<20), "S-MiB")
+	if *fanoutJSON != "" {
+		res.Ratios, res.OriginUp = ratios, up
+		out, err := json.MarshalIndent(res, "", "  ")
+		if err == nil {
+			err = os.WriteFile(*fanoutJSON, append(out, '\n'), 0o644)
+		}
+		if err != nil {
+			b.Fatalf("fanout.json: %v", err)
+		}
+	}
 	b.Logf("%d hosts, S=%.1f MiB, U=%.2f MiB/s, S/U=%.1fs: median %.2f, p90 %.2f, last %.2f S/U; origin uploaded %.2f S; peers supplied %.1f%% (%.1fs wall)",
 		n, float64(S)/(1<<20), float64(U)/(1<<20), unit, pct(0.5), pct(0.9), ratios[len(ratios)-1], up,
 		100*float64(fromPeers)/float64(int64(n)*S), elapsed.Seconds())

@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"bytes"
 	"net/netip"
 	"strconv"
 
@@ -34,13 +35,13 @@ func (n *Node) handler() http.Handler {
 		if !ok {
 			return
 		}
-		sm, err := r.st.Manifest(id)
+		b, err := r.st.ManifestEnvelope(id)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write(sm.Encode())
+		w.Write(b)
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/torrent/{kind}", func(w http.ResponseWriter, req *http.Request) {
 		r, id, ok := n.lookup(w, req)
@@ -102,10 +103,17 @@ func (n *Node) get(addr, path string, limit int64) ([]byte, error) {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("%s: %s", resp.Status, msg)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
+	// Read into one buffer of the announced size where there is one:
+	// io.ReadAll's doubling leaves up to three copies of a manifest of
+	// megabytes behind for the collector.
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 && resp.ContentLength <= limit {
+		buf.Grow(int(resp.ContentLength) + bytes.MinRead) // ReadFrom wants MinRead free to read EOF
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1)); err != nil {
 		return nil, err
 	}
+	b := buf.Bytes()
 	if int64(len(b)) > limit {
 		return nil, errors.New("response too large")
 	}
@@ -257,6 +265,9 @@ func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, erro
 	key := id.String() + "." + kind
 	n.mu.Lock()
 	l := n.layouts[key]
+	if l == nil {
+		l = servedLayoutLocked(r, id, kind)
+	}
 	n.mu.Unlock()
 	if l != nil {
 		return l, nil
@@ -276,4 +287,20 @@ func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, erro
 	n.layouts[key] = l
 	n.mu.Unlock()
 	return l, nil
+}
+
+// servedLayoutLocked returns the layout of a torrent the node fetches or
+// seeds, if any: it shares the fetch's decoded manifest instead of decoding
+// another copy.
+func servedLayoutLocked(r *repo, id core.ReleaseID, kind string) *Layout {
+	rel := r.rels[id]
+	if rel == nil {
+		return nil
+	}
+	for _, x := range append([]*Transfer{rel.x}, rel.seeds...) {
+		if x != nil && x.Layout.Kind.String() == kind {
+			return x.Layout
+		}
+	}
+	return nil
 }

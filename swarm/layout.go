@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"math/bits"
+	"sort"
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
@@ -35,13 +37,17 @@ func (k Kind) String() string {
 }
 
 // Layout places a release's chunks, as stored zstd frames, one after the
-// other in a torrent's single file.
+// other in a torrent's single file. It refers to the manifest's chunk table
+// rather than copying it: a 2 GiB release has some 160k chunks, and a span
+// per chunk with its ID cost 64 bytes each, where an offset costs 8.
 type Layout struct {
 	Release  core.ReleaseID
 	Kind     Kind
 	PieceLen int64
 	Length   int64
-	Chunks   []Span // in torrent order
+	table    []artifact.ChunkRef // the manifest's chunk table, shared
+	index    []uint32            // each span's place in table; nil: span i is chunk i
+	off      []int64             // each span's offset, then Length
 }
 
 // Span is one chunk's place in a torrent.
@@ -51,6 +57,47 @@ type Span struct {
 	Size  uint32 // uncompressed
 	Off   int64  // offset of its frame in the torrent
 	CSize int64  // frame size
+}
+
+// Len returns the number of spans.
+func (l *Layout) Len() int { return len(l.off) - 1 }
+
+// Span returns span i, in torrent order.
+func (l *Layout) Span(i int) Span {
+	idx := i
+	if l.index != nil {
+		idx = int(l.index[i])
+	}
+	c := l.table[idx]
+	return Span{Index: idx, ID: c.ID, Size: c.Size, Off: l.off[i], CSize: l.off[i+1] - l.off[i]}
+}
+
+// Chunks yields the spans in torrent order: for i, s := range l.Chunks.
+func (l *Layout) Chunks(yield func(int, Span) bool) {
+	for i := range l.Len() {
+		if !yield(i, l.Span(i)) {
+			return
+		}
+	}
+}
+
+// newLayout starts an empty layout over table, with room for n spans;
+// delta layouts list which chunks they hold.
+func newLayout(id core.ReleaseID, kind Kind, table []artifact.ChunkRef, n int) *Layout {
+	l := &Layout{Release: id, Kind: kind, table: table, off: make([]int64, 1, n+1)}
+	if kind == Delta {
+		l.index = make([]uint32, 0, n)
+	}
+	return l
+}
+
+// add appends chunk idx of the table with a frame of csize bytes.
+func (l *Layout) add(idx int, csize int64) {
+	if l.index != nil {
+		l.index = append(l.index, uint32(idx))
+	}
+	l.Length += csize
+	l.off = append(l.off, l.Length)
 }
 
 // NewLayout lays out the chunks of m (all of them for Full; those parent
@@ -65,7 +112,7 @@ func NewLayout(id core.ReleaseID, m, parent *artifact.Manifest, kind Kind, csize
 			have[c.ID] = true
 		}
 	}
-	l := &Layout{Release: id, Kind: kind}
+	l := newLayout(id, kind, m.Chunks, max(len(m.Chunks)-len(have), 0))
 	for i, c := range m.Chunks {
 		if have[c.ID] {
 			continue
@@ -74,8 +121,7 @@ func NewLayout(id core.ReleaseID, m, parent *artifact.Manifest, kind Kind, csize
 		if err != nil {
 			return nil, fmt.Errorf("layout: %w", err)
 		}
-		l.Chunks = append(l.Chunks, Span{Index: i, ID: c.ID, Size: c.Size, Off: l.Length, CSize: n})
-		l.Length += n
+		l.add(i, n)
 	}
 	l.PieceLen = pieceLenFor(l.Length)
 	return l, nil
@@ -106,23 +152,16 @@ func (l *Layout) Pieces() int {
 	return int((l.Length + l.PieceLen - 1) / l.PieceLen)
 }
 
-// overlapping returns the spans overlapping [off, off+n).
-func (l *Layout) overlapping(off, n int64) []Span {
-	// Binary search the first span ending after off.
-	lo, hi := 0, len(l.Chunks)
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if s := l.Chunks[mid]; s.Off+s.CSize <= off {
-			lo = mid + 1
-		} else {
-			hi = mid
+// overlapping yields the spans overlapping [off, off+n), with their places.
+func (l *Layout) overlapping(off, n int64) iter.Seq2[int, Span] {
+	return func(yield func(int, Span) bool) {
+		// From the first span ending after off.
+		for i := sort.Search(l.Len(), func(i int) bool { return l.off[i+1] > off }); i < l.Len() && l.off[i] < off+n; i++ {
+			if !yield(i, l.Span(i)) {
+				return
+			}
 		}
 	}
-	end := lo
-	for end < len(l.Chunks) && l.Chunks[end].Off < off+n {
-		end++
-	}
-	return l.Chunks[lo:end]
 }
 
 // infoDict is the torrent's info dictionary: a single file holding the
@@ -178,7 +217,7 @@ func (l *Layout) InfoBytes(read func(core.ChunkID) ([]byte, error)) ([]byte, err
 func (l *Layout) encode() []byte {
 	b := append([]byte(layoutMagic), l.Release[:]...)
 	b = append(b, byte(l.Kind))
-	b = binary.AppendUvarint(b, uint64(len(l.Chunks)))
+	b = binary.AppendUvarint(b, uint64(l.Len()))
 	prev := -1
 	for _, s := range l.Chunks {
 		b = binary.AppendUvarint(b, uint64(s.Index-prev-1))
@@ -200,23 +239,27 @@ func ParseInfo(info []byte, id core.ReleaseID, m *artifact.Manifest) (*Layout, e
 		return nil, errors.New("torrent info: no scatter layout")
 	}
 	b = b[len(layoutMagic):]
-	l := &Layout{Kind: Kind(b[core.HashSize]), PieceLen: d.PieceLength}
-	copy(l.Release[:], b)
+	kind, release := Kind(b[core.HashSize]), core.ReleaseID(b[:core.HashSize])
 	b = b[core.HashSize+1:]
-	if l.Release != id {
-		return nil, fmt.Errorf("torrent info: layout is for release %s, want %s", l.Release.Short(), id.Short())
+	if release != id {
+		return nil, fmt.Errorf("torrent info: layout is for release %s, want %s", release.Short(), id.Short())
 	}
-	if l.Kind != Full && l.Kind != Delta {
-		return nil, fmt.Errorf("torrent info: unknown kind %d", l.Kind)
+	if kind != Full && kind != Delta {
+		return nil, fmt.Errorf("torrent info: unknown kind %d", kind)
 	}
-	if l.PieceLen < 16<<10 || l.PieceLen > 16<<20 || l.PieceLen&(l.PieceLen-1) != 0 {
-		return nil, fmt.Errorf("torrent info: piece length %d", l.PieceLen)
+	if d.PieceLength < 16<<10 || d.PieceLength > 16<<20 || d.PieceLength&(d.PieceLength-1) != 0 {
+		return nil, fmt.Errorf("torrent info: piece length %d", d.PieceLength)
 	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(m.Chunks)) {
 		return nil, errors.New("torrent info: bad chunk count")
 	}
+	if kind == Full && n != uint64(len(m.Chunks)) {
+		return nil, errors.New("torrent info: a full layout must hold every chunk")
+	}
 	b = b[k:]
+	l := newLayout(id, kind, m.Chunks, int(n))
+	l.PieceLen = d.PieceLength
 	prev := -1
 	for range n {
 		step, k1 := binary.Uvarint(b)
@@ -232,16 +275,11 @@ func ParseInfo(info []byte, id core.ReleaseID, m *artifact.Manifest) (*Layout, e
 		if step >= uint64(len(m.Chunks)) || idx >= uint64(len(m.Chunks)) || cs == 0 || cs > 2*uint64(m.Chunking.Max)+1024 {
 			return nil, errors.New("torrent info: layout entry out of range")
 		}
-		c := m.Chunks[idx]
-		l.Chunks = append(l.Chunks, Span{Index: int(idx), ID: c.ID, Size: c.Size, Off: l.Length, CSize: int64(cs)})
-		l.Length += int64(cs)
+		l.add(int(idx), int64(cs))
 		prev = int(idx)
 	}
 	if len(b) != 0 {
 		return nil, errors.New("torrent info: trailing layout bytes")
-	}
-	if l.Kind == Full && len(l.Chunks) != len(m.Chunks) {
-		return nil, errors.New("torrent info: a full layout must hold every chunk")
 	}
 	if l.Length != d.Length || int64(len(d.Pieces)) != int64(l.Pieces())*sha1.Size {
 		return nil, errors.New("torrent info: length or piece count does not match the layout")
@@ -271,7 +309,7 @@ func MakeTorrent(st *artifact.Store, sm *artifact.Signed, parent *artifact.Manif
 	// Hash only frames that decode to their chunk: a frame damaged on the
 	// origin's disk would otherwise be baked into the piece hashes, pass
 	// every SHA-1 check and fail every host's SHA-256 check, forever.
-	sizes := make(map[core.ChunkID]uint32, len(l.Chunks))
+	sizes := make(map[core.ChunkID]uint32, l.Len())
 	for _, c := range l.Chunks {
 		sizes[c.ID] = c.Size
 	}

@@ -770,6 +770,15 @@ func (n *Node) fetchStripe(ctx context.Context, x *Transfer, a *Announcement, ki
 
 // holds reports whether the store has the manifest and every chunk of id.
 func (n *Node) holds(r *repo, id core.ReleaseID) bool {
+	n.mu.Lock()
+	rel := r.rels[id]
+	held := rel != nil && rel.held
+	n.mu.Unlock()
+	if held {
+		// Kept releases' chunks are pinned: no need to decode a manifest
+		// of megabytes to ask the store about each of them.
+		return true
+	}
 	sm, err := r.st.Manifest(id)
 	if err != nil {
 		return false
@@ -786,7 +795,10 @@ func (n *Node) holds(r *repo, id core.ReleaseID) bool {
 // from a peer, verified by the deploy key and the release ID.
 func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Signed, error) {
 	if sm, err := r.st.Manifest(a.Release); err == nil {
-		return sm, sm.VerifiedBy(n.cfg.PubKey)
+		if err := sm.VerifiedBy(n.cfg.PubKey); err != nil {
+			return nil, err
+		}
+		return decodedOnly(sm), nil
 	}
 	var sm *artifact.Signed
 	_, err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), artifact.MaxEnvelopeSize, func(b []byte) error {
@@ -806,7 +818,15 @@ func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Signed, error) {
 	if err := r.st.PutManifest(sm); err != nil {
 		return nil, err
 	}
-	return sm, nil
+	return decodedOnly(sm), nil
+}
+
+// decodedOnly drops a verified manifest's encoded body and signature,
+// keeping its ID and decoded tree: all that fetching and staging use. The
+// body, held for the whole fetch, would be a second copy of the manifest
+// (about 60 bytes a chunk).
+func decodedOnly(sm *artifact.Signed) *artifact.Signed {
+	return &artifact.Signed{ID: sm.ID, Manifest: sm.Manifest}
 }
 
 // torrent returns the release's torrent of the given kind from disk or a

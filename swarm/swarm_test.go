@@ -134,7 +134,7 @@ func TestFetchFullThenDelta(t *testing.T) {
 	if got2 > delta2.Layout.Length || delta2.Layout.Length == 0 {
 		t.Fatalf("delta: received %d bytes, the delta is %d", got2, delta2.Layout.Length)
 	}
-	t.Logf("full %d bytes, delta %d bytes (%d chunks), received %d", full1.Layout.Length, delta2.Layout.Length, len(delta2.Layout.Chunks), got2)
+	t.Logf("full %d bytes, delta %d bytes (%d chunks), received %d", full1.Layout.Length, delta2.Layout.Length, delta2.Layout.Len(), got2)
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
