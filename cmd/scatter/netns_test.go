@@ -130,3 +130,96 @@ func TestE2ENetworkNamespaces(t *testing.T) {
 	out := runBin(t, bin, "status", "--data", origin.data)
 	t.Logf("status:\n%s", out)
 }
+
+// Property 4 of the deploy: a host cut off mid-deploy (its namespace's
+// link down) is reported unreachable within the action timeout and counted
+// against the failure limit; once the link is back, status on the deploy
+// host shows it rejoined and flags that it missed the release.
+func TestE2EDeployPartition(t *testing.T) {
+	const hosts = 4
+	ns := newNetns(t, hosts+1, "200mbit")
+	bin := scatterBinary(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "deploy.key")
+	runBin(t, bin, "keygen", "--out", key)
+	start := func(i int, name string, extra ...string) *daemon {
+		data := filepath.Join(dir, name)
+		os.MkdirAll(data, 0o755)
+		cfg := filepath.Join(dir, name+".yaml")
+		os.WriteFile(cfg, []byte(`repos:
+  mw:
+    actions:
+      restart: {command: [/bin/sh, -c, 'sleep 1']}
+      health: {command: [/bin/true]}
+`), 0o644)
+		args := append([]string{"netns", "exec", ns.hosts[i], bin, "--log-level", "info", "seed", "--data", data,
+			"--pubkey", key + ".pub", "--name", name, "--bind", ns.addr(i), "--label", "netns", "--config", cfg}, extra...)
+		return launch(t, data, exec.Command("ip", args...))
+	}
+	origin := start(0, "origin", "--origin")
+	for i := 1; i <= hosts; i++ {
+		start(i, fmt.Sprintf("h%d", i), "--join", ns.addr(0)+":7946")
+	}
+	yaml := "repo: mw\ncanary: 1\nbatch: 1\nfailure_limit: 1\nchecks: [health]\ntimeouts: {stage: 1m, action: 8s}\n"
+	publish := func(version string) string {
+		src := filepath.Join(dir, "src"+version)
+		runBin(t, bin, "generate", "--size", "1MiB", "--seed", "6", src)
+		os.WriteFile(filepath.Join(src, "VERSION"), []byte(version), 0o644)
+		os.WriteFile(filepath.Join(src, "scatter.yaml"), []byte(yaml), 0o644)
+		return strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--key", key, "--repo", "mw", "--version", version, src))
+	}
+	deployArgs := []string{"deploy", "--data", origin.data, "--key", key, "-m", "partition test", "mw"}
+	publish("1")
+	if out, err := exec.Command(bin, deployArgs...).CombinedOutput(); err != nil {
+		t.Fatalf("deploy 1: %v\n%s", err, out)
+	}
+	v2 := publish("2")
+	d := exec.Command(bin, append(deployArgs, "2")...)
+	log := &syncBuffer{}
+	d.Stdout, d.Stderr = log, log
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// h3 is batch 2: cut it off while batch 1 runs.
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(log.String(), "batch 1:") {
+		if time.Now().After(deadline) {
+			d.Process.Kill()
+			t.Fatalf("deploy never reached batch 1:\n%s", log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := ipCmd("-n", ns.hosts[3], "link", "set", "v3", "down"); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	err := d.Wait()
+	took := time.Since(cut)
+	if err != nil {
+		t.Fatalf("deploy with one unreachable host within the limit of 1 should succeed: %v\n%s", err, log)
+	}
+	if !strings.Contains(log.String(), "h3  batch 2  no ack") || !strings.Contains(log.String(), "no ack within 8s") {
+		t.Fatalf("summary does not report h3 unreachable:\n%s", log)
+	}
+	if took > 40*time.Second {
+		t.Fatalf("the deploy took %v after the cut: the unreachable host held it up", took)
+	}
+	t.Logf("deploy ended %v after the cut:\n%s", took.Round(time.Millisecond), log)
+	if err := ipCmd("-n", ns.hosts[3], "link", "set", "v3", "up"); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		out := runBin(t, bin, "status", "--data", origin.data)
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 3 && f[0] == "h3" && f[1] == "mw" && strings.Contains(line, "DRIFT: the fleet was deployed to "+v2[:12]) {
+				t.Logf("status after the partition healed:\n%s", out)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status does not show h3 back with its drift:\n%s", out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

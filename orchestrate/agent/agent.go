@@ -267,8 +267,11 @@ func (s *stepRun) action(ctx context.Context, phase, name string) error {
 	if s.c.Kind == command.Check && !cur.IsZero() {
 		e.release, e.releaseDir = cur.String(), s.releaseDir(cur)
 	}
+	// The default working directory, `current`, means the release the
+	// step is about, which is what current names once it is promoted, and
+	// exists already for stage hooks and before the first promote.
 	e.dir = e.releaseDir
-	if s.repo.Dir != "" {
+	if s.repo.Dir != "" && s.repo.Dir != config.DefaultDir {
 		e.dir = filepath.Join(s.dir, s.repo.Dir)
 	}
 	act := s.repo.Actions[name]

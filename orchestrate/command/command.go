@@ -188,8 +188,9 @@ const (
 	// signContext separates command signatures from the deploy key's
 	// manifest and announcement signatures.
 	signContext = "scatter command v1\x00"
-	// MaxSize bounds an encoded command: it must fit one gossip broadcast.
-	MaxSize = 1200
+	// MaxSize bounds an encoded command: it must fit one gossip broadcast
+	// (membership.Config.MaxMessageSize, 1024 by default, less the kind byte).
+	MaxSize = 1000
 	// MaxLifetime bounds Expires-Issued, so a Guard need remember a command
 	// for at most this long.
 	MaxLifetime = time.Hour

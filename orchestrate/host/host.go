@@ -190,34 +190,56 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 			// The seeds may not be up yet, or be partitioned away: keep
 			// serving and keep trying rather than exit.
 			h.log.Warn("join failed; retrying in the background", "seeds", cfg.Join, "err", err)
-			h.wg.Add(1)
-			go h.rejoin()
 		}
+		h.wg.Add(1)
+		go h.rejoin()
 	}
 	return h, nil
 }
 
-// rejoin retries joining the seeds, backing off from 1 s to 30 s, until
-// this host sees another member.
+// rejoin joins the seeds again: at once whenever this host finds itself
+// alone (the first join failed, or a partition made each side declare the
+// other dead, and memberlist, left to itself, would never merge them
+// again), and every 30 s otherwise. It backs off from 1 s to 30 s while
+// joins fail.
 func (h *Host) rejoin() {
 	defer h.wg.Done()
 	delay := time.Second
-	for len(h.ml.Members()) < 2 {
+	last := time.Now()
+	for {
 		select {
 		case <-h.stop:
 			return
 		case <-time.After(delay):
 		}
+		if h.aliveMembers() >= 2 && time.Since(last) < 30*time.Second {
+			// Not alone: still join the seeds every 30 s, which merges the
+			// halves of a partition that left more than one host on a side.
+			delay = 5 * time.Second
+			continue
+		}
+		last = time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := h.ml.Join(ctx, h.cfg.Join)
 		cancel()
 		if err == nil {
-			h.log.Info("joined the cluster", "seeds", h.cfg.Join)
-			return
+			h.log.Debug("joined the seeds", "seeds", h.cfg.Join)
+			delay = 5 * time.Second
+			continue
 		}
 		h.log.Warn("join failed", "seeds", h.cfg.Join, "err", err, "retry_in", delay)
 		delay = min(2*delay, 30*time.Second)
 	}
+}
+
+func (h *Host) aliveMembers() int {
+	n := 0
+	for _, m := range h.ml.Members() {
+		if m.Alive {
+			n++
+		}
+	}
+	return n
 }
 
 func port(addr string) int {

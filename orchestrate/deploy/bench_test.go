@@ -1,0 +1,107 @@
+package deploy_test
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"sort"
+	"testing"
+	"time"
+
+	"scatter/orchestrate/command"
+	"scatter/orchestrate/config"
+	"scatter/orchestrate/host/hosttest"
+)
+
+var ackHosts = flag.Int("ack.hosts", 50, "members in BenchmarkCommandToLastAck")
+
+// BenchmarkCommandToLastAck measures orchestration alone: from the moment
+// the deploy host sends one signed command to every member by gossip, to
+// the last member's completion ack (a TCP-connect check against a local
+// listener: a no-op action that still runs through the agent). Members are
+// real hosts in one process on their own loopback addresses; cluster
+// start-up is excluded. Reports the median and the slowest member.
+//
+//	go test ./orchestrate/deploy -run XXX -bench CommandToLastAck -benchtime 5x -ack.hosts 200
+func BenchmarkCommandToLastAck(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	n := *ackHosts
+	c := hosttest.New(b)
+	c.Repos = func(string, string) map[string]config.Repo {
+		return map[string]config.Repo{"mw": {Actions: map[string]config.Action{
+			"noop": {TCP: ln.Addr().String(), Timeout: 5 * time.Second}}}}
+	}
+	start := time.Now()
+	origin := c.Start("origin", 2, true)
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("b%03d", i)
+		names = append(names, name)
+		c.Start(name, 3+i, false)
+	}
+	c.WaitMembers(n+1, 5*time.Minute)
+	b.Logf("%d members converged in %v", n+1, time.Since(start).Round(time.Millisecond))
+	seq := uint64(0)
+	var medians, lasts []float64
+	b.ResetTimer()
+	for i := range b.N {
+		deploy := fmt.Sprintf("bench-%d", i)
+		acks, cancel := origin.Subscribe(deploy)
+		sent := time.Now()
+		for lo := 0; lo < n; {
+			hi := min(n, lo+60) // as many host names as fit one gossip message
+			seq++
+			cmd, err := command.Sign(&command.Command{Deploy: deploy, Seq: seq, Step: 1, Controller: "origin",
+				Issued: sent, Expires: sent.Add(time.Minute), Repo: "mw", Kind: command.Check,
+				Hosts: names[lo:hi], Checks: []string{"noop"}, Timeout: 10 * time.Second}, c.Key)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := origin.SendCommand(cmd, nil); err != nil {
+				b.Fatal(err)
+			}
+			lo = hi
+		}
+		var took []float64
+		seen := map[string]bool{}
+		timeout := time.After(60 * time.Second)
+		for len(seen) < n {
+			select {
+			case a := <-acks:
+				if !a.OK {
+					b.Fatalf("%s: %s", a.Host, a.Error)
+				}
+				if !seen[a.Host] {
+					seen[a.Host] = true
+					took = append(took, time.Since(sent).Seconds())
+				}
+			case <-timeout:
+				b.Fatalf("%d of %d acks after 60 s", len(seen), n)
+			}
+		}
+		cancel()
+		sort.Float64s(took)
+		medians = append(medians, took[len(took)/2])
+		lasts = append(lasts, took[len(took)-1])
+	}
+	b.StopTimer()
+	sort.Float64s(medians)
+	sort.Float64s(lasts)
+	b.ReportMetric(medians[len(medians)/2], "median-ack-s")
+	b.ReportMetric(lasts[len(lasts)/2], "last-ack-s")
+	b.ReportMetric(lasts[len(lasts)-1], "worst-last-ack-s")
+	b.ReportMetric(float64(n), "members")
+}
