@@ -100,9 +100,27 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	c.Logger = alog.Default.FilterLevel(alog.Critical)
 	c.Slogger = cfg.Log.With("component", "anacrolix")
 	c.Callbacks.ReceivedUsefulData = append(c.Callbacks.ReceivedUsefulData, e.countReceived)
+	// Dial peers from the listen address, not from whatever source the
+	// routing table picks: peers see (and count, and ban) the address this
+	// host announces, which matters on multi-homed hosts and for hosts
+	// sharing 127.0.0.0/8 in tests.
+	host, _, err := net.SplitHostPort(cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("swarm engine: ListenAddr: %w", err)
+	}
+	local := net.ParseIP(host)
+	if local != nil && !local.IsUnspecified() {
+		c.DialForPeerConns = false
+	}
 	cl, err := torrent.NewClient(c)
 	if err != nil {
 		return nil, fmt.Errorf("swarm engine: %w", err)
+	}
+	if !c.DialForPeerConns {
+		cl.AddDialer(torrent.NetworkDialer{Network: "tcp", Dialer: &net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: local},
+			KeepAlive: -1, // BitTorrent connections manage their own keep-alives
+		}})
 	}
 	e.cl = cl
 	return e, nil

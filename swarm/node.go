@@ -65,6 +65,12 @@ type Config struct {
 	// SkipStage leaves fetched releases in the store without materializing
 	// them: for benchmarks that measure distribution alone.
 	SkipStage bool
+	// DC is this host's datacenter label; with labels, peer choice keeps
+	// traffic inside datacenters (topology.go).
+	DC string
+	// Bridges is how many hosts of each datacenter exchange pieces with
+	// other datacenters; default DefaultBridges.
+	Bridges int
 	// OffloadAfter is how many hosts must have staged a release before the
 	// origin stops uploading it, leaving the rest of the fan-out to the
 	// hosts; it resumes if fewer remain. Default 2; negative: never stop.
@@ -83,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OnChange == nil {
 		c.OnChange = func() {}
+	}
+	if c.Bridges <= 0 {
+		c.Bridges = DefaultBridges
 	}
 	if c.OffloadAfter == 0 {
 		c.OffloadAfter = 2
@@ -489,10 +498,14 @@ func (n *Node) fetch(r *repo, rel *release) error {
 			}
 		}()
 	} else {
-		// The origin itself, or a host alone in fetching this torrent:
-		// stripes would save nothing, and the peer wire is faster.
 		close(stripeDone)
-		n.setFallback(rel)
+		if slots == 1 || n.cfg.Origin {
+			// The origin itself, or a host alone in fetching this
+			// torrent: stripes would save nothing, and the peer wire is
+			// faster. (slots 0: a host outside the origin's datacenter
+			// waits for its neighbours, unless it stalls.)
+			n.setFallback(rel)
+		}
 	}
 	err = n.wait(rel, x)
 	stopStripe()
@@ -540,9 +553,20 @@ func (n *Node) fetch(r *repo, rel *release) error {
 // stripe returns this host's slot among the hosts that lack the release and
 // fetch the same torrent: its place in the sorted names of those hosts and
 // itself.
+//
+// With datacenter labels only hosts in the origin's datacenter take
+// stripes (see topology.go); elsewhere slots is 0.
 func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
+	peers := n.cfg.Peers.Peers()
+	dc := n.stripeDC(peers)
+	if dc != "" && n.cfg.DC != dc {
+		return 0, 0
+	}
 	names := []string{n.cfg.Name}
-	for _, p := range n.cfg.Peers.Peers() {
+	for _, p := range peers {
+		if dc != "" && p.DC != dc {
+			continue
+		}
 		// Hosts holding the parent fetch the delta, the others the full
 		// torrent: only hosts fetching the same torrent share its stripes.
 		sameKind := (!a.Parent.IsZero() && slices.Contains(p.Holds, a.Parent)) == (kind == Delta)
@@ -660,7 +684,7 @@ func (n *Node) peerAddrs() []string { return n.peerAddrsFor(true) }
 // peerAddrsFor lists peer-wire addresses, the origin's only if withOrigin.
 func (n *Node) peerAddrsFor(withOrigin bool) []string {
 	var out []string
-	for _, p := range n.cfg.Peers.Peers() {
+	for _, p := range n.reachable(n.cfg.Peers.Peers()) {
 		if p.BT != "" && (withOrigin || !p.Origin) {
 			out = append(out, p.BT)
 		}

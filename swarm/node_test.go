@@ -34,6 +34,8 @@ type cluster struct {
 	// stallAfter overrides the 2 s stall threshold tests use (benchmarks
 	// keep the daemon's default).
 	stallAfter time.Duration
+	// dcs labels hosts with datacenters (nil: none).
+	dcs map[string]string
 }
 
 func (p *staticPeers) Peers() []Peer { return nil }
@@ -52,7 +54,7 @@ func (c *cluster) peers(self string) []Peer {
 	var out []Peer
 	for name, n := range c.nodes {
 		if name != self {
-			out = append(out, Peer{Name: name, BT: n.BTAddr(), HTTP: n.HTTPAddr(), Origin: n == c.origin, Holds: n.HeldReleases()})
+			out = append(out, Peer{Name: name, BT: n.BTAddr(), HTTP: n.HTTPAddr(), Origin: n == c.origin, Holds: n.HeldReleases(), DC: c.dcs[name]})
 		}
 	}
 	return out
@@ -76,6 +78,7 @@ func (c *cluster) start(name string, ip int, origin bool, upload int64) *Node {
 		Name: name, DataDir: dir, PubKey: c.key.Public().(ed25519.PublicKey), Origin: origin,
 		Engine:   EngineConfig{ListenAddr: addr + ":0", UploadRate: upload},
 		HTTPAddr: addr + ":0", Peers: c.peersOf(name), StallAfter: c.stallAfter, SkipStage: c.skipStage,
+		DC: c.dcs[name],
 	})
 	if err != nil {
 		c.t.Fatal(err)

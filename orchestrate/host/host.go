@@ -147,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		},
 		HTTPAddr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.HTTPPort)),
 		Keep:     cfg.Keep, Peers: peerSource{h}, OnChange: h.changed, Log: h.log,
-		OffloadAfter: cfg.OffloadAfter,
+		OffloadAfter: cfg.OffloadAfter, DC: cfg.DC,
 	})
 	if err != nil {
 		return nil, err
