@@ -166,6 +166,14 @@ func checksRan(c *command.Command) bool {
 	return c.Kind == command.Check || c.Kind == command.Promote || c.Kind == command.Rollback
 }
 
+// Knows reports whether the agent has run or is running c's step.
+func (a *Agent) Knows(c *command.Command) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.steps[stepKey{c.Deploy, c.Step}]
+	return ok
+}
+
 // Refuse returns the ack for a command this host will not run (expired,
 // replayed): nothing ran.
 func (a *Agent) Refuse(c *command.Command, why error) *command.Ack {

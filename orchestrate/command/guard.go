@@ -15,8 +15,9 @@ const ClockSkew = time.Minute
 
 // Guard admits each validly signed, unexpired command once. It remembers
 // (deploy, seq) pairs until their command expires, in memory and, when
-// Path is set, in a file rewritten atomically on every admission, so a
-// restarted daemon still refuses a replay. Safe for concurrent use.
+// Path is set, in a file rewritten atomically (not fsynced) on every
+// admission, so a restarted daemon still refuses a replay. Safe for
+// concurrent use.
 type Guard struct {
 	key  ed25519.PublicKey
 	path string
@@ -74,20 +75,31 @@ func (g *Guard) Open(b []byte) (*Command, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := g.Admit(c); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Admit checks that a command already opened (signature verified) is
+// fresh and not seen before, and records it. Hosts admit only commands
+// addressed to them, so the others cost no disk write. Errors wrap
+// ErrMalformed, ErrExpired or ErrReplay.
+func (g *Guard) Admit(c *Command) error {
 	now := g.now()
 	switch {
 	case c.Expires.Sub(c.Issued) > MaxLifetime:
-		return nil, fmt.Errorf("%w: lifetime %v exceeds %v", ErrMalformed, c.Expires.Sub(c.Issued), MaxLifetime)
+		return fmt.Errorf("%w: lifetime %v exceeds %v", ErrMalformed, c.Expires.Sub(c.Issued), MaxLifetime)
 	case !now.Before(c.Expires):
-		return c, fmt.Errorf("%w: deploy %s seq %d expired at %s", ErrExpired, c.Deploy, c.Seq, c.Expires.Format(time.RFC3339))
+		return fmt.Errorf("%w: deploy %s seq %d expired at %s", ErrExpired, c.Deploy, c.Seq, c.Expires.Format(time.RFC3339))
 	case c.Issued.After(now.Add(ClockSkew)):
-		return c, fmt.Errorf("%w: deploy %s seq %d issued in the future (%s): check the clocks", ErrExpired, c.Deploy, c.Seq, c.Issued.Format(time.RFC3339))
+		return fmt.Errorf("%w: deploy %s seq %d issued in the future (%s): check the clocks", ErrExpired, c.Deploy, c.Seq, c.Issued.Format(time.RFC3339))
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	k := seenKey{c.Deploy, c.Seq}
 	if _, ok := g.seen[k]; ok {
-		return c, fmt.Errorf("%w: deploy %s seq %d", ErrReplay, c.Deploy, c.Seq)
+		return fmt.Errorf("%w: deploy %s seq %d", ErrReplay, c.Deploy, c.Seq)
 	}
 	for k, exp := range g.seen {
 		if now.After(exp) {
@@ -99,9 +111,9 @@ func (g *Guard) Open(b []byte) (*Command, error) {
 		// Refuse what cannot be remembered: running it would open a
 		// replay window after a restart.
 		delete(g.seen, k)
-		return nil, err
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 func (g *Guard) saveLocked() error {
@@ -121,11 +133,12 @@ func (g *Guard) saveLocked() error {
 		return fmt.Errorf("command guard: %w", err)
 	}
 	defer os.Remove(tmp.Name())
+	// Written and renamed but not fsynced: the record survives the daemon
+	// dying (kill -9), which is what a restart-then-replay needs; after a
+	// power loss a command seen in its last seconds could run again until
+	// it expires. An fsync per command cost seconds on a busy disk with
+	// hundreds of commands in flight.
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("command guard: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return fmt.Errorf("command guard: %w", err)
 	}

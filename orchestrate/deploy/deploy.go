@@ -371,26 +371,36 @@ func (c *controller) send(a rollout.Action) {
 	// The host gives up a little before the controller does, so that its
 	// ack, which says why, arrives before the step times out here.
 	timeout -= min(timeout/10, 10*time.Second)
-	direct := a.Resend || len(a.Hosts) <= c.o.DirectUpTo
+	// A new wave goes both by gossip (which reaches hosts the deploy host
+	// cannot, and costs it one message) and point to point (faster: a
+	// gossiped message competes for packet space with everything else in
+	// flight; at 200 members most hosts got it only from the 2 s resend).
+	// Hosts run the first copy and ignore the second. A resend goes
+	// point to point only.
+	gossip := !a.Resend && len(a.Hosts) > c.o.DirectUpTo
 	c.emit(Event{Event: "send", Phase: a.Phase, Kind: string(kind), Step: a.Step, Resend: a.Resend, Hosts: a.Hosts, Release: rel})
 	for _, group := range c.split(kind, rel, a, timeout) {
-		b, hosts := group.b, group.hosts
-		var to []string
-		if direct {
-			to = hosts
+		if gossip {
+			c.transmit(group.b, nil)
 		}
-		c.sends.Add(1)
-		go func() {
-			defer c.sends.Done()
-			// Unreachable hosts show up as timeouts; the error is for the log.
-			if err := c.o.Transport.SendCommand(b, to); err != nil {
-				select {
-				case c.sendErrs <- err:
-				default:
-				}
-			}
-		}()
+		c.transmit(group.b, group.hosts)
 	}
+}
+
+// transmit hands a command to the transport on its own goroutine: the
+// controller never blocks on the network. Unreachable hosts show up as
+// timeouts; the error is for the log.
+func (c *controller) transmit(b []byte, to []string) {
+	c.sends.Add(1)
+	go func() {
+		defer c.sends.Done()
+		if err := c.o.Transport.SendCommand(b, to); err != nil {
+			select {
+			case c.sendErrs <- err:
+			default:
+			}
+		}
+	}()
 }
 
 type signed struct {

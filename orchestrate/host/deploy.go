@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -14,13 +13,16 @@ import (
 
 // Gossip message kinds for deploys.
 const (
-	msgCommand   = 'C' // a signed command: broadcast, or sent directly on retry
-	msgAck       = 'K' // an ack, sent directly to the command's controller
-	msgHostState = 'S' // a host's deploy state (hostState JSON), broadcast on change
+	msgCommand = 'C' // a signed command: broadcast, or sent directly on retry
+	msgAck     = 'K' // an ack, sent directly to the command's controller
 )
 
 // hostState is what a host tells the cluster about its repos: what runs,
-// what ran before, health and the last step's outcome (output trimmed).
+// what ran before, health and the last step's outcome (output trimmed). It
+// travels in the push/pull state blob; the controller also learns it at
+// once from each ack. (A broadcast on every change was tried: with 200
+// hosts acking one step, 200 state broadcasts crowded the gossip channel
+// that the next command needs.)
 type hostState struct {
 	Host  string            `json:"host"`
 	Seq   int64             `json:"seq"` // orders a host's states: later wins
@@ -28,7 +30,7 @@ type hostState struct {
 }
 
 // SendCommand sends a signed command: to every member by gossip when to
-// is empty, else directly to each named member (retries). A command that
+// is empty, else directly to each named member, 64 connections at a time. A command that
 // targets this host is also run here, since gossip does not deliver a
 // member's own broadcasts. Errors name the members that could not be
 // reached; the others got it.
@@ -48,13 +50,16 @@ func (h *Host) SendCommand(b []byte, to []string) error {
 	} else {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64) // connections in flight at once
 		for _, name := range to {
 			if name == h.cfg.Name {
 				self = true
 				continue
 			}
 			wg.Add(1)
+			sem <- struct{}{}
 			go func() {
+				defer func() { <-sem }()
 				defer wg.Done()
 				if err := h.ml.SendTo(name, msg); err != nil {
 					mu.Lock()
@@ -113,49 +118,58 @@ func (h *Host) deliverAck(a *command.Ack) {
 // onCommand checks a command and, if it is for this host, runs it on its
 // own goroutine: gossip callbacks must not block.
 func (h *Host) onCommand(b []byte) {
-	c, err := h.guard.Open(b)
+	// Verify on the gossip goroutine (cheap) so that garbage is dropped at
+	// once; everything else happens on the step's own goroutine.
+	c, err := command.Open(b, h.cfg.PubKey)
 	if err != nil {
-		if c == nil {
-			h.log.Warn("refused command", "err", err)
-			return
-		}
-		if !c.For(h.cfg.Name) {
-			return
-		}
+		h.log.Warn("refused command", "err", err)
+		return
+	}
+	if !c.For(h.cfg.Name) {
+		return // relayed for others: never recorded, never run here
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.runCommand(c)
+	}()
+}
+
+// runCommand admits a command addressed to this host and runs it.
+func (h *Host) runCommand(c *command.Command) {
+	if err := h.guard.Admit(c); err != nil {
 		if errors.Is(err, command.ErrReplay) {
-			// A retry of a step comes with a new sequence number; the
-			// same bytes again are a replay (or a late gossip copy):
-			// never run, but answer from the record if the step is done.
-			h.log.Warn("refused replayed command", "deploy", c.Deploy, "seq", c.Seq, "step", c.Step)
+			// The same bytes again: never run, never answered. The
+			// controller sends each command both by gossip and directly,
+			// so a second copy of a step this host knows is routine; one
+			// for a step it does not know is a replay worth a warning.
+			if h.agent.Knows(c) {
+				h.log.Debug("ignored a second copy of a command", "deploy", c.Deploy, "seq", c.Seq)
+			} else {
+				h.log.Warn("refused replayed command", "deploy", c.Deploy, "seq", c.Seq, "step", c.Step)
+			}
 			return
 		}
 		h.log.Warn("refused command", "deploy", c.Deploy, "seq", c.Seq, "err", err)
 		h.sendAck(c.Controller, h.agent.Refuse(c, err))
 		return
 	}
-	if !c.For(h.cfg.Name) {
-		return
-	}
 	h.log.Info("command", "deploy", c.Deploy, "seq", c.Seq, "step", c.Step, "kind", c.Kind, "repo", c.Repo, "release", c.Release.Short())
-	h.wg.Add(1)
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		defer h.wg.Done()
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-h.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		ack, done := h.agent.Handle(ctx, c)
-		cancel()
-		if !done {
-			return // running: its ack goes out when it finishes
+		select {
+		case <-h.stop:
+			cancel()
+		case <-ctx.Done():
 		}
-		h.sendAck(c.Controller, ack)
-		h.stateChanged()
 	}()
+	ack, done := h.agent.Handle(ctx, c)
+	cancel()
+	if !done {
+		return // running: its ack goes out when it finishes
+	}
+	h.sendAck(c.Controller, ack)
+	h.stateChanged()
 }
 
 // sendAck delivers an ack to the controller (locally if that is us). A
@@ -182,26 +196,59 @@ func (h *Host) onAck(b []byte) {
 		h.log.Warn("dropped malformed ack", "err", err)
 		return
 	}
+	h.stateFromAck(a)
 	h.deliverAck(a)
 }
 
-// stateChanged broadcasts this host's deploy state and refreshes the
-// push/pull blob.
+// stateChanged refreshes this host's deploy state in its push/pull blob.
 func (h *Host) stateChanged() {
 	st := hostState{Host: h.cfg.Name, Seq: time.Now().UnixNano(), Repos: h.agent.State()}
 	for i := range st.Repos {
 		st.Repos[i].Last = trimAck(st.Repos[i].Last)
 	}
-	b, err := json.Marshal(st)
-	if err == nil {
-		h.mu.Lock()
-		h.states[h.cfg.Name] = st
-		h.mu.Unlock()
-		if err := h.ml.Broadcast(append([]byte{msgHostState}, b...)); err != nil {
-			h.log.Warn("broadcast deploy state", "err", err)
+	h.mu.Lock()
+	h.states[h.cfg.Name] = st
+	h.mu.Unlock()
+	h.changed()
+}
+
+// stateFromAck updates what this host knows of another host's repo from
+// an ack it received, which is newer than that host's last push/pull.
+func (h *Host) stateFromAck(a *command.Ack) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.states[a.Host]
+	st.Host = a.Host
+	st.Seq = time.Now().UnixNano()
+	repos := make([]agent.RepoState, 0, len(st.Repos)+1)
+	found := false
+	for _, r := range st.Repos {
+		if r.Repo == a.Repo {
+			r.Current, r.Previous, r.Last, found = a.Current, a.Previous, trimAck(a), true
+			if a.Kind != command.Stage && !a.Refused {
+				r.Health, r.CheckedAt = healthOf(a), time.Now()
+			}
+		}
+		repos = append(repos, r)
+	}
+	if !found {
+		r := agent.RepoState{Repo: a.Repo, Current: a.Current, Previous: a.Previous, Last: trimAck(a)}
+		if a.Kind != command.Stage && !a.Refused {
+			r.Health, r.CheckedAt = healthOf(a), time.Now()
+		}
+		repos = append(repos, r)
+	}
+	st.Repos = repos
+	h.states[a.Host] = st
+}
+
+func healthOf(a *command.Ack) string {
+	for _, r := range a.Results {
+		if r.Phase == "check" && !r.OK {
+			return "failing"
 		}
 	}
-	h.changed()
+	return "ok"
 }
 
 // trimAck keeps what fits a gossip packet: the outcome, not the outputs.
@@ -215,15 +262,6 @@ func trimAck(a *command.Ack) *command.Ack {
 		t.Error = t.Error[:200] + "…"
 	}
 	return &t
-}
-
-func (h *Host) onHostState(b []byte) {
-	var st hostState
-	if err := json.Unmarshal(b, &st); err != nil || st.Host == "" {
-		h.log.Warn("dropped malformed host state", "err", err)
-		return
-	}
-	h.mergeHostState(st)
 }
 
 func (h *Host) mergeHostState(st hostState) {

@@ -281,8 +281,6 @@ func (h *Host) onMessage(msg []byte) {
 		h.onCommand(msg[1:])
 	case msgAck:
 		h.onAck(msg[1:])
-	case msgHostState:
-		h.onHostState(msg[1:])
 	case msgHolds:
 		var note holdsNote
 		if err := json.Unmarshal(msg[1:], &note); err != nil || note.Host == "" || note.Release.IsZero() {
