@@ -6,7 +6,12 @@ import (
 	"strings"
 )
 
-func mib(b float64) string { return fmt.Sprintf("%.2f MiB", b/(1<<20)) }
+func mib(b float64) string {
+	if b < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.2f MiB", b/(1<<20))
+}
 
 // Print writes the report for people.
 func (rep *Report) Print(w io.Writer) {
