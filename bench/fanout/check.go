@@ -47,9 +47,12 @@ func (rep *Report) Problems(hosts int) []string {
 		bad("%d deploys, want 3", len(rep.Deploys))
 	}
 	for _, d := range rep.Deploys {
-		if d.Outcome != "success" || d.Current != hosts || !d.Same || len(d.Phases) < 2 || d.LastAck <= 0 || d.LastAck > d.Seconds+0.5 {
+		if d.Outcome != "success" || d.Current != hosts || (d.Compared && !d.Same) || len(d.Phases) < 2 || d.LastAck <= 0 || d.LastAck > d.Seconds+0.5 {
 			bad("deploy %+v", d)
 		}
+	}
+	if n := len(rep.Deploys); n > 0 && !rep.Deploys[n-1].Compared {
+		bad("the last deploy's trees were not compared")
 	}
 	c := rep.Central
 	if c.Hosts < 1 || c.Measured <= 0 || c.MeasuredOverFormula < slack || c.AtN <= 0 || rep.CentralOverP2P <= 0 {

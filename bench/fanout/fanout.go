@@ -49,10 +49,13 @@ type Config struct {
 	// central baseline; default min(Hosts, 2). Its time grows as
 	// CentralHosts·S/U_origin.
 	CentralHosts int
-	// NoCompare skips comparing every host's tree with its source.
-	NoCompare bool
-	Log       *slog.Logger // nil: discard
-	Progress  io.Writer    // a line per step; nil: none
+	// Every host's current tree is compared with its source after the last
+	// deploy (earlier trees are its ancestors: the deltas hard-link their
+	// unchanged files); CompareAll compares after every deploy, NoCompare
+	// never. A comparison of 32 hosts × 64 MiB takes 10–14 s on 2 cores.
+	CompareAll, NoCompare bool
+	Log                   *slog.Logger // nil: discard
+	Progress              io.Writer    // a line per step; nil: none
 }
 
 func (c *Config) setDefaults() {
@@ -215,11 +218,11 @@ func (r *run) run(ctx context.Context) error {
 	}
 	r.rep.Release.S = fo.S
 	r.printFanOut(fo)
-	if err := r.deploy(ctx, id, src); err != nil {
+	if err := r.deploy(ctx, id, src, cfg.CompareAll); err != nil {
 		return err
 	}
 
-	for _, m := range []struct {
+	for i, m := range []struct {
 		name   string
 		mutate func(string, uint64) (gen.MutationStats, error)
 	}{{"code change", gen.MutateCode}, {"l10n update", gen.MutateL10n}} {
@@ -236,7 +239,7 @@ func (r *run) run(ctx context.Context) error {
 			return err
 		}
 		r.printFanOut(d)
-		if err := r.deploy(ctx, res.Signed.ID, src); err != nil {
+		if err := r.deploy(ctx, res.Signed.ID, src, cfg.CompareAll || i == 1); err != nil {
 			return err
 		}
 	}
@@ -352,8 +355,8 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 }
 
 // deploy rolls a release out to every host with deploy.Run, the origin as
-// the controller, and compares each host's current tree with src.
-func (r *run) deploy(ctx context.Context, id core.ReleaseID, src string) error {
+// the controller, and, if compare, compares each host's tree with src.
+func (r *run) deploy(ctx context.Context, id core.ReleaseID, src string, compare bool) error {
 	c := r.c
 	var names []string
 	for _, n := range c.hosts {
@@ -408,7 +411,7 @@ func (r *run) deploy(ctx context.Context, id core.ReleaseID, src string) error {
 	}
 	r.say("deploy %s: %s in %.2f s (last ack at %.2f s), %d phases, %d/%d hosts current",
 		id.Short(), d.Outcome, d.Seconds, d.LastAck, len(d.Phases), d.Current, len(c.hosts))
-	if !r.cfg.NoCompare {
+	if compare && !r.cfg.NoCompare {
 		d.Compared, d.Same = true, true
 		t := time.Now()
 		if err := r.compare(id, src, &d); err != nil {

@@ -32,6 +32,7 @@ type benchOptions struct {
 	seed                 uint64
 	dir                  string
 	keepDir, noCompare   bool
+	compareAll           bool
 	jsonFile, plotFile   string
 	sizeSet              bool
 	log                  *slog.Logger
@@ -57,7 +58,8 @@ func benchCommand() *cli.Command {
 			"(median, p90, p99, last), origin upload / S, bytes per host from peers and from the\n" +
 			"origin, delta bytes per host, deploy time to the last ack by phase, central / P2P,\n" +
 			"process CPU and peak RSS (all hosts share the process: per host-equivalent figures\n" +
-			"divide by hosts+1). Every host's tree is compared with its source after each deploy.\n\n" +
+			"divide by hosts+1). Every host's tree is compared with its source after the last\n" +
+			"deploy (--compare-all: after each).\n\n" +
 			"Scenarios (--scenario): cold (default: cold fan-out, then the two deltas); churn (10%\n" +
 			"of hosts closed at 0.4 S/U and restarted at 1.5 S/U); late (10% of hosts start at\n" +
 			"0.5 S/U); hetero (10% of hosts upload at U/4); 2dc (hosts alternate between two DC\n" +
@@ -80,7 +82,8 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "plot", Usage: "write an SVG of hosts complete over time (P2P, central, the S/U limit) to this file"},
 			&cli.StringFlag{Name: "dir", Usage: "work directory (default: a temporary one)"},
 			&cli.BoolFlag{Name: "keep-dir", Usage: "keep the work directory (trees, stores, every host's data) and print its path"},
-			&cli.BoolFlag{Name: "no-compare", Usage: "skip comparing every host's tree with its source after each deploy"},
+			&cli.BoolFlag{Name: "compare-all", Usage: "compare every host's tree with its source after every deploy, not only the last"},
+			&cli.BoolFlag{Name: "no-compare", Usage: "do not compare hosts' trees with their sources"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
@@ -89,7 +92,7 @@ func benchCommand() *cli.Command {
 			o := benchOptions{
 				scenario: c.String("scenario"), hosts: c.Int("hosts"), su: c.Duration("su"),
 				centralHosts: c.Int("central-hosts"), seed: c.Uint64("seed"), dir: c.String("dir"),
-				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"),
+				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"), compareAll: c.Bool("compare-all"),
 				jsonFile: c.String("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"),
 				stdout: c.App.Writer, stderr: c.App.ErrWriter,
 			}
@@ -139,7 +142,7 @@ func runBench(ctx context.Context, o benchOptions) error {
 	cfg := fanout.Config{
 		Dir: dir, Hosts: o.hosts, Size: o.size, Upload: o.upload, OriginUpload: o.originUpload,
 		TargetSU: o.su, Scenario: o.scenario, Seed: o.seed, CentralHosts: o.centralHosts,
-		NoCompare: o.noCompare, Log: o.log, Progress: o.stderr,
+		NoCompare: o.noCompare, CompareAll: o.compareAll, Log: o.log, Progress: o.stderr,
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
