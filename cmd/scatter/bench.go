@@ -1,74 +1,212 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"scatter/bench"
+	"scatter/bench/fanout"
 	"scatter/bench/gen"
 )
+
+// benchOptions are `scatter bench`'s flags after parsing.
+type benchOptions struct {
+	scenario             string
+	hosts                int
+	size                 int64
+	upload, originUpload int64
+	su                   time.Duration
+	centralHosts         int
+	seed                 uint64
+	dir                  string
+	keepDir, noCompare   bool
+	compareAll           bool
+	jsonFile, plotFile   string
+	sizeSet              bool
+	log                  *slog.Logger
+	stdout, stderr       io.Writer
+}
 
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
-		Usage:     "measure scatter on a generated MediaWiki-like release",
+		Usage:     "measure fan-out and deploys on a local cluster of real hosts (the main job)",
 		ArgsUsage: " ",
-		Description: "With no flags: generates a 256 MiB release, builds it, rebuilds after a code\n" +
-			"change (~1% of source files) and after a localisation update (every language\n" +
-			"file), materializes cold and reusing the previous tree, verifies, and prints\n" +
-			"the figures. Work files go to a temporary directory that is removed after.",
+		Description: "With no flags (about two minutes on 2 cores): starts an origin and 32 hosts in this\n" +
+			"process — the same host type 'scatter seed' runs, real swarm, gossip and stores — each\n" +
+			"on its own 127.77.x.y address and capped at an upload rate U (the origin too); generates\n" +
+			"a 64 MiB MediaWiki-like release; fans it out; rolls it out with 'deploy' (canary, batches\n" +
+			"of 25%, a no-op restart, a tree check and a TCP check); then does the same for a code\n" +
+			"change and a localisation update, which travel as deltas; then measures the central\n" +
+			"baseline: --central-hosts hosts fetching the release from the origin alone over HTTP at\n" +
+			"the origin's cap, checked against N·S/U_origin and scaled to --hosts.\n\n" +
+			"S is the bytes of the release's full torrent (its compressed chunks). No distribution\n" +
+			"beats about S/U, so every time is also a ratio to S/U from the same run. By default U\n" +
+			"is set from the built release so that S/U = --su. The report gives per-host completion\n" +
+			"(median, p90, p99, last), origin upload / S, bytes per host from peers and from the\n" +
+			"origin, delta bytes per host, deploy time to the last ack by phase, central / P2P,\n" +
+			"process CPU and peak RSS (all hosts share the process: per host-equivalent figures\n" +
+			"divide by hosts+1). Every host's tree is compared with its source after the last\n" +
+			"deploy (--compare-all: after each).\n\n" +
+			"Scenarios (--scenario): cold (default: cold fan-out, then the two deltas); churn (10%\n" +
+			"of hosts closed at 0.4 S/U and restarted at 1.5 S/U); late (10% of hosts start at\n" +
+			"0.5 S/U); hetero (10% of hosts upload at U/4); 2dc (hosts alternate between two DC\n" +
+			"labels and the bytes that crossed are counted; the link between them is not shaped,\n" +
+			"and the swarm does not yet choose peers by DC); artifact (the artifact round trip:\n" +
+			"build, rebuild after the two mutations, materialize cold and reusing, verify; --size\n" +
+			"defaults to 256MiB there and --dir is its work directory).\n\n" +
+			"Run it on an otherwise idle machine: 33 hosts share the cores, and a CPU-bound run\n" +
+			"measures the machine rather than the swarm (the report gives CPU %).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "size", Value: "256MiB", Usage: "release size (e.g. 64MiB, 1GiB)"},
+			&cli.StringFlag{Name: "scenario", Value: fanout.Cold, Usage: "cold, churn, late, hetero, 2dc, or artifact (the artifact round trip)"},
+			&cli.IntFlag{Name: "hosts", Value: 32, Usage: "target hosts (plus the origin)"},
+			&cli.StringFlag{Name: "size", Value: "64MiB", Usage: "generated release size, uncompressed (S is about 0.4 of it)"},
+			&cli.StringFlag{Name: "upload", Usage: "U, every host's upload cap per second (e.g. 2MiB)", DefaultText: "set so that S/U = --su"},
+			&cli.StringFlag{Name: "origin-upload", Usage: "the origin's upload cap per second", DefaultText: "--upload"},
+			&cli.DurationFlag{Name: "su", Value: 20 * time.Second, Usage: "the S/U to aim for when --upload is not given"},
+			&cli.IntFlag{Name: "central-hosts", Usage: "hosts in the measured central baseline (it takes central-hosts × S/U_origin)", DefaultText: "min(hosts, 2)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "generator seed"},
-			&cli.StringFlag{Name: "dir", Usage: "work directory (default: a temporary one, removed afterwards)"},
-			&cli.StringFlag{Name: "json", Usage: "also write the figures as JSON to this file"},
+			&cli.StringFlag{Name: "json", Usage: "write every figure, the parameters and the machine as JSON to this file"},
+			&cli.StringFlag{Name: "plot", Usage: "write an SVG of hosts complete over time (P2P, central, the S/U limit) to this file"},
+			&cli.StringFlag{Name: "dir", Usage: "work directory (default: a temporary one)"},
+			&cli.BoolFlag{Name: "keep-dir", Usage: "keep the work directory (trees, stores, every host's data) and print its path"},
+			&cli.BoolFlag{Name: "compare-all", Usage: "compare every host's tree with its source after every deploy, not only the last"},
+			&cli.BoolFlag{Name: "no-compare", Usage: "do not compare hosts' trees with their sources"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
 				return err
 			}
-			size, err := parseSize(c.String("size"))
-			if err != nil {
+			o := benchOptions{
+				scenario: c.String("scenario"), hosts: c.Int("hosts"), su: c.Duration("su"),
+				centralHosts: c.Int("central-hosts"), seed: c.Uint64("seed"), dir: c.String("dir"),
+				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"), compareAll: c.Bool("compare-all"),
+				jsonFile: c.String("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"),
+				stdout: c.App.Writer, stderr: c.App.ErrWriter,
+			}
+			var err error
+			if o.size, err = parseSize(c.String("size")); err != nil {
 				return err
 			}
-			log, err := logger(c)
-			if err != nil {
+			for _, f := range []struct {
+				name string
+				v    *int64
+			}{{"upload", &o.upload}, {"origin-upload", &o.originUpload}} {
+				if s := c.String(f.name); s != "" {
+					if *f.v, err = parseSize(s); err != nil {
+						return usagef("--%s: %v", f.name, err)
+					}
+				}
+			}
+			if o.log, err = logger(c); err != nil {
 				return err
 			}
-			dir := c.String("dir")
-			if dir == "" {
-				if dir, err = os.MkdirTemp("", "scatter-bench-"); err != nil {
-					return err
-				}
-				defer os.RemoveAll(dir)
-			}
-			fmt.Fprintf(c.App.ErrWriter, "scatter bench: %s release, seed %d, in %s\n", humanBytes(size), c.Uint64("seed"), dir)
-			rep, err := bench.RoundTrip(c.Context, bench.RoundTripConfig{Dir: dir, Size: size, Seed: c.Uint64("seed"), Log: log})
-			if err != nil {
-				return err
-			}
-			printRoundTrip(c.App.Writer, rep)
-			if path := c.String("json"); path != "" {
-				data, err := json.MarshalIndent(rep, "", "  ")
-				if err != nil {
-					return err
-				}
-				if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-					return err
-				}
-			}
-			if !rep.Identical {
-				return fmt.Errorf("a materialized tree differs from its source")
-			}
-			return nil
+			return runBench(c.Context, o)
 		},
 	}
+}
+
+// runBench runs `scatter bench`: the fan-out harness, or the artifact
+// round trip.
+func runBench(ctx context.Context, o benchOptions) error {
+	if o.scenario != "artifact" && !slices.Contains(fanout.Scenarios, o.scenario) {
+		return usagef("--scenario: want one of %s or artifact, got %q", strings.Join(fanout.Scenarios, ", "), o.scenario)
+	}
+	dir := o.dir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "scatter-bench-"); err != nil {
+			return err
+		}
+		if o.keepDir {
+			fmt.Fprintf(o.stderr, "scatter bench: keeping the work directory %s\n", dir)
+		} else {
+			defer os.RemoveAll(dir)
+		}
+	}
+	if o.scenario == "artifact" {
+		return runRoundTrip(ctx, o, dir)
+	}
+	cfg := fanout.Config{
+		Dir: dir, Hosts: o.hosts, Size: o.size, Upload: o.upload, OriginUpload: o.originUpload,
+		TargetSU: o.su, Scenario: o.scenario, Seed: o.seed, CentralHosts: o.centralHosts,
+		NoCompare: o.noCompare, CompareAll: o.compareAll, Log: o.log, Progress: o.stderr,
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	fmt.Fprintf(o.stderr, "scatter bench: %d hosts, %s release, scenario %s, in %s\n", o.hosts, humanBytes(o.size), o.scenario, dir)
+	rep, err := fanout.Run(ctx, cfg)
+	if rep == nil {
+		return err
+	}
+	rep.Print(o.stdout)
+	if werr := writeBenchFiles(rep, o); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
+}
+
+func writeBenchFiles(rep *fanout.Report, o benchOptions) error {
+	if err := writeJSONFile(o.jsonFile, rep); err != nil {
+		return err
+	}
+	if o.plotFile != "" {
+		var b bytes.Buffer
+		if err := rep.WriteSVG(&b); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.plotFile, b.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runRoundTrip is the artifact round trip, `scatter bench --scenario
+// artifact`: what `scatter bench` did before the fan-out harness.
+func runRoundTrip(ctx context.Context, o benchOptions, dir string) error {
+	size := o.size
+	if !o.sizeSet {
+		size = 256 << 20
+	}
+	fmt.Fprintf(o.stderr, "scatter bench: artifact round trip, %s release, seed %d, in %s\n", humanBytes(size), o.seed, dir)
+	rep, err := bench.RoundTrip(ctx, bench.RoundTripConfig{Dir: dir, Size: size, Seed: o.seed, Log: o.log})
+	if err != nil {
+		return err
+	}
+	printRoundTrip(o.stdout, rep)
+	if err := writeJSONFile(o.jsonFile, rep); err != nil {
+		return err
+	}
+	if !rep.Identical {
+		return fmt.Errorf("a materialized tree differs from its source")
+	}
+	return nil
+}
+
+// writeJSONFile writes v as indented JSON to path, if path is not "".
+func writeJSONFile(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 func printRoundTrip(w io.Writer, r *bench.RoundTripReport) {

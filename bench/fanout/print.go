@@ -1,0 +1,88 @@
+package fanout
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+func mib(b float64) string {
+	if b < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.2f MiB", b/(1<<20))
+}
+
+// Print writes the report for people.
+func (rep *Report) Print(w io.Writer) {
+	p, m, f := rep.Params, rep.Machine, rep.FanOut
+	fmt.Fprintf(w, "scatter bench, scenario %s: %d hosts + origin on %s (%d cores), %s\n", p.Scenario, p.Hosts, m.CPU, m.Cores, m.Go)
+	fmt.Fprintf(w, "release: %d files, %s uncompressed, %d chunks; S (full torrent) = %s\n",
+		rep.Release.Files, mib(float64(rep.Release.Bytes)), rep.Release.Chunks, mib(float64(rep.Release.S)))
+	fmt.Fprintf(w, "caps: U = %s/s per host, origin %s/s; S/U = %.1f s\n\n", mib(float64(p.Upload)), mib(float64(p.OriginUpload)), f.SU)
+
+	fmt.Fprintln(w, "fan-out, from the announcement until a host holds every chunk (seconds, and × S/U):")
+	fmt.Fprintf(w, "  %-12s %-6s %10s %16s %16s %16s %16s %8s %12s %12s %6s\n", "release", "kind", "bytes", "median", "p90", "p99", "last", "origin", "from origin", "from peers", "CPU")
+	for _, x := range append([]FanOut{f}, rep.Deltas...) {
+		fmt.Fprintf(w, "  %-12s %-6s %10s %7.2fs %6.3f× %7.2fs %6.3f× %7.2fs %6.3f× %7.2fs %6.3f× %7.2f S %12s %12s %5.0f%%\n",
+			x.Name, x.Kind, mib(float64(x.Bytes)), x.Median, x.MedianSU, x.P90, x.P90SU, x.P99, x.P99SU, x.Last, x.LastSU,
+			x.OriginUpS, mib(x.FromOrigin), mib(x.FromPeers), x.CPUPercent)
+	}
+	fmt.Fprintln(w, "  (origin: what the origin uploaded / S; from origin, from peers: means per host)")
+	for _, d := range rep.Deltas {
+		fmt.Fprintf(w, "  %s: %s per host on the wire = %.2f%% of the full release (delta torrent %s)\n",
+			d.Name, mib(d.FromOrigin+d.FromPeers), 100*d.PerHostOverS, mib(float64(d.Bytes)))
+	}
+	notes := map[string][]HostResult{}
+	for _, h := range f.Hosts {
+		if h.Note != "" {
+			notes[h.Note] = append(notes[h.Note], h)
+		}
+	}
+	for note, hs := range notes {
+		var parts []string
+		for _, h := range hs {
+			parts = append(parts, fmt.Sprintf("%s %.2f×", h.Name, h.Ratio))
+		}
+		if len(parts) > 6 {
+			parts = append(parts[:6], fmt.Sprintf("… (%d hosts)", len(hs)))
+		}
+		fmt.Fprintf(w, "  %s: %s\n", note, strings.Join(parts, ", "))
+	}
+	if p.Scenario == TwoDC {
+		fmt.Fprintf(w, "  2dc: %s crossed between the DCs = %.2f copies of S (labels only: the link is not shaped)\n",
+			mib(float64(f.CrossDC)), float64(f.CrossDC)/float64(f.S))
+	}
+
+	c := rep.Central
+	fmt.Fprintf(w, "\ncentral baseline (every host fetches S from the origin alone over HTTP at %s/s):\n", mib(float64(c.UOrigin)))
+	fmt.Fprintf(w, "  measured with %d hosts: %.1f s; formula %d·S/U_origin = %.1f s (measured/formula %.3f)\n",
+		c.Hosts, c.Measured, c.Hosts, c.Formula, c.MeasuredOverFormula)
+	how := "measured"
+	if c.Hosts != p.Hosts {
+		how = "N·S/U_origin × measured/formula"
+	}
+	fmt.Fprintf(w, "  at %d hosts: %.0f s = %.1f× S/U (%s); P2P last host %.1f s: central / P2P = %.1f×\n",
+		p.Hosts, c.AtN, c.AtNSU, how, f.Last, rep.CentralOverP2P)
+
+	fmt.Fprintf(w, "\ndeploys (canary %d, batches of %s, restart + 2 checks per host):\n", p.Canary, p.Batch)
+	for _, d := range rep.Deploys {
+		var ph []string
+		for _, x := range d.Phases {
+			ph = append(ph, fmt.Sprintf("%s %.2fs", x.Name, x.Seconds))
+		}
+		same := "not compared"
+		if d.Compared {
+			same = fmt.Sprintf("trees identical: %v", d.Same)
+		}
+		fmt.Fprintf(w, "  %s: %s, command to last ack %.2f s (%d acks), %d/%d hosts current, %s\n    phases: %s\n",
+			d.Release[:12], d.Outcome, d.LastAck, d.Acks, d.Current, p.Hosts, same, strings.Join(ph, ", "))
+		for _, fl := range d.Failures {
+			fmt.Fprintf(w, "    failure: %s\n", fl)
+		}
+	}
+	r := rep.Resources
+	fmt.Fprintf(w, "\nresources (one process for all %d hosts + origin): CPU %.1f s (%.2f s per host-equivalent), peak RSS %s (%s per host-equivalent)\n",
+		p.Hosts, r.CPUSeconds, r.CPUSecondsPerHost, mib(float64(r.PeakRSS)), mib(float64(r.PeakRSSPerHost)))
+	fmt.Fprintf(w, "whole run %.1f s; every host's tree identical to its source: %v\n", rep.Seconds, rep.Identical)
+}
