@@ -50,7 +50,7 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %s: %s\n", note, strings.Join(parts, ", "))
 	}
 	if p.Scenario == TwoDC {
-		fmt.Fprintf(w, "  2dc: %s crossed between the DCs = %.2f copies of S (labels only: the link is not shaped)\n",
+		fmt.Fprintf(w, "  2dc: %s crossed between the DCs = %.2f copies of S (one bridge per DC; the link is not shaped in-process)\n",
 			mib(float64(f.CrossDC)), float64(f.CrossDC)/float64(f.S))
 	}
 

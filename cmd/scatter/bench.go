@@ -63,8 +63,9 @@ func benchCommand() *cli.Command {
 			"Scenarios (--scenario): cold (default: cold fan-out, then the two deltas); churn (10%\n" +
 			"of hosts closed at 0.4 S/U and restarted at 1.5 S/U); late (10% of hosts start at\n" +
 			"0.5 S/U); hetero (10% of hosts upload at U/4); 2dc (hosts alternate between two DC\n" +
-			"labels and the bytes that crossed are counted; the link between them is not shaped,\n" +
-			"and the swarm does not yet choose peers by DC); artifact (the artifact round trip:\n" +
+			"labels, the swarm keeps stripes in the origin's DC and lets one bridge per DC talk\n" +
+			"across, and the bytes that crossed are counted; in-process the link between the DCs\n" +
+			"is not shaped); artifact (the artifact round trip:\n" +
 			"build, rebuild after the two mutations, materialize cold and reusing, verify; --size\n" +
 			"defaults to 256MiB there and --dir is its work directory).\n\n" +
 			"Run it on an otherwise idle machine: 33 hosts share the cores, and a CPU-bound run\n" +

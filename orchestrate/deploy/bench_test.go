@@ -1,21 +1,44 @@
 package deploy_test
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
+	"scatter/orchestrate/host"
 	"scatter/orchestrate/host/hosttest"
 )
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 var (
 	ackHosts  = flag.Int("ack.hosts", 50, "members in BenchmarkCommandToLastAck")
 	ackRounds = flag.Int("ack.rounds", 5, "commands per benchmark iteration in BenchmarkCommandToLastAck")
+	ackDebug  = flag.Bool("ack.debug", false, "log every host and print the missing hosts' lines on failure")
 )
 
 // BenchmarkCommandToLastAck measures orchestration alone: from the moment
@@ -51,6 +74,16 @@ func BenchmarkCommandToLastAck(b *testing.B) {
 	c.Repos = func(string, string) map[string]config.Repo {
 		return map[string]config.Repo{"mw": {Actions: map[string]config.Action{
 			"noop": {TCP: ln.Addr().String(), Timeout: 5 * time.Second}}}}
+	}
+	logs := &lockedBuffer{}
+	c.Configure = func(cfg *host.Config) {
+		// The daemon's default: the tests' 1 s push/pull, a full-state TCP
+		// exchange per member per second, starves 200 members on 2 cores
+		// until SWIM declares live members dead.
+		cfg.PushPullInterval = 0
+		if *ackDebug {
+			cfg.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
 	}
 	start := time.Now()
 	origin := c.Start("origin", 2, true)
@@ -118,7 +151,22 @@ func BenchmarkCommandToLastAck(b *testing.B) {
 					origin.SendCommand(sign(missing[lo:min(len(missing), lo+60)]), missing[lo:min(len(missing), lo+60)])
 				}
 			case <-timeout:
-				b.Fatalf("%d of %d acks after 60 s", len(seen), n)
+				var missing []string
+				for _, name := range names {
+					if !seen[name] {
+						missing = append(missing, name)
+					}
+				}
+				if *ackDebug {
+					for _, line := range strings.Split(logs.String(), "\n") {
+						for _, m := range missing[:min(3, len(missing))] {
+							if strings.Contains(line, "host="+m+" ") || strings.Contains(line, m) && strings.Contains(line, "host=origin") {
+								b.Log(line)
+							}
+						}
+					}
+				}
+				b.Fatalf("%d of %d acks after 60 s; missing %v", len(seen), n, missing)
 			}
 		}
 		retry.Stop()

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -200,21 +201,23 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 // rejoin joins the seeds again: at once whenever this host finds itself
 // alone (the first join failed, or a partition made each side declare the
 // other dead, and memberlist, left to itself, would never merge them
-// again), and every 30 s otherwise. It backs off from 1 s to 30 s while
+// again), and every 2–3 minutes otherwise. It backs off from 1 s to 30 s while
 // joins fail.
 func (h *Host) rejoin() {
 	defer h.wg.Done()
 	delay := time.Second
 	last := time.Now()
+	every := 2*time.Minute + time.Duration(rand.Int64N(int64(time.Minute)))
 	for {
 		select {
 		case <-h.stop:
 			return
 		case <-time.After(delay):
 		}
-		if h.aliveMembers() >= 2 && time.Since(last) < 30*time.Second {
-			// Not alone: still join the seeds every 30 s, which merges the
-			// halves of a partition that left more than one host on a side.
+		if h.aliveMembers() >= 2 && time.Since(last) < every {
+			// Not alone: still join the seeds every 2–3 minutes, which
+			// merges the halves of a partition that left more than one
+			// host on a side (jittered: a fleet must not join in step).
 			delay = 5 * time.Second
 			continue
 		}
