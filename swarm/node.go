@@ -507,7 +507,8 @@ func (n *Node) fetch(r *repo, rel *release) error {
 			n.setFallback(rel)
 		}
 	}
-	err = n.wait(rel, x)
+	hadStripe := slots > 1 && !n.cfg.Origin
+	err = n.wait(rel, x, stripeDone, hadStripe)
 	stopStripe()
 	<-stripeDone
 	if err != nil {
@@ -580,7 +581,13 @@ func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
 
 // wait follows a transfer, adding peers as membership finds them and
 // noting why it stalls, until it completes.
-func (n *Node) wait(rel *release, x *Transfer) error {
+//
+// A host whose own stripe is done and which then makes no progress for
+// orphanAfter falls back to the origin at once instead of after
+// StallAfter: what it misses is most likely a stripe nobody took — its
+// host left, or, for a delta, hosts disagreed for a moment on who fetches
+// which torrent — and no peer will ever have it.
+func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadStripe bool) error {
 	done := make(chan error, 1)
 	go func() { done <- x.Wait(n.ctx) }()
 	tick := time.NewTicker(time.Second)
@@ -609,11 +616,29 @@ func (n *Node) wait(rel *release, x *Transfer) error {
 			n.setStuck(rel, "")
 			continue
 		}
-		if time.Since(lastProgress) > n.cfg.StallAfter {
+		stalled := time.Since(lastProgress)
+		if hadStripe && !withOrigin && stalled > min(orphanAfter, n.cfg.StallAfter) && closed(stripeDone) {
+			n.cfg.Log.Info("own stripe done, no progress: fetching what is left from the origin too",
+				"release", rel.ann.Release, "stalled", stalled.Round(time.Millisecond))
+			n.setFallback(rel)
+		}
+		if stalled > n.cfg.StallAfter {
 			n.setStuck(rel, n.diagnose(x, len(addrs)))
 			n.setFallback(rel)
 		}
 		n.reportBadPeers()
+	}
+}
+
+// orphanAfter: see wait.
+const orphanAfter = 3 * time.Second
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
