@@ -232,8 +232,25 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	const slice = 32 << 10
 	buf := make([]byte, slice)
+	pieceEnd := int64(-1) // end of the piece whose turn this request holds
+	defer func() {
+		if pieceEnd >= 0 {
+			n.stripeTurns.give()
+		}
+	}()
 	for size > 0 {
-		k := min(size, slice)
+		if off >= pieceEnd {
+			// A piece at a time, round robin among the requests (turns.go).
+			if pieceEnd >= 0 {
+				n.stripeTurns.give()
+				pieceEnd = -1
+			}
+			if err := n.stripeTurns.take(req.Context()); err != nil {
+				return
+			}
+			pieceEnd = (off/l.PieceLen + 1) * l.PieceLen
+		}
+		k := min(size, slice, pieceEnd-off)
 		b := buf[:k]
 		for _, c := range l.overlapping(off, k) {
 			z, err := r.st.ReadCompressedChunk(c.ID)

@@ -127,6 +127,10 @@ type Node struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
+	// stripeTurns makes the origin send stripe pieces round robin; it
+	// has its own lock.
+	stripeTurns turns
+
 	mu      sync.Mutex
 	repos   map[string]*repo
 	bad     map[string]bool    // peer IPs banned for bad data, already reported
