@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"encoding/json"
 	"errors"
@@ -232,6 +233,7 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	const slice = 32 << 10
 	buf := make([]byte, slice)
+	rc := http.NewResponseController(w)
 	pieceEnd := int64(-1) // end of the piece whose turn this request holds
 	defer func() {
 		if pieceEnd >= 0 {
@@ -268,6 +270,9 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 		if err := n.e.up.WaitN(req.Context(), int(k)); err != nil {
 			return
 		}
+		// Bounded: a host that stops reading (frozen, partitioned) must
+		// not hold the turn, and with it every other host's stripe.
+		rc.SetWriteDeadline(time.Now().Add(stripeWriteTimeout))
 		if _, err := w.Write(b); err != nil {
 			return
 		}
@@ -276,6 +281,9 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 		size -= k
 	}
 }
+
+// stripeWriteTimeout bounds one 32 KiB write of a stripe.
+const stripeWriteTimeout = 10 * time.Second
 
 // layoutFor returns a release's layout of the given kind, parsed once.
 func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, error) {

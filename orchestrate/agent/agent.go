@@ -223,6 +223,12 @@ func (a *Agent) perform(ctx context.Context, c *command.Command) *command.Ack {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	repo := a.cfg.Repos[c.Repo]
+	if err := checkStepOrder(filepath.Join(a.cfg.DataDir, c.Repo), c); err != nil {
+		ack := a.newAck(c)
+		ack.Refused, ack.Error = true, err.Error()
+		a.log.Warn("refused out-of-order command", "deploy", c.Deploy, "seq", c.Seq, "step", c.Step, "err", err)
+		return ack
+	}
 	for _, name := range c.Actions() {
 		if _, ok := repo.Actions[name]; !ok {
 			ack := a.newAck(c)

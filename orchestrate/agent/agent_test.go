@@ -272,3 +272,30 @@ func TestSwitchNeverLeavesCurrentDangling(t *testing.T) {
 		t.Fatalf("current exists after a refused switch: %v", err)
 	}
 }
+
+// A step older than one already run for the same deploy is refused, also
+// after a restart (a new Agent on the same data); a new deploy starts over.
+func TestOlderStepRefused(t *testing.T) {
+	f := newFixture(t)
+	promote := f.cmd(command.Promote, relA)   // step 1
+	rollback := f.cmd(command.Rollback, relB) // step 2
+	if ack := f.handle(rollback); !ack.OK {
+		t.Fatalf("rollback: %+v", ack)
+	}
+	restarted, err := New(f.agent.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.agent = restarted
+	ack := f.handle(promote)
+	if ack.OK || !ack.Refused || !strings.Contains(ack.Error, "older than step 2") {
+		t.Fatalf("late promote: %+v", ack)
+	}
+	if f.current() != relB {
+		t.Fatalf("the late promote moved current to %v", f.current().Short())
+	}
+	next := f.cmd(command.Promote, relA, func(c *command.Command) { c.Deploy, c.Step = "d2", 1 })
+	if ack := f.handle(next); !ack.OK || f.current() != relA {
+		t.Fatalf("a new deploy's first step: %+v", ack)
+	}
+}

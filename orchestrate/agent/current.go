@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"scatter/artifact/core"
+	"scatter/orchestrate/command"
 )
 
 // Names in a repo directory that the agent owns.
@@ -18,6 +19,8 @@ const (
 	// has not finished: a retried step after a crash must restart again
 	// rather than see the release current and do nothing.
 	pendingFile = ".promote-pending"
+	// stepFile records the newest step of the newest deploy run here.
+	stepFile = ".deploy-step"
 )
 
 // ReadLink returns the release a repo link (current, previous) names; zero
@@ -107,3 +110,32 @@ func writePending(repoDir string, id core.ReleaseID) error {
 }
 
 func clearPending(repoDir string) { os.Remove(filepath.Join(repoDir, pendingFile)) }
+
+// checkStepOrder refuses a step older than one this host already ran for
+// the same deploy, and records the step otherwise. Steps of a deploy only
+// grow, and a retry reuses its step; so an older one arriving late (a
+// resend stuck behind a partition, landing after the rollback that
+// superseded it) must not undo what came after. The record is on disk: a
+// restarted daemon keeps the order too. Callers hold the repo's lock.
+func checkStepOrder(repoDir string, c *command.Command) error {
+	p := filepath.Join(repoDir, stepFile)
+	if b, err := os.ReadFile(p); err == nil {
+		var deploy string
+		var step int
+		if _, err := fmt.Sscanf(string(b), "%s %d", &deploy, &step); err == nil && deploy == c.Deploy && c.Step < step {
+			return fmt.Errorf("step %d of deploy %s is older than step %d already run here; not run", c.Step, c.Deploy, step)
+		} else if err == nil && deploy == c.Deploy && c.Step == step {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(repoDir, 0o755); err != nil {
+		return fmt.Errorf("record deploy step: %w", err)
+	}
+	if err := os.WriteFile(p+".tmp", fmt.Appendf(nil, "%s %d\n", c.Deploy, c.Step), 0o644); err != nil {
+		return fmt.Errorf("record deploy step: %w", err)
+	}
+	if err := os.Rename(p+".tmp", p); err != nil {
+		return fmt.Errorf("record deploy step: %w", err)
+	}
+	return nil
+}

@@ -354,9 +354,14 @@ func (c *controller) send(a rollout.Action) {
 	rel := c.o.Release
 	if a.Release != "" {
 		id, err := core.ParseReleaseID(a.Release)
-		if err == nil {
-			rel = id
+		if err != nil {
+			// Never substitute: a rollback to the wrong release is worse
+			// than none, and the step's timeout reports the hosts.
+			c.emit(Event{Event: "error", Phase: a.Phase, Step: a.Step, Hosts: a.Hosts,
+				Reason: fmt.Sprintf("step %d names release %q: %v; not sent", a.Step, a.Release, err)})
+			return
 		}
+		rel = id
 	}
 	timeout := c.o.ActionTimeout
 	if kind == command.Stage {

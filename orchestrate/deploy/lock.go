@@ -59,7 +59,8 @@ func Acquire(path string, me Holder) (*Lock, error) {
 		return nil, fmt.Errorf("deploy lock: %w", err)
 	}
 	b, _ := json.Marshal(me)
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt(append(b, '\n'), 0)
 	}
 	if err != nil {

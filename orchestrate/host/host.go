@@ -186,6 +186,10 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	h.wg.Add(1)
 	go h.publishState()
 	h.stateChanged()
+	// The join's push/pull carries the state blob: set it now, so the
+	// cluster learns what runs here (say, after a crash) at once, not a
+	// push/pull interval later.
+	h.setState()
 	if len(cfg.Join) > 0 {
 		if _, err := ml.Join(ctx, cfg.Join); err != nil {
 			// The seeds may not be up yet, or be partitioned away: keep
@@ -351,20 +355,7 @@ func (h *Host) publishState() {
 			return
 		case <-h.dirty:
 		}
-		held := h.sw.HeldReleases()
-		h.mu.Lock()
-		var dep *hostState
-		if st, ok := h.states[h.cfg.Name]; ok {
-			dep = &st
-		}
-		h.mu.Unlock()
-		blob, err := json.Marshal(stateBlob{Announcements: h.sw.Announcements(), Holds: held, Deploy: dep})
-		if err == nil {
-			err = h.ml.SetState(blob)
-		}
-		if err != nil {
-			h.log.Warn("publish state", "err", err)
-		}
+		held := h.setState()
 		for _, id := range held {
 			h.mu.Lock()
 			sent := h.sentHold[id]
@@ -374,7 +365,9 @@ func (h *Host) publishState() {
 				continue
 			}
 			note, _ := json.Marshal(holdsNote{Host: h.cfg.Name, Release: id})
-			if err := h.ml.Broadcast(append([]byte{msgHolds}, note...)); err != nil {
+			// A restarted host sends the same note again; gossip that
+			// still remembers it says so, and that is fine.
+			if err := h.ml.Broadcast(append([]byte{msgHolds}, note...)); err != nil && !errors.Is(err, membership.ErrDuplicate) {
 				h.log.Warn("broadcast holds", "err", err)
 			}
 		}
@@ -384,6 +377,26 @@ func (h *Host) publishState() {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// setState refreshes the push/pull state blob and returns the releases
+// this host holds.
+func (h *Host) setState() []core.ReleaseID {
+	held := h.sw.HeldReleases()
+	h.mu.Lock()
+	var dep *hostState
+	if st, ok := h.states[h.cfg.Name]; ok {
+		dep = &st
+	}
+	h.mu.Unlock()
+	blob, err := json.Marshal(stateBlob{Announcements: h.sw.Announcements(), Holds: held, Deploy: dep})
+	if err == nil {
+		err = h.ml.SetState(blob)
+	}
+	if err != nil {
+		h.log.Warn("publish state", "err", err)
+	}
+	return held
 }
 
 // peerSource adapts membership to swarm.PeerSource.
