@@ -74,6 +74,22 @@ func newNetns(t *testing.T, n int, rate string) *netns {
 // namespaces.
 func (ns *netns) addr(i int) string { return fmt.Sprintf("10.213.%d.%d", os.Getpid()%200, i+1) }
 
+// keyed builds the binary and makes a deploy key in a fresh directory.
+func (ns *netns) keyed() (bin, dir, key string) {
+	bin, dir = scatterBinary(ns.t), ns.t.TempDir()
+	key = filepath.Join(dir, "deploy.key")
+	runBin(ns.t, bin, "keygen", "--out", key)
+	return bin, dir, key
+}
+
+// seed starts `scatter seed` as host i inside its namespace.
+func (ns *netns) seed(bin, dir, key string, i int, name string, extra ...string) *daemon {
+	data := filepath.Join(dir, name)
+	args := append([]string{"netns", "exec", ns.hosts[i], bin, "--log-level", "info", "seed", "--data", data,
+		"--pubkey", key + ".pub", "--name", name, "--bind", ns.addr(i), "--label", "netns"}, extra...)
+	return launch(ns.t, data, exec.Command("ip", args...))
+}
+
 func (ns *netns) teardown() {
 	for _, h := range ns.hosts {
 		exec.Command("ip", "netns", "del", h).Run()
@@ -87,16 +103,8 @@ func (ns *netns) teardown() {
 func TestE2ENetworkNamespaces(t *testing.T) {
 	const hosts = 4
 	ns := newNetns(t, hosts+1, "40mbit")
-	bin := scatterBinary(t)
-	dir := t.TempDir()
-	key := filepath.Join(dir, "deploy.key")
-	runBin(t, bin, "keygen", "--out", key)
-	start := func(i int, name string, extra ...string) *daemon {
-		data := filepath.Join(dir, name)
-		args := append([]string{"netns", "exec", ns.hosts[i], bin, "--log-level", "info", "seed", "--data", data,
-			"--pubkey", key + ".pub", "--name", name, "--bind", ns.addr(i), "--label", "netns"}, extra...)
-		return launch(t, data, exec.Command("ip", args...))
-	}
+	bin, dir, key := ns.keyed()
+	start := func(i int, name string, extra ...string) *daemon { return ns.seed(bin, dir, key, i, name, extra...) }
 	origin := start(0, "origin", "--origin")
 	var ds []*daemon
 	for i := 1; i <= hosts; i++ {
@@ -138,13 +146,8 @@ func TestE2ENetworkNamespaces(t *testing.T) {
 func TestE2EDeployPartition(t *testing.T) {
 	const hosts = 4
 	ns := newNetns(t, hosts+1, "200mbit")
-	bin := scatterBinary(t)
-	dir := t.TempDir()
-	key := filepath.Join(dir, "deploy.key")
-	runBin(t, bin, "keygen", "--out", key)
+	bin, dir, key := ns.keyed()
 	start := func(i int, name string, extra ...string) *daemon {
-		data := filepath.Join(dir, name)
-		os.MkdirAll(data, 0o755)
 		cfg := filepath.Join(dir, name+".yaml")
 		os.WriteFile(cfg, []byte(`repos:
   mw:
@@ -152,9 +155,7 @@ func TestE2EDeployPartition(t *testing.T) {
       restart: {command: [/bin/sh, -c, 'sleep 1']}
       health: {command: [/bin/true]}
 `), 0o644)
-		args := append([]string{"netns", "exec", ns.hosts[i], bin, "--log-level", "info", "seed", "--data", data,
-			"--pubkey", key + ".pub", "--name", name, "--bind", ns.addr(i), "--label", "netns", "--config", cfg}, extra...)
-		return launch(t, data, exec.Command("ip", args...))
+		return ns.seed(bin, dir, key, i, name, append([]string{"--config", cfg}, extra...)...)
 	}
 	origin := start(0, "origin", "--origin")
 	for i := 1; i <= hosts; i++ {
