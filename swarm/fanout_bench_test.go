@@ -72,7 +72,7 @@ func fanOut(b *testing.B, src string, n int, su float64) {
 	unit := float64(S) / float64(U)
 	var ratios []float64
 	var fromPeers int64
-	res := fanoutResult{Hosts: n, Size: S, PieceLen: pieceLenFor(S), Upload: U, SU: unit,
+	res := fanoutResult{Hosts: n, Size: S, PieceLen: PieceLenFor(S), Upload: U, SU: unit,
 		ByHost: map[string]float64{}, FromPeers: map[string]int64{}}
 	for _, name := range names {
 		st := c.nodes[name].Status()

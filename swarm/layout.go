@@ -123,18 +123,18 @@ func NewLayout(id core.ReleaseID, m, parent *artifact.Manifest, kind Kind, csize
 		}
 		l.add(i, n)
 	}
-	l.PieceLen = pieceLenFor(l.Length)
+	l.PieceLen = PieceLenFor(l.Length)
 	return l, nil
 }
 
-// pieceLenFor picks a power of two giving about 1,024 pieces, between
+// PieceLenFor picks a power of two giving about 1,024 pieces, between
 // 16 KiB and 4 MiB: small deltas get small pieces, so the last piece wastes
 // little. Measured at 32 hosts (BenchmarkFanOut, S/U 122 s): 512 pieces
 // left a tail — each piece crosses every hop whole, and hosts forward their
 // stripes at exactly their upload rate — at 1.13 S/U; 1,024 pieces took
 // 1.06. At 2,000, anacrolix spent more CPU on HAVE messages and request
 // planning than on moving bytes.
-func pieceLenFor(length int64) int64 {
+func PieceLenFor(length int64) int64 {
 	const minLen, maxLen = 16 << 10, 4 << 20
 	target := length / 1024
 	if target <= minLen {

@@ -3,8 +3,9 @@ package sim
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"math/rand/v2"
+
+	"scatter/swarm"
 )
 
 // Config describes one simulated fan-out. The zero value of every optional
@@ -131,17 +132,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// PieceLenFor is swarm's piece length rule: about 1,024 pieces, a power of
-// two between 16 KiB and 4 MiB.
-func PieceLenFor(size int64) int64 {
-	const minLen, maxLen = 16 << 10, 4 << 20
-	target := size / 1024
-	if target <= minLen {
-		return minLen
-	}
-	p := int64(1) << (63 - bits.LeadingZeros64(uint64(target-1)) + 1)
-	return min(p, maxLen)
-}
+// PieceLenFor is swarm's piece length rule (swarm.PieceLenFor), so the
+// simulator cuts a release exactly as the real torrents do.
+func PieceLenFor(size int64) int64 { return swarm.PieceLenFor(size) }
 
 func (c Config) pieceLen() int64 {
 	if c.PieceLen > 0 {
