@@ -413,10 +413,19 @@ func resolveRelease(st *host.ClusterStatus, targets []host.Target, hosts []strin
 	if want == "" {
 		return rels[0].id, rels[0].version, nil
 	}
+	// A version label that matches exactly wins over an ID prefix: "2"
+	// names version 2 even when some release ID happens to start with 2.
 	var match []known
 	for _, r := range rels {
-		if strings.HasPrefix(r.id.String(), want) || r.version == want {
+		if r.version == want {
 			match = append(match, r)
+		}
+	}
+	if len(match) == 0 {
+		for _, r := range rels {
+			if strings.HasPrefix(r.id.String(), want) {
+				match = append(match, r)
+			}
 		}
 	}
 	switch len(match) {
