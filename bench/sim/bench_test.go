@@ -4,6 +4,8 @@ import (
 	"flag"
 	"os"
 	"testing"
+
+	"scatter/bench/plot"
 )
 
 var (
@@ -50,7 +52,7 @@ func benchSim(b *testing.B, hosts int) {
 			b.Fatal(err)
 		}
 		defer f.Close()
-		if err := WriteSVG(f, b.Name(), Series{Name: "bench/sim", Ratios: r.Ratios()}); err != nil {
+		if err := plot.WriteSVG(f, b.Name(), plot.Linear, plot.Curve{Name: "bench/sim", Ratios: r.Ratios()}); err != nil {
 			b.Fatal(err)
 		}
 	}

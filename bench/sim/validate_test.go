@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"scatter/bench/plot"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/validate32.svg")
@@ -66,9 +68,9 @@ func TestValidate32(t *testing.T) {
 		return
 	}
 	var svg bytes.Buffer
-	err = WriteSVG(&svg, "32 hosts, S = 64.8 MiB, S/U = 121.6 s: harness vs simulator",
-		Series{Name: "swarm harness (BenchmarkFanOut)", Ratios: real.Ratios},
-		Series{Name: "bench/sim", Ratios: sim})
+	err = plot.WriteSVG(&svg, "32 hosts, S = 64.8 MiB, S/U = 121.6 s: harness vs simulator", plot.Linear,
+		plot.Curve{Name: "swarm harness (BenchmarkFanOut)", Ratios: real.Ratios},
+		plot.Curve{Name: "bench/sim", Ratios: sim})
 	if err != nil {
 		t.Fatal(err)
 	}

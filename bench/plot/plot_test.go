@@ -1,4 +1,4 @@
-package sim
+package plot
 
 import (
 	"bytes"
@@ -10,11 +10,18 @@ import (
 )
 
 func TestWriteSVG(t *testing.T) {
+	for _, axis := range []Axis{Linear, Log} {
+		checkSVG(t, axis)
+	}
+}
+
+func checkSVG(t *testing.T, axis Axis) {
 	var b bytes.Buffer
-	err := WriteSVG(&b, "a <title> & more",
-		Series{Name: "one", Ratios: []float64{1.2, 1.0, 1.1}},
-		Series{Name: "two & never", Ratios: []float64{1.05, math.Inf(1)}},
-		Series{Name: "empty"})
+	err := WriteSVG(&b, "a <title> & more", axis,
+		Curve{Name: "one", Ratios: []float64{1.2, 1.0, 1.1}},
+		Curve{Name: "two & never", Ratios: []float64{1.05, math.Inf(1)}, Dash: true},
+		Curve{Name: "central", Ratios: []float64{31.5, 32}},
+		Curve{Name: "empty"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +48,8 @@ func TestWriteSVG(t *testing.T) {
 			texts = append(texts, string(e))
 		}
 	}
-	if len(paths) != 3 {
-		t.Errorf("%d curves, want 3", len(paths))
+	if len(paths) != 4 {
+		t.Errorf("%d curves, want 4", len(paths))
 	}
 	all := strings.Join(texts, "|")
 	for _, want := range []string{"a <title> & more", "one", "two & never", "time / (S/U)"} {
