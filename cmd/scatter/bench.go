@@ -70,6 +70,10 @@ func benchCommand() *cli.Command {
 			"is not shaped); artifact (the artifact round trip:\n" +
 			"build, rebuild after the two mutations, materialize cold and reusing, verify; --size\n" +
 			"defaults to 256MiB there and --dir is its work directory).\n\n" +
+			"--netns (root only) runs the same measurement with every host and the origin a real\n" +
+			"'scatter seed' process (this binary) in its own network namespace, its uplink capped\n" +
+			"by tc instead of the in-process limiter; CPU and peak RSS are then the daemons'.\n" +
+			"The namespaces are removed when the run ends, on Ctrl-C too.\n\n" +
 			"Run it on an otherwise idle machine: 33 hosts share the cores, and a CPU-bound run\n" +
 			"measures the machine rather than the swarm (the report gives CPU %).",
 		Flags: []cli.Flag{
