@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"scatter/artifact"
+	"scatter/artifact/core"
 	"scatter/orchestrate/config"
+	"scatter/orchestrate/deploy"
 	"scatter/orchestrate/host"
 	"scatter/swarm"
 )
@@ -22,19 +25,39 @@ const repo = "mw"
 // node is one host of the cluster, running or not.
 type node struct {
 	name string
+	i    int // 0: the origin
 	ip   string
 	dir  string
 	up   int64  // upload cap
 	dc   string // 2dc only
 	note string
-	h    *host.Host
-	app  net.Listener // what the TCP health check dials
+	m    member
+	app  net.Listener // what the TCP health check dials (in-process)
 	// banked holds the counters of earlier incarnations (churn).
-	banked  swarm.Status
-	bankedX int64
+	banked counters
 }
 
-// cluster is the origin and the hosts, all in this process.
+// member is one running incarnation of a node: a host.Host in this
+// process (inproc), or a `scatter seed` process in the node's network
+// namespace (proc, netns.go). The harness calls its methods from one
+// goroutine at a time; close is called once, last.
+type member interface {
+	// release is the node's state of one of repo's releases; ok is false
+	// while it knows none. An error means the member is gone.
+	release(ctx context.Context, id core.ReleaseID) (st swarm.ReleaseStatus, ok bool, err error)
+	// counters are this incarnation's byte counters.
+	counters(ctx context.Context) (counters, error)
+	alive(ctx context.Context) (int, error) // live members it sees, itself included
+	// The origin's side: announce, carry a deploy, serve the baseline.
+	publish(ctx context.Context, ann []byte) error
+	transport() deploy.Transport
+	httpAddr() string
+	gossipAddr() string
+	close() error
+}
+
+// cluster is the origin and the hosts: in this process, or (nn not nil)
+// as processes in network namespaces.
 type cluster struct {
 	key   ed25519.PrivateKey
 	ckey  []byte
@@ -43,6 +66,7 @@ type cluster struct {
 	orig  *node
 	hosts []*node
 	byIP  map[netip.Addr]*node
+	nn    *netnsFleet
 	mu    sync.Mutex
 }
 
@@ -59,17 +83,40 @@ func newCluster(dir string) *cluster {
 func addr(i int) string { return fmt.Sprintf("127.77.%d.%d", i/250, i%250+2) }
 
 func (c *cluster) add(name string, i int, up int64) *node {
-	n := &node{name: name, ip: addr(i), dir: filepath.Join(c.dir, "hosts", name), up: up}
+	n := &node{name: name, i: i, ip: addr(i), dir: filepath.Join(c.dir, "hosts", name), up: up}
+	if c.nn != nil {
+		n.ip = c.nn.net.Addr(i)
+	}
 	c.byIP[netip.MustParseAddr(n.ip)] = n
 	return n
 }
 
 // start starts (or restarts, keeping its data directory) a node.
 func (c *cluster) start(ctx context.Context, n *node, origin bool) error {
+	var m member
+	var err error
+	if c.nn != nil {
+		m, err = c.nn.start(ctx, c, n, origin)
+	} else {
+		m, err = c.startInproc(ctx, n, origin)
+	}
+	if err != nil {
+		return fmt.Errorf("start %s: %w", n.name, err)
+	}
+	if c.seed == "" {
+		c.seed = m.gossipAddr()
+	}
+	c.mu.Lock()
+	n.m = m
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *cluster) startInproc(ctx context.Context, n *node, origin bool) (member, error) {
 	if n.app == nil && !origin {
 		ln, err := net.Listen("tcp", net.JoinHostPort(n.ip, "0"))
 		if err != nil {
-			return fmt.Errorf("start %s: app listener: %w", n.name, err)
+			return nil, fmt.Errorf("app listener: %w", err)
 		}
 		n.app = ln
 		go func() {
@@ -97,70 +144,59 @@ func (c *cluster) start(ctx context.Context, n *node, origin bool) error {
 	defer cancel()
 	h, err := host.Start(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("start %s: %w", n.name, err)
+		return nil, err
 	}
-	if c.seed == "" {
-		c.seed = h.GossipAddr()
-	}
-	c.mu.Lock()
-	n.h = h
-	c.mu.Unlock()
-	return nil
+	return &inproc{h: h, c: c, n: n}, nil
 }
 
-// stop closes a node's host, keeping what it counted so far.
+// stop closes a node's member, keeping what it counted so far.
 func (c *cluster) stop(n *node) error {
 	c.mu.Lock()
-	h := n.h
-	n.h = nil
+	m := n.m
+	n.m = nil
 	c.mu.Unlock()
-	if h == nil {
+	if m == nil {
 		return nil
 	}
-	st := h.Swarm().Status()
-	n.banked.ReceivedFromOrigin += st.ReceivedFromOrigin
-	n.banked.ReceivedFromPeers += st.ReceivedFromPeers
-	n.banked.Uploaded += st.Uploaded
-	n.bankedX += c.crossDC(n, h)
-	return h.Close()
+	k, err := m.counters(context.Background())
+	if err == nil {
+		n.banked = n.banked.plus(k)
+	}
+	return errors.Join(err, m.close())
 }
 
-func (c *cluster) running(n *node) *host.Host {
+func (c *cluster) running(n *node) member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return n.h
+	return n.m
 }
 
-// counters are a node's cumulative counters over all its incarnations.
+// counters are a node's byte counters.
 type counters struct {
 	fromOrigin, fromPeers, uploaded, crossDC int64
 }
 
-func (c *cluster) counters(n *node) counters {
-	k := counters{n.banked.ReceivedFromOrigin, n.banked.ReceivedFromPeers, n.banked.Uploaded, n.bankedX}
-	if h := c.running(n); h != nil {
-		st := h.Swarm().Status()
-		k.fromOrigin += st.ReceivedFromOrigin
-		k.fromPeers += st.ReceivedFromPeers
-		k.uploaded += st.Uploaded
-		k.crossDC += c.crossDC(n, h)
-	}
-	return k
+func (k counters) plus(o counters) counters {
+	return counters{k.fromOrigin + o.fromOrigin, k.fromPeers + o.fromPeers, k.uploaded + o.uploaded, k.crossDC + o.crossDC}
 }
 
-// crossDC is what h received from nodes in another datacenter, from its
-// engine's per-IP counters (peer wire and stripes).
-func (c *cluster) crossDC(n *node, h *host.Host) int64 {
-	if n.dc == "" {
-		return 0
+// counters are a node's cumulative counters over all its incarnations.
+func (c *cluster) counters(ctx context.Context, n *node) (counters, error) {
+	if m := c.running(n); m != nil {
+		k, err := m.counters(ctx)
+		return n.banked.plus(k), err
 	}
-	var x int64
-	for ip, b := range h.Swarm().Engine().ReceivedFrom() {
-		if p := c.byIP[ip]; p != nil && p.dc != n.dc {
-			x += b
-		}
+	return n.banked, nil
+}
+
+// cpuSeconds is the CPU time of this process and, in netns mode, of every
+// daemon process so far.
+func (c *cluster) cpuSeconds() float64 {
+	t := cpuSeconds()
+	if c.nn != nil {
+		t += c.nn.cpuSeconds()
 	}
-	return x
+	return t
 }
 
 func (c *cluster) close() {
@@ -179,6 +215,9 @@ func (c *cluster) close() {
 		}()
 	}
 	wg.Wait()
+	if c.nn != nil {
+		c.nn.close()
+	}
 }
 
 // waitMembers waits until every running host sees n live members.
@@ -187,17 +226,11 @@ func (c *cluster) waitMembers(ctx context.Context, want int, timeout time.Durati
 	for {
 		ok := true
 		for _, n := range append([]*node{c.orig}, c.hosts...) {
-			h := c.running(n)
-			if h == nil {
+			m := c.running(n)
+			if m == nil {
 				continue
 			}
-			alive := 0
-			for _, m := range h.Members() {
-				if m.Alive {
-					alive++
-				}
-			}
-			if alive != want {
+			if alive, err := m.alive(ctx); err != nil || alive != want {
 				ok = false
 				break
 			}
@@ -215,6 +248,56 @@ func (c *cluster) waitMembers(ctx context.Context, want int, timeout time.Durati
 		}
 	}
 }
+
+// inproc is a node running as a host.Host in this process.
+type inproc struct {
+	h *host.Host
+	c *cluster
+	n *node
+}
+
+var _ member = (*inproc)(nil)
+
+func (m *inproc) release(_ context.Context, id core.ReleaseID) (swarm.ReleaseStatus, bool, error) {
+	st, ok := m.h.Swarm().Release(repo, id)
+	return st, ok, nil
+}
+
+func (m *inproc) counters(context.Context) (counters, error) {
+	st := m.h.Swarm().Status()
+	return counters{st.ReceivedFromOrigin, st.ReceivedFromPeers, st.Uploaded, m.crossDC()}, nil
+}
+
+// crossDC is what the host received from nodes in another datacenter,
+// from its engine's per-IP counters (peer wire and stripes).
+func (m *inproc) crossDC() int64 {
+	if m.n.dc == "" {
+		return 0
+	}
+	var x int64
+	for ip, b := range m.h.Swarm().Engine().ReceivedFrom() {
+		if p := m.c.byIP[ip]; p != nil && p.dc != m.n.dc {
+			x += b
+		}
+	}
+	return x
+}
+
+func (m *inproc) alive(context.Context) (int, error) {
+	alive := 0
+	for _, x := range m.h.Members() {
+		if x.Alive {
+			alive++
+		}
+	}
+	return alive, nil
+}
+
+func (m *inproc) publish(_ context.Context, ann []byte) error { return m.h.Publish(ann) }
+func (m *inproc) transport() deploy.Transport                 { return m.h }
+func (m *inproc) httpAddr() string                            { return m.h.Swarm().HTTPAddr() }
+func (m *inproc) gossipAddr() string                          { return m.h.GossipAddr() }
+func (m *inproc) close() error                                { return m.h.Close() }
 
 // build builds src into the origin's store and prepares its torrents and
 // signed announcement, as `scatter publish` does.

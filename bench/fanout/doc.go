@@ -17,4 +17,10 @@
 // a host's: the report divides CPU seconds by the number of hosts and says
 // so. With many hosts on few cores, a short S/U makes the run CPU-bound,
 // and the ratios then measure the machine as much as the swarm.
+//
+// In netns mode (Config.Netns, root only) the same run uses real `scatter
+// seed` processes instead, each in its own network namespace (bench/netns)
+// with its uplink capped by tc, to check the in-process figures on a real
+// network stack. The harness reaches a host through a member: a host.Host
+// in this process, or a daemon's control socket and metadata server.
 package fanout

@@ -54,8 +54,13 @@ type Config struct {
 	// unchanged files); CompareAll compares after every deploy, NoCompare
 	// never. A comparison of 32 hosts × 64 MiB takes 10–14 s on 2 cores.
 	CompareAll, NoCompare bool
-	Log                   *slog.Logger // nil: discard
-	Progress              io.Writer    // a line per step; nil: none
+	// Netns runs the origin and every host as a `scatter seed` process
+	// (Binary) in its own network namespace (bench/netns), each uplink
+	// capped by tc instead of the in-process limiter. It needs root.
+	Netns    bool
+	Binary   string       // the scatter binary, for Netns
+	Log      *slog.Logger // nil: discard
+	Progress io.Writer    // a line per step; nil: none
 }
 
 func (c *Config) setDefaults() {
@@ -99,6 +104,11 @@ func (c Config) Validate() error {
 		return errors.New("fanout: negative upload cap")
 	case c.CentralHosts > c.Hosts && c.Hosts > 0:
 		return fmt.Errorf("fanout: %d central hosts exceed the %d hosts", c.CentralHosts, c.Hosts)
+	case c.Netns && c.Binary == "":
+		return errors.New("fanout: Netns needs the scatter Binary")
+	case c.Netns && c.Scenario == TwoDC:
+		// Cross-DC bytes come from the in-process engines' per-IP counters.
+		return errors.New("fanout: the 2dc scenario runs in-process only")
 	}
 	for _, s := range Scenarios {
 		if c.Scenario == "" || c.Scenario == s {
@@ -130,18 +140,35 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.setDefaults()
 	r := &run{cfg: cfg, c: newCluster(cfg.Dir), start: time.Now()}
 	r.rep = &Report{Machine: machine(), Identical: true, Params: Params{
-		Hosts: cfg.Hosts, Size: cfg.Size, Scenario: cfg.Scenario, Seed: cfg.Seed, CentralHosts: cfg.CentralHosts,
+		Mode: Inproc, Hosts: cfg.Hosts, Size: cfg.Size, Scenario: cfg.Scenario, Seed: cfg.Seed, CentralHosts: cfg.CentralHosts,
 	}}
-	defer r.c.close()
-	cpu0 := cpuSeconds()
+	if cfg.Netns {
+		r.rep.Params.Mode = Netns
+		nn, err := newNetnsFleet(ctx, cfg.Dir, cfg.Binary, cfg.Hosts+1, r.c)
+		if err != nil {
+			return nil, err
+		}
+		r.c.nn = nn
+	}
+	cpu0 := r.c.cpuSeconds()
 	err := r.run(ctx)
 	res := &r.rep.Resources
-	res.CPUSeconds = cpuSeconds() - cpu0
+	if cfg.Netns {
+		r.c.close() // the daemons' last CPU and peak RSS are read as they stop
+		res.CPUSeconds = r.c.cpuSeconds() - cpu0
+		res.PeakRSS = r.c.nn.peakRSS
+		res.PeakRSSPerHost = res.PeakRSS / int64(cfg.Hosts+1)
+		res.Note = "this process (generation, builds, polling, tree comparisons) plus every scatter seed " +
+			"process; CPU is divided by hosts+1, peak RSS is the sum of each daemon's peak, over hosts+1"
+	} else {
+		defer r.c.close()
+		res.CPUSeconds = cpuSeconds() - cpu0
+		res.PeakRSS = peakRSS()
+		res.PeakRSSPerHost = res.PeakRSS / int64(cfg.Hosts+1)
+		res.Note = "process-wide: every host and the origin run in this process, so CPU and peak RSS are " +
+			"divided by hosts+1 (host-equivalents); generation, builds and tree comparisons are included"
+	}
 	res.CPUSecondsPerHost = res.CPUSeconds / float64(cfg.Hosts+1)
-	res.PeakRSS = peakRSS()
-	res.PeakRSSPerHost = res.PeakRSS / int64(cfg.Hosts+1)
-	res.Note = "process-wide: every host and the origin run in this process, so CPU and peak RSS are " +
-		"divided by hosts+1 (host-equivalents); generation, builds and tree comparisons are included"
 	r.rep.Seconds = time.Since(r.start).Seconds()
 	if err != nil && r.rep.FanOut.Hosts == nil {
 		return nil, err
@@ -211,7 +238,11 @@ func (r *run) run(ctx context.Context) error {
 	if err := c.waitMembers(ctx, cfg.Hosts+1-len(late), 60*time.Second); err != nil {
 		return err
 	}
-	r.say("%d hosts up on 127.77.0.0/16, gossip converged", cfg.Hosts-len(late))
+	where := "on 127.77.0.0/16 in this process"
+	if cfg.Netns {
+		where = "as scatter seed processes, each in its own network namespace on 10.77.0.0/16, uplinks shaped by tc"
+	}
+	r.say("%d hosts up %s, gossip converged", cfg.Hosts-len(late), where)
 
 	id := res.Signed.ID
 	fo, err := r.fanOut(ctx, "cold", id, ann, S, U, UO)
@@ -264,13 +295,16 @@ func (r *run) run(ctx context.Context) error {
 func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []byte, S, U, UO int64) (FanOut, error) {
 	c := r.c
 	before := map[*node]counters{}
-	for _, n := range c.hosts {
-		before[n] = c.counters(n)
+	for _, n := range append([]*node{c.orig}, c.hosts...) {
+		k, err := c.counters(ctx, n)
+		if err != nil {
+			return FanOut{}, err
+		}
+		before[n] = k
 	}
-	origUp0 := c.counters(c.orig).uploaded
-	cpu0 := cpuSeconds()
+	cpu0 := c.cpuSeconds()
 	start := time.Now()
-	if err := c.orig.h.Publish(ann); err != nil {
+	if err := c.orig.m.publish(ctx, ann); err != nil {
 		return FanOut{}, fmt.Errorf("publish: %w", err)
 	}
 	fo := FanOut{Name: name, Release: id.String(), S: S, U: U, UOrigin: UO, SU: float64(S) / float64(U)}
@@ -310,11 +344,14 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 			}
 		}
 		for _, n := range c.hosts {
-			h := c.running(n)
-			if h == nil || staged[n] {
+			m := c.running(n)
+			if m == nil || staged[n] {
 				continue
 			}
-			st, ok := h.Swarm().Release(repo, id)
+			st, ok, err := m.release(ctx, id)
+			if err != nil {
+				return fo, fmt.Errorf("%s: %s: %w", name, n.name, err)
+			}
 			if !ok {
 				continue
 			}
@@ -338,14 +375,22 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 		select {
 		case <-ctx.Done():
 			return fo, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(r.poll()):
 		}
 	}
 	fo.Wall = time.Since(start).Seconds()
-	fo.CPUSeconds = cpuSeconds() - cpu0
-	fo.OriginUploaded = c.counters(c.orig).uploaded - origUp0
+	fo.CPUSeconds = c.cpuSeconds() - cpu0
+	k, err := c.counters(ctx, c.orig)
+	if err != nil {
+		return fo, err
+	}
+	fo.OriginUploaded = k.uploaded - before[c.orig].uploaded
 	for _, n := range c.hosts {
-		k, k0 := c.counters(n), before[n]
+		k, err := c.counters(ctx, n)
+		if err != nil {
+			return fo, err
+		}
+		k0 := before[n]
 		t := held[n].Sub(start).Seconds()
 		fo.Hosts = append(fo.Hosts, HostResult{
 			Name: n.name, Seconds: t, Ratio: t / fo.SU, Note: n.note,
@@ -378,7 +423,7 @@ func (r *run) deploy(ctx context.Context, id core.ReleaseID, src string, compare
 		Batch: rollout.Size{N: 25, Percent: true}, FailureLimit: rollout.Size{N: 0},
 		StageTimeout: 5 * time.Minute, ActionTimeout: 30 * time.Second, RetryEvery: 2 * time.Second,
 		Restart: true, Checks: []string{"tree", "app"}, User: "bench", Message: "scatter bench",
-		Controller: "origin", Key: c.key, Transport: c.orig.h,
+		Controller: "origin", Key: c.key, Transport: c.orig.m.transport(),
 		Progress: func(e deploy.Event) {
 			if e.Event == "ack" {
 				mu.Lock()
@@ -470,7 +515,7 @@ func (r *run) central(ctx context.Context, id core.ReleaseID, S, UO int64) (Cent
 	c, k := r.c, r.cfg.CentralHosts
 	cen := Central{Hosts: k, Release: id.String(), S: S, UOrigin: UO, Formula: float64(k) * float64(S) / float64(UO)}
 	r.say("central baseline: %d hosts fetch S from the origin alone (expect %.0f s)", k, cen.Formula)
-	url := fmt.Sprintf("http://%s/v1/repos/%s/releases/%s/data/full?off=0&n=%d", c.orig.h.Swarm().HTTPAddr(), repo, id, S)
+	url := fmt.Sprintf("http://%s/v1/repos/%s/releases/%s/data/full?off=0&n=%d", c.orig.m.httpAddr(), repo, id, S)
 	cen.Each = make([]float64, k)
 	errs := make([]error, k)
 	start := time.Now()
@@ -479,8 +524,7 @@ func (r *run) central(ctx context.Context, id core.ReleaseID, S, UO int64) (Cent
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			local := &net.TCPAddr{IP: net.ParseIP(c.hosts[i].ip)}
-			tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: local}).DialContext}
+			tr := &http.Transport{DialContext: c.dialer(c.hosts[i])}
 			defer tr.CloseIdleConnections()
 			req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 			if err != nil {
@@ -522,6 +566,25 @@ func (r *run) central(ctx context.Context, id core.ReleaseID, S, UO int64) (Cent
 	r.say("central: %d hosts in %.1f s (formula %.1f s, ratio %.3f); at %d hosts %.0f s", k, cen.Measured,
 		cen.Formula, cen.MeasuredOverFormula, r.cfg.Hosts, cen.AtN)
 	return cen, nil
+}
+
+// poll is how often a fan-out asks every host how far it is. Completion
+// times come from the hosts' own clocks (HeldAt), not from the polls; in
+// netns mode each poll is an HTTP request to a daemon, so fewer.
+func (r *run) poll() time.Duration {
+	if r.cfg.Netns {
+		return 200 * time.Millisecond
+	}
+	return 50 * time.Millisecond
+}
+
+// dialer dials from a host: from its namespace in netns mode, else from
+// its loopback address.
+func (c *cluster) dialer(n *node) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c.nn != nil {
+		return c.nn.net.DialContext(n.i)
+	}
+	return (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(n.ip)}}).DialContext
 }
 
 func (r *run) printFanOut(f FanOut) {

@@ -17,6 +17,9 @@ func mib(b float64) string {
 func (rep *Report) Print(w io.Writer) {
 	p, m, f := rep.Params, rep.Machine, rep.FanOut
 	fmt.Fprintf(w, "scatter bench, scenario %s: %d hosts + origin on %s (%d cores), %s\n", p.Scenario, p.Hosts, m.CPU, m.Cores, m.Go)
+	if p.Mode == Netns {
+		fmt.Fprintln(w, "mode netns: every host and the origin a scatter seed process in its own network namespace, uplinks capped by tc")
+	}
 	fmt.Fprintf(w, "release: %d files, %s uncompressed, %d chunks; S (full torrent) = %s\n",
 		rep.Release.Files, mib(float64(rep.Release.Bytes)), rep.Release.Chunks, mib(float64(rep.Release.S)))
 	fmt.Fprintf(w, "caps: U = %s/s per host, origin %s/s; S/U = %.1f s\n\n", mib(float64(p.Upload)), mib(float64(p.OriginUpload)), f.SU)
@@ -82,7 +85,12 @@ func (rep *Report) Print(w io.Writer) {
 		}
 	}
 	r := rep.Resources
-	fmt.Fprintf(w, "\nresources (one process for all %d hosts + origin): CPU %.1f s (%.2f s per host-equivalent), peak RSS %s (%s per host-equivalent)\n",
-		p.Hosts, r.CPUSeconds, r.CPUSecondsPerHost, mib(float64(r.PeakRSS)), mib(float64(r.PeakRSSPerHost)))
+	if p.Mode == Netns {
+		fmt.Fprintf(w, "\nresources (this process and %d daemon processes): CPU %.1f s (%.2f s per host-equivalent), peak RSS summed over the daemons %s (%s per daemon)\n",
+			p.Hosts+1, r.CPUSeconds, r.CPUSecondsPerHost, mib(float64(r.PeakRSS)), mib(float64(r.PeakRSSPerHost)))
+	} else {
+		fmt.Fprintf(w, "\nresources (one process for all %d hosts + origin): CPU %.1f s (%.2f s per host-equivalent), peak RSS %s (%s per host-equivalent)\n",
+			p.Hosts, r.CPUSeconds, r.CPUSecondsPerHost, mib(float64(r.PeakRSS)), mib(float64(r.PeakRSSPerHost)))
+	}
 	fmt.Fprintf(w, "whole run %.1f s; every host's tree identical to its source: %v\n", rep.Seconds, rep.Identical)
 }

@@ -38,8 +38,18 @@ type Report struct {
 	Seconds   float64   `json:"seconds"` // the whole run
 }
 
+// Modes of Params.Mode.
+const (
+	Inproc = "inproc"
+	Netns  = "netns"
+)
+
 // Params are the run's parameters after defaults.
 type Params struct {
+	// Mode is how hosts ran: Inproc (every host in the bench process,
+	// capped by rate limiters) or Netns (scatter seed processes in network
+	// namespaces, capped by tc).
+	Mode         string  `json:"mode"`
 	Hosts        int     `json:"hosts"`
 	Size         int64   `json:"size"` // generated tree bytes (uncompressed)
 	Upload       int64   `json:"upload"`

@@ -19,6 +19,7 @@ import (
 	"scatter/bench"
 	"scatter/bench/fanout"
 	"scatter/bench/gen"
+	"scatter/bench/netns"
 )
 
 // benchOptions are `scatter bench`'s flags after parsing.
@@ -32,6 +33,7 @@ type benchOptions struct {
 	seed                 uint64
 	dir                  string
 	keepDir, noCompare   bool
+	netns                bool
 	compareAll           bool
 	jsonFile, plotFile   string
 	sizeSet              bool
@@ -68,6 +70,10 @@ func benchCommand() *cli.Command {
 			"is not shaped); artifact (the artifact round trip:\n" +
 			"build, rebuild after the two mutations, materialize cold and reusing, verify; --size\n" +
 			"defaults to 256MiB there and --dir is its work directory).\n\n" +
+			"--netns (root only) runs the same measurement with every host and the origin a real\n" +
+			"'scatter seed' process (this binary) in its own network namespace, its uplink capped\n" +
+			"by tc instead of the in-process limiter; CPU and peak RSS are then the daemons'.\n" +
+			"The namespaces are removed when the run ends, on Ctrl-C too.\n\n" +
 			"Run it on an otherwise idle machine: 33 hosts share the cores, and a CPU-bound run\n" +
 			"measures the machine rather than the swarm (the report gives CPU %).",
 		Flags: []cli.Flag{
@@ -85,6 +91,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "keep-dir", Usage: "keep the work directory (trees, stores, every host's data) and print its path"},
 			&cli.BoolFlag{Name: "compare-all", Usage: "compare every host's tree with its source after every deploy, not only the last"},
 			&cli.BoolFlag{Name: "no-compare", Usage: "do not compare hosts' trees with their sources"},
+			&cli.BoolFlag{Name: "netns", Usage: "run every host and the origin as a scatter seed process in its own network namespace, uplinks capped by tc (root only)"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
@@ -94,7 +101,7 @@ func benchCommand() *cli.Command {
 				scenario: c.String("scenario"), hosts: c.Int("hosts"), su: c.Duration("su"),
 				centralHosts: c.Int("central-hosts"), seed: c.Uint64("seed"), dir: c.String("dir"),
 				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"), compareAll: c.Bool("compare-all"),
-				jsonFile: c.String("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"),
+				jsonFile: c.String("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"), netns: c.Bool("netns"),
 				stdout: c.App.Writer, stderr: c.App.ErrWriter,
 			}
 			var err error
@@ -122,6 +129,9 @@ func benchCommand() *cli.Command {
 // runBench runs `scatter bench`: the fan-out harness, or the artifact
 // round trip.
 func runBench(ctx context.Context, o benchOptions) error {
+	if o.netns && o.scenario == "artifact" {
+		return usagef("--netns: the artifact round trip runs no hosts")
+	}
 	if o.scenario != "artifact" && !slices.Contains(fanout.Scenarios, o.scenario) {
 		return usagef("--scenario: want one of %s or artifact, got %q", strings.Join(fanout.Scenarios, ", "), o.scenario)
 	}
@@ -143,7 +153,17 @@ func runBench(ctx context.Context, o benchOptions) error {
 	cfg := fanout.Config{
 		Dir: dir, Hosts: o.hosts, Size: o.size, Upload: o.upload, OriginUpload: o.originUpload,
 		TargetSU: o.su, Scenario: o.scenario, Seed: o.seed, CentralHosts: o.centralHosts,
-		NoCompare: o.noCompare, CompareAll: o.compareAll, Log: o.log, Progress: o.stderr,
+		NoCompare: o.noCompare, CompareAll: o.compareAll, Log: o.log, Progress: o.stderr, Netns: o.netns,
+	}
+	if o.netns {
+		if err := netns.Check(); err != nil {
+			return err
+		}
+		// The daemons are this binary, run as `scatter seed`.
+		var err error
+		if cfg.Binary, err = os.Executable(); err != nil {
+			return fmt.Errorf("--netns: %w", err)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)

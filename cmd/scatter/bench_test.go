@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"scatter/bench/fanout"
+	"scatter/bench/netns"
 )
 
 // TestBenchSmoke runs `scatter bench` small with a generous U and checks
@@ -54,4 +58,76 @@ func TestBenchUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
+}
+
+// TestBenchNetnsSmoke runs `scatter bench --netns` small: each host a real
+// `scatter seed` process in its own network namespace, shaped by tc. It
+// checks the harness (every tree identical, figures consistent, mode
+// recorded, namespaces removed), not the speed.
+func TestBenchNetnsSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 20 s of real processes; runs without -short")
+	}
+	if err := netns.Check(); err != nil {
+		t.Skip(err)
+	}
+	bin := scatterBinary(t)
+	dir := t.TempDir()
+	js := filepath.Join(dir, "bench.json")
+	cmd := exec.Command(bin, "bench", "--netns", "--hosts", "4", "--size", "4MiB", "--su", "3s", "--central-hosts", "2",
+		"--json", js, "--dir", dir)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if left := namespacesOf(t, cmd.Process.Pid); len(left) > 0 {
+		t.Errorf("namespaces left behind: %v", left)
+	}
+	if err != nil {
+		if strings.Contains(errOut.String(), netns.ErrUnavailable.Error()) {
+			t.Skipf("namespaces unavailable: %s", errOut.String())
+		}
+		t.Fatalf("scatter bench --netns: %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{"mode netns", "fan-out", "central / P2P", "daemon processes", "identical to its source: true"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep fanout.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("--json: %v", err)
+	}
+	if rep.Params.Mode != fanout.Netns || rep.Params.Hosts != 4 {
+		t.Errorf("params %+v", rep.Params)
+	}
+	for _, p := range rep.Problems(4) {
+		t.Error(p)
+	}
+	// The daemons' counters reach the report: the hosts received S from
+	// the origin and each other, and the origin sent at least a copy.
+	if f := rep.FanOut; f.OriginUpS < 0.9 || f.FromPeers <= 0 || rep.Resources.PeakRSSPerHost <= 0 {
+		t.Errorf("origin sent %.2f S, from peers %.0f per host, peak RSS per daemon %d", f.OriginUpS, f.FromPeers, rep.Resources.PeakRSSPerHost)
+	}
+	if t.Failed() {
+		t.Logf("stderr:\n%s", errOut.String())
+	}
+}
+
+// namespacesOf lists the network namespaces bench/netns made in process pid.
+func namespacesOf(t *testing.T, pid int) []string {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], fmt.Sprintf("scb%d-", pid)) {
+			left = append(left, f[0])
+		}
+	}
+	return left
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,74 +10,32 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"scatter/bench/netns"
 )
 
-// netns is a set of network namespaces the test creates and removes: one
-// "switch" namespace with a bridge, and one per host joined to it by a veth
-// pair, each host with its own address and a tc rate limit on its uplink.
-// Traffic stays inside these namespaces.
-type netns struct {
-	t      *testing.T
-	prefix string
-	hosts  []string
+// netnsCluster is a bench/netns network for a test: removed when the test
+// ends, skipped with the reason when namespaces cannot be made here.
+type netnsCluster struct {
+	t *testing.T
+	*netns.Net
 }
 
-func ipCmd(args ...string) error {
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
-func newNetns(t *testing.T, n int, rate string) *netns {
+func newNetns(t *testing.T, n int, rate int64) *netnsCluster {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root; CI runs as root")
+	nw, err := netns.New(context.Background(), netns.Config{Hosts: n, Rate: rate})
+	if errors.Is(err, netns.ErrUnavailable) {
+		t.Skip(err)
 	}
-	if _, err := exec.LookPath("tc"); err != nil {
-		t.Skip("tc not installed (iproute2)")
+	if err != nil {
+		t.Fatal(err)
 	}
-	ns := &netns{t: t, prefix: fmt.Sprintf("sc%d", os.Getpid()%100000)}
-	sw := ns.prefix + "-sw"
-	if err := ipCmd("netns", "add", sw); err != nil {
-		t.Skipf("cannot create network namespaces here: %v", err)
-	}
-	t.Cleanup(ns.teardown)
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(ipCmd("-n", sw, "link", "add", "br0", "type", "bridge"))
-	must(ipCmd("-n", sw, "link", "set", "br0", "up"))
-	for i := range n {
-		h := fmt.Sprintf("%s-h%d", ns.prefix, i)
-		must(ipCmd("netns", "add", h))
-		ns.hosts = append(ns.hosts, h)
-		v, s := fmt.Sprintf("v%d", i), fmt.Sprintf("s%d", i)
-		must(ipCmd("-n", h, "link", "add", v, "type", "veth", "peer", "name", s, "netns", sw))
-		must(ipCmd("-n", h, "addr", "add", ns.addr(i)+"/24", "dev", v))
-		must(ipCmd("-n", h, "link", "set", v, "up"))
-		must(ipCmd("-n", h, "link", "set", "lo", "up"))
-		must(ipCmd("-n", sw, "link", "set", s, "master", "br0"))
-		must(ipCmd("-n", sw, "link", "set", s, "up"))
-		out, err := exec.Command("ip", "netns", "exec", h, "tc", "qdisc", "add", "dev", v, "root", "tbf",
-			"rate", rate, "burst", "64kb", "latency", "100ms").CombinedOutput()
-		if err != nil {
-			t.Fatalf("tc: %v: %s", err, out)
-		}
-	}
-	return ns
+	t.Cleanup(func() { nw.Close() })
+	return &netnsCluster{t: t, Net: nw}
 }
-
-// addr is host i's address, on a subnet that exists only inside the test's
-// namespaces.
-func (ns *netns) addr(i int) string { return fmt.Sprintf("10.213.%d.%d", os.Getpid()%200, i+1) }
 
 // keyed builds the binary and makes a deploy key in a fresh directory.
-func (ns *netns) keyed() (bin, dir, key string) {
+func (ns *netnsCluster) keyed() (bin, dir, key string) {
 	bin, dir = scatterBinary(ns.t), ns.t.TempDir()
 	key = filepath.Join(dir, "deploy.key")
 	runBin(ns.t, bin, "keygen", "--out", key)
@@ -83,18 +43,11 @@ func (ns *netns) keyed() (bin, dir, key string) {
 }
 
 // seed starts `scatter seed` as host i inside its namespace.
-func (ns *netns) seed(bin, dir, key string, i int, name string, extra ...string) *daemon {
+func (ns *netnsCluster) seed(bin, dir, key string, i int, name string, extra ...string) *daemon {
 	data := filepath.Join(dir, name)
-	args := append([]string{"netns", "exec", ns.hosts[i], bin, "--log-level", "info", "seed", "--data", data,
-		"--pubkey", key + ".pub", "--name", name, "--bind", ns.addr(i), "--label", "netns"}, extra...)
-	return launch(ns.t, data, exec.Command("ip", args...))
-}
-
-func (ns *netns) teardown() {
-	for _, h := range ns.hosts {
-		exec.Command("ip", "netns", "del", h).Run()
-	}
-	exec.Command("ip", "netns", "del", ns.prefix+"-sw").Run()
+	args := append([]string{"--log-level", "info", "seed", "--data", data,
+		"--pubkey", key + ".pub", "--name", name, "--bind", ns.Addr(i), "--label", "netns"}, extra...)
+	return launch(ns.t, data, ns.Command(i, bin, args...))
 }
 
 // End to end on a real network stack: each host is a `scatter seed`
@@ -102,13 +55,13 @@ func (ns *netns) teardown() {
 // uplink; the release reaches every host byte-identical.
 func TestE2ENetworkNamespaces(t *testing.T) {
 	const hosts = 4
-	ns := newNetns(t, hosts+1, "40mbit")
+	ns := newNetns(t, hosts+1, 5e6)
 	bin, dir, key := ns.keyed()
 	start := func(i int, name string, extra ...string) *daemon { return ns.seed(bin, dir, key, i, name, extra...) }
 	origin := start(0, "origin", "--origin")
 	var ds []*daemon
 	for i := 1; i <= hosts; i++ {
-		ds = append(ds, start(i, fmt.Sprintf("h%d", i), "--join", ns.addr(0)+":7946"))
+		ds = append(ds, start(i, fmt.Sprintf("h%d", i), "--join", ns.Addr(0)+":7946"))
 	}
 	src := filepath.Join(dir, "src")
 	runBin(t, bin, "generate", "--size", "8MiB", "--seed", "6", src)
@@ -145,7 +98,7 @@ func TestE2ENetworkNamespaces(t *testing.T) {
 // host shows it rejoined and flags that it missed the release.
 func TestE2EDeployPartition(t *testing.T) {
 	const hosts = 4
-	ns := newNetns(t, hosts+1, "200mbit")
+	ns := newNetns(t, hosts+1, 25e6)
 	bin, dir, key := ns.keyed()
 	start := func(i int, name string, extra ...string) *daemon {
 		cfg := filepath.Join(dir, name+".yaml")
@@ -159,7 +112,7 @@ func TestE2EDeployPartition(t *testing.T) {
 	}
 	origin := start(0, "origin", "--origin")
 	for i := 1; i <= hosts; i++ {
-		start(i, fmt.Sprintf("h%d", i), "--join", ns.addr(0)+":7946")
+		start(i, fmt.Sprintf("h%d", i), "--join", ns.Addr(0)+":7946")
 	}
 	yaml := "repo: mw\ncanary: 1\nbatch: 1\nfailure_limit: 1\nchecks: [health]\ntimeouts: {stage: 1m, action: 8s}\n"
 	publish := func(version string) string {
@@ -190,7 +143,7 @@ func TestE2EDeployPartition(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := ipCmd("-n", ns.hosts[3], "link", "set", "v3", "down"); err != nil {
+	if err := ns.SetLink(3, false); err != nil {
 		t.Fatal(err)
 	}
 	cut := time.Now()
@@ -206,7 +159,7 @@ func TestE2EDeployPartition(t *testing.T) {
 		t.Fatalf("the deploy took %v after the cut: the unreachable host held it up", took)
 	}
 	t.Logf("deploy ended %v after the cut:\n%s", took.Round(time.Millisecond), log)
-	if err := ipCmd("-n", ns.hosts[3], "link", "set", "v3", "up"); err != nil {
+	if err := ns.SetLink(3, true); err != nil {
 		t.Fatal(err)
 	}
 	deadline = time.Now().Add(90 * time.Second)
