@@ -37,7 +37,10 @@ func TestChunkIndex(t *testing.T) {
 		}
 		x.add(pf, entries)
 	}
-	if len(x.sorted) == 0 {
+	if len(x.blocks) < 2 {
+		t.Fatalf("merged into %d blocks; the test wants several", len(x.blocks))
+	}
+	if x.n == 0 {
 		t.Fatal("never merged")
 	}
 	for id, w := range want {
@@ -51,7 +54,17 @@ func TestChunkIndex(t *testing.T) {
 			t.Fatalf("unknown chunk %s found", id.Short())
 		}
 	}
-	if n := len(x.sorted) + len(x.recent); n != len(want) {
+	for b, blk := range x.blocks {
+		if b < len(x.blocks)-1 && len(blk) != indexBlock {
+			t.Fatalf("block %d of %d holds %d entries", b, len(x.blocks), len(blk))
+		}
+		for i := 1; i < len(blk); i++ {
+			if cmpEntry(blk[i-1], blk[i].id) >= 0 {
+				t.Fatalf("block %d not sorted at %d", b, i)
+			}
+		}
+	}
+	if n := x.len(); n != len(want) {
 		t.Fatalf("index holds %d entries, want %d", n, len(want))
 	}
 }

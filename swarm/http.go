@@ -42,6 +42,8 @@ func (n *Node) handler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
+		// With a length the client reads into one buffer of that size.
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		w.Write(b)
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/torrent/{kind}", func(w http.ResponseWriter, req *http.Request) {
@@ -55,6 +57,7 @@ func (n *Node) handler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(info)))
 		w.Write(info)
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/data/{kind}", n.serveData)

@@ -854,7 +854,7 @@ func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Signed, error) {
 		return decodedOnly(sm), nil
 	}
 	var sm *artifact.Signed
-	_, err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), artifact.MaxEnvelopeSize, func(b []byte) error {
+	env, err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), artifact.MaxEnvelopeSize, func(b []byte) error {
 		got, err := artifact.Open(b, n.cfg.PubKey)
 		if err != nil {
 			return err
@@ -868,7 +868,7 @@ func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Signed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch manifest: %w", err)
 	}
-	if err := r.st.PutManifest(sm); err != nil {
+	if err := r.st.PutEnvelope(sm, env); err != nil {
 		return nil, err
 	}
 	return decodedOnly(sm), nil

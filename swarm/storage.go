@@ -42,7 +42,8 @@ type chunkStorage struct {
 	done     []bool   // pieces marked complete this session
 	recheck  []bool   // pieces marked complete before a restart
 	w        *artifact.Writer
-	pending  int64 // bytes in w not yet flushed
+	frame    []byte // MarkComplete's buffer for one frame, reused
+	pending  int64  // bytes in w not yet flushed
 	flushed  time.Time
 	closed   bool
 	finished bool // every chunk stored, staging file removed
@@ -269,7 +270,10 @@ func (p *chunkPiece) MarkComplete() error {
 		if err != nil {
 			return err
 		}
-		z := make([]byte, c.CSize)
+		if int64(cap(s.frame)) < c.CSize {
+			s.frame = make([]byte, c.CSize)
+		}
+		z := s.frame[:c.CSize]
 		if _, err := f.ReadAt(z, c.Off); err != nil {
 			return fmt.Errorf("stage chunk %s: %w", c.ID.Short(), err)
 		}

@@ -53,10 +53,18 @@ func seedCommand() *cli.Command {
 			&cli.StringFlag{Name: "download-rate", Usage: "download cap per second (default: unlimited)"},
 			&cli.IntFlag{Name: "keep", Value: 5, Usage: "releases kept per repo"},
 			&cli.BoolFlag{Name: "origin", Usage: "this is the deploy host: serve its build store"},
+			&cli.StringFlag{Name: "debug-addr", Hidden: true, Usage: "serve net/http/pprof on this loopback address"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
 				return err
+			}
+			if a := c.String("debug-addr"); a != "" {
+				stop, err := serveDebug(a)
+				if err != nil {
+					return usagef("%v", err)
+				}
+				defer stop()
 			}
 			log, err := logger(c)
 			if err != nil {
