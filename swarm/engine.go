@@ -43,6 +43,7 @@ type Engine struct {
 	mu       sync.Mutex
 	received map[netip.Addr]int64 // useful piece bytes received, by peer IP
 	httpUp   int64                // stripe bytes served over HTTP
+	metaUp   int64                // manifest and info bytes served over HTTP
 }
 
 // addReceived counts bytes received from ip outside the peer wire.
@@ -52,11 +53,25 @@ func (e *Engine) addReceived(ip netip.Addr, n int64) {
 	e.mu.Unlock()
 }
 
-// addSent counts bytes sent outside the peer wire.
+// addSent counts stripe bytes sent outside the peer wire.
 func (e *Engine) addSent(n int64) {
 	e.mu.Lock()
 	e.httpUp += n
 	e.mu.Unlock()
+}
+
+// addMetaSent counts manifest and info bytes sent.
+func (e *Engine) addMetaSent(n int64) {
+	e.mu.Lock()
+	e.metaUp += n
+	e.mu.Unlock()
+}
+
+// MetaUploaded is the manifest and info bytes this node served.
+func (e *Engine) MetaUploaded() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.metaUp
 }
 
 // rateLimiter returns a limiter for bytes per second, or an unlimited one.

@@ -41,10 +41,7 @@ func (n *Node) handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		// With a length the client reads into one buffer of that size.
-		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		w.Write(b)
+		n.serveMeta(w, req, b)
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/torrent/{kind}", func(w http.ResponseWriter, req *http.Request) {
 		r, id, ok := n.lookup(w, req)
@@ -56,9 +53,7 @@ func (n *Node) handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", strconv.Itoa(len(info)))
-		w.Write(info)
+		n.serveMeta(w, req, info)
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/data/{kind}", n.serveData)
 	mux.HandleFunc("GET /announce", n.announce)
@@ -105,7 +100,11 @@ func (n *Node) get(addr, path string, limit int64) ([]byte, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("%s: %s", resp.Status, msg)
+		err := fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			err = fmt.Errorf("%w: %w", errBusy, err)
+		}
+		return nil, err
 	}
 	// Read into one buffer of the announced size where there is one:
 	// io.ReadAll's doubling leaves up to three copies of a manifest of

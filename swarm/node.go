@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -130,6 +128,9 @@ type Node struct {
 	// stripeTurns makes the origin send stripe pieces round robin; it
 	// has its own lock.
 	stripeTurns turns
+	// metaSlots bounds the manifests and infos this node sends at once
+	// (metadata.go).
+	metaSlots chan struct{}
 
 	mu      sync.Mutex
 	repos   map[string]*repo
@@ -192,6 +193,7 @@ func NewNode(cfg Config) (*Node, error) {
 		cfg: cfg, e: e, ln: ln, ctx: ctx, stop: stop,
 		http:  &http.Client{Timeout: 30 * time.Second},
 		repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{},
+		metaSlots: make(chan struct{}, metaSlots),
 	}
 	n.srv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(1)
@@ -913,31 +915,6 @@ func (n *Node) torrent(r *repo, a *Announcement, sm *artifact.Signed, kind Kind)
 		return nil, fmt.Errorf("torrent is a %s layout, want %s", l.Kind, kind)
 	}
 	return &Torrent{Layout: l, Info: info}, nil
-}
-
-// fromPeers GETs path from peers in turn until one answers with bytes that
-// pass check.
-func (n *Node) fromPeers(path string, limit int64, check func([]byte) error) ([]byte, error) {
-	peers := n.cfg.Peers.Peers()
-	if len(peers) == 0 {
-		return nil, errors.New("no peers to ask")
-	}
-	var errs []string
-	for _, i := range rand.Perm(len(peers)) {
-		p := peers[i]
-		if p.HTTP == "" {
-			continue
-		}
-		b, err := n.get(p.HTTP, path, limit)
-		if err == nil {
-			err = check(b)
-		}
-		if err == nil {
-			return b, nil
-		}
-		errs = append(errs, p.Name+": "+err.Error())
-	}
-	return nil, fmt.Errorf("no peer could serve %s: %s", path, strings.Join(errs, "; "))
 }
 
 // stage materializes the release under releases/<id>, reusing the newest

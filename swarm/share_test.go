@@ -57,4 +57,15 @@ func TestPeersShare(t *testing.T) {
 	if fromPeers < int64(n-2)*size/2 {
 		t.Fatalf("hosts received only %d bytes from peers", fromPeers)
 	}
+	// Metadata spreads like pieces: every host needs a whole copy of the
+	// manifest and info, but most take it from other hosts.
+	var meta int64
+	for _, x := range c.nodes {
+		meta += x.Status().UploadedMeta
+	}
+	originMeta := origin.Status().UploadedMeta
+	t.Logf("metadata: %d B served in all, %d B (%.0f%%) by the origin", meta, originMeta, 100*float64(originMeta)/float64(meta))
+	if meta == 0 || originMeta > meta/2 {
+		t.Fatalf("the origin served %d of %d metadata bytes, want at most half", originMeta, meta)
+	}
 }

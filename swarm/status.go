@@ -18,7 +18,9 @@ type Status struct {
 	ReceivedFromOrigin int64        `json:"received_from_origin"` // useful piece bytes
 	ReceivedFromPeers  int64        `json:"received_from_peers"`
 	Uploaded           int64        `json:"uploaded"`
-	BadPeers           []string     `json:"bad_peers,omitempty"` // banned for data that failed verification
+	// UploadedMeta is the manifest and info bytes served to peers.
+	UploadedMeta int64    `json:"uploaded_meta,omitempty"`
+	BadPeers     []string `json:"bad_peers,omitempty"` // banned for data that failed verification
 }
 
 // RepoStatus lists a repo's releases, newest first.
@@ -50,7 +52,7 @@ type ReleaseStatus struct {
 // Status reports the node's releases and counters.
 func (n *Node) Status() Status {
 	n.reportBadPeers()
-	s := Status{Name: n.cfg.Name, Origin: n.cfg.Origin, Uploaded: n.e.Uploaded()}
+	s := Status{Name: n.cfg.Name, Origin: n.cfg.Origin, Uploaded: n.e.Uploaded(), UploadedMeta: n.e.MetaUploaded()}
 	origins := map[netip.Addr]bool{}
 	for _, p := range n.cfg.Peers.Peers() {
 		if h, _, err := net.SplitHostPort(p.BT); err == nil && p.Origin {
