@@ -18,15 +18,16 @@ import (
 // its stripes: measured with 16 processes in network namespaces, the
 // origin's uplink spent 5 s (0.17 S/U) on them.
 //
-// So metadata spreads like the pieces do. Every node sends at most
-// metaSlots of them at once, at its upload cap, and answers 503 beyond
-// that; a host asks peers before the origin and, while someone was busy,
+// So metadata spreads like the pieces do. Every node sends one at a time,
+// at its upload cap, and answers 503 meanwhile; a host asks peers before the origin and, while someone was busy,
 // asks again after a short, growing, jittered wait. The first few hosts
 // get metadata from the origin, the next from them, and so on.
 
 const (
-	// metaSlots is how many metadata responses a node sends at once.
-	metaSlots = 2
+	// metaSlots is how many metadata responses a node sends at once. One
+	// at full rate spreads fastest: the holders double every M/U, where
+	// two at half rate triple every 2M/U.
+	metaSlots = 1
 	// metaAskPeers is how many peers a host asks in one round, before the
 	// origin: enough to find a holder once a few percent of the fleet has
 	// one, few enough that a round stays cheap at thousands of hosts.
@@ -53,11 +54,14 @@ func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b []byte) {
 	// With a length the client reads into one buffer of that size.
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	const slice = 32 << 10
+	rc := http.NewResponseController(w)
 	for len(b) > 0 {
 		k := min(len(b), slice)
 		if err := n.e.up.WaitN(req.Context(), k); err != nil {
 			return
 		}
+		// A client that stops reading must not hold the slot.
+		rc.SetWriteDeadline(time.Now().Add(stripeWriteTimeout))
 		if _, err := w.Write(b[:k]); err != nil {
 			return
 		}

@@ -57,10 +57,18 @@ type Config struct {
 	// Netns runs the origin and every host as a `scatter seed` process
 	// (Binary) in its own network namespace (bench/netns), each uplink
 	// capped by tc instead of the in-process limiter. It needs root.
-	Netns    bool
-	Binary   string       // the scatter binary, for Netns
-	Log      *slog.Logger // nil: discard
-	Progress io.Writer    // a line per step; nil: none
+	Netns  bool
+	Binary string // the scatter binary, for Netns
+	// NetnsUncapped runs the daemons without their own upload cap, tc's
+	// link at U the only limit. By default each daemon runs with
+	// --upload-rate U on a link that tc shapes to LinkHeadroom·U, as an
+	// operator would cap a daemon below its NIC: the daemon then decides
+	// what leaves first (metadata before pieces, the origin's stripes in
+	// turn), where without it every TCP flow gets a fair share of the link
+	// and the kernel's buffers decide.
+	NetnsUncapped bool
+	Log           *slog.Logger // nil: discard
+	Progress      io.Writer    // a line per step; nil: none
 }
 
 func (c *Config) setDefaults() {
@@ -148,7 +156,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
+		nn.uncapped = cfg.NetnsUncapped
 		r.c.nn = nn
+		if !cfg.NetnsUncapped {
+			r.rep.Params.LinkHeadroom = LinkHeadroom
+		}
 	}
 	cpu0 := r.c.cpuSeconds()
 	err := r.run(ctx)

@@ -28,6 +28,10 @@ import (
 	"scatter/swarm"
 )
 
+// LinkHeadroom is how much faster than a daemon's own upload cap tc lets
+// its link run in netns mode (Config.NetnsUncapped).
+const LinkHeadroom = 1.05
+
 // Ports every daemon uses in netns mode: each has its own address, so
 // they can all use the defaults of `scatter seed`.
 const (
@@ -47,6 +51,8 @@ type netnsFleet struct {
 	procs   map[*proc]bool // running
 	cpu     float64        // CPU seconds of processes that ended
 	peakRSS int64          // sum of the ended processes' peak RSS
+	// uncapped: daemons without --upload-rate, tc alone (Config.NetnsUncapped).
+	uncapped bool
 }
 
 func newNetnsFleet(ctx context.Context, dir, bin string, nodes int, c *cluster) (*netnsFleet, error) {
@@ -73,7 +79,11 @@ func newNetnsFleet(ctx context.Context, dir, bin string, nodes int, c *cluster) 
 // start starts node n's daemon in its namespace, shapes its uplink to its
 // cap, and waits until its control socket answers.
 func (f *netnsFleet) start(ctx context.Context, c *cluster, n *node, origin bool) (member, error) {
-	if err := f.net.Shape(n.i, n.up); err != nil {
+	link := n.up
+	if !f.uncapped {
+		link = int64(float64(n.up) * LinkHeadroom)
+	}
+	if err := f.net.Shape(n.i, link); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
@@ -82,6 +92,9 @@ func (f *netnsFleet) start(ctx context.Context, c *cluster, n *node, origin bool
 	args := []string{"--log-level", "info", "seed", "--data", n.dir, "--pubkey", f.pub, "--name", n.name,
 		"--bind", n.ip, "--gossip-port", strconv.Itoa(gossipPort), "--http-port", strconv.Itoa(httpPort),
 		"--cluster-key", f.ckey, "--label", "scatter-bench"}
+	if !f.uncapped && n.up > 0 {
+		args = append(args, "--upload-rate", strconv.FormatInt(n.up, 10))
+	}
 	if origin {
 		args = append(args, "--origin")
 	} else {

@@ -18,7 +18,12 @@ func (rep *Report) Print(w io.Writer) {
 	p, m, f := rep.Params, rep.Machine, rep.FanOut
 	fmt.Fprintf(w, "scatter bench, scenario %s: %d hosts + origin on %s (%d cores), %s\n", p.Scenario, p.Hosts, m.CPU, m.Cores, m.Go)
 	if p.Mode == Netns {
-		fmt.Fprintln(w, "mode netns: every host and the origin a scatter seed process in its own network namespace, uplinks capped by tc")
+		fmt.Fprintln(w, "mode netns: every host and the origin a scatter seed process in its own network namespace")
+		if p.LinkHeadroom > 0 {
+			fmt.Fprintf(w, "  each daemon capped at U (--upload-rate) on a link tc shapes to %.2f·U\n", p.LinkHeadroom)
+		} else {
+			fmt.Fprintln(w, "  daemons uncapped, each link shaped to U by tc")
+		}
 	}
 	fmt.Fprintf(w, "release: %d files, %s uncompressed, %d chunks; S (full torrent) = %s\n",
 		rep.Release.Files, mib(float64(rep.Release.Bytes)), rep.Release.Chunks, mib(float64(rep.Release.S)))

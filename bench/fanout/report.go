@@ -49,7 +49,11 @@ type Params struct {
 	// Mode is how hosts ran: Inproc (every host in the bench process,
 	// capped by rate limiters) or Netns (scatter seed processes in network
 	// namespaces, capped by tc).
-	Mode         string  `json:"mode"`
+	Mode string `json:"mode"`
+	// LinkHeadroom, in netns mode with the daemons capped at U: tc shapes
+	// each link to LinkHeadroom·U. Absent: the link is U and the daemons
+	// are uncapped (or in-process).
+	LinkHeadroom float64 `json:"link_headroom,omitempty"`
 	Hosts        int     `json:"hosts"`
 	Size         int64   `json:"size"` // generated tree bytes (uncompressed)
 	Upload       int64   `json:"upload"`

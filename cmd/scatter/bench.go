@@ -33,7 +33,7 @@ type benchOptions struct {
 	seed                 uint64
 	dir                  string
 	keepDir, noCompare   bool
-	netns                bool
+	netns, netnsUncapped bool
 	compareAll           bool
 	jsonFile, plotFile   string
 	sizeSet              bool
@@ -71,8 +71,11 @@ func benchCommand() *cli.Command {
 			"build, rebuild after the two mutations, materialize cold and reusing, verify; --size\n" +
 			"defaults to 256MiB there and --dir is its work directory).\n\n" +
 			"--netns (root only) runs the same measurement with every host and the origin a real\n" +
-			"'scatter seed' process (this binary) in its own network namespace, its uplink capped\n" +
-			"by tc instead of the in-process limiter; CPU and peak RSS are then the daemons'.\n" +
+			"'scatter seed' process (this binary) in its own network namespace. Each daemon runs\n" +
+			"with --upload-rate U on a link tc shapes to 1.05·U, as an operator caps a daemon just\n" +
+			"below its NIC so that the daemon, not the kernel's queues, decides what leaves first;\n" +
+			"--netns-uncapped leaves the daemons uncapped on a link of U. CPU and peak RSS are then\n" +
+			"the daemons'.\n" +
 			"The namespaces are removed when the run ends, on Ctrl-C too.\n\n" +
 			"Run it on an otherwise idle machine: 33 hosts share the cores, and a CPU-bound run\n" +
 			"measures the machine rather than the swarm (the report gives CPU %).",
@@ -91,7 +94,8 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "keep-dir", Usage: "keep the work directory (trees, stores, every host's data) and print its path"},
 			&cli.BoolFlag{Name: "compare-all", Usage: "compare every host's tree with its source after every deploy, not only the last"},
 			&cli.BoolFlag{Name: "no-compare", Usage: "do not compare hosts' trees with their sources"},
-			&cli.BoolFlag{Name: "netns", Usage: "run every host and the origin as a scatter seed process in its own network namespace, uplinks capped by tc (root only)"},
+			&cli.BoolFlag{Name: "netns", Usage: "run every host and the origin as a scatter seed process in its own network namespace, uplinks shaped by tc (root only)"},
+			&cli.BoolFlag{Name: "netns-uncapped", Usage: "with --netns: run the daemons without --upload-rate, tc's link at U the only limit"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
@@ -102,7 +106,8 @@ func benchCommand() *cli.Command {
 				centralHosts: c.Int("central-hosts"), seed: c.Uint64("seed"), dir: c.String("dir"),
 				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"), compareAll: c.Bool("compare-all"),
 				jsonFile: c.String("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"), netns: c.Bool("netns"),
-				stdout: c.App.Writer, stderr: c.App.ErrWriter,
+				netnsUncapped: c.Bool("netns-uncapped"),
+				stdout:        c.App.Writer, stderr: c.App.ErrWriter,
 			}
 			var err error
 			if o.size, err = parseSize(c.String("size")); err != nil {
@@ -129,6 +134,9 @@ func benchCommand() *cli.Command {
 // runBench runs `scatter bench`: the fan-out harness, or the artifact
 // round trip.
 func runBench(ctx context.Context, o benchOptions) error {
+	if o.netnsUncapped && !o.netns {
+		return usagef("--netns-uncapped goes with --netns")
+	}
 	if o.netns && o.scenario == "artifact" {
 		return usagef("--netns: the artifact round trip runs no hosts")
 	}
@@ -154,6 +162,7 @@ func runBench(ctx context.Context, o benchOptions) error {
 		Dir: dir, Hosts: o.hosts, Size: o.size, Upload: o.upload, OriginUpload: o.originUpload,
 		TargetSU: o.su, Scenario: o.scenario, Seed: o.seed, CentralHosts: o.centralHosts,
 		NoCompare: o.noCompare, CompareAll: o.compareAll, Log: o.log, Progress: o.stderr, Netns: o.netns,
+		NetnsUncapped: o.netnsUncapped,
 	}
 	if o.netns {
 		if err := netns.Check(); err != nil {
