@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,7 +35,27 @@ const (
 	metaAskPeers = 8
 	// metaPatience is how long a host keeps asking while nodes are busy.
 	metaPatience = 2 * time.Minute
+	// A round asks nodes one after another, so one that does not answer
+	// must not hold it up for long: metaDialTimeout to connect,
+	// metaHeaderTimeout for the status line (sent before any byte of the
+	// body waits for the upload cap), metaTimeout for the whole answer.
+	metaDialTimeout   = 3 * time.Second
+	metaHeaderTimeout = 5 * time.Second
+	metaTimeout       = 60 * time.Second
 )
+
+// newMetaClient is the HTTP client a node asks others for metadata with.
+func newMetaClient() *http.Client {
+	return &http.Client{
+		Timeout: metaTimeout,
+		Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: metaDialTimeout}).DialContext,
+			ResponseHeaderTimeout: metaHeaderTimeout,
+			MaxIdleConnsPerHost:   1,
+			IdleConnTimeout:       30 * time.Second,
+		},
+	}
+}
 
 // errBusy is a node's answer when all its metadata slots are taken.
 var errBusy = errors.New("busy")
@@ -55,6 +76,10 @@ func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b []byte) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	const slice = 32 << 10
 	rc := http.NewResponseController(w)
+	// Headers at once: the asker gives up on a node that does not answer
+	// within metaHeaderTimeout, which must not count the wait for tokens.
+	w.WriteHeader(http.StatusOK)
+	rc.Flush()
 	for len(b) > 0 {
 		k := min(len(b), slice)
 		if err := n.e.up.WaitN(req.Context(), k); err != nil {

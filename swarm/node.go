@@ -191,7 +191,7 @@ func NewNode(cfg Config) (*Node, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	n := &Node{
 		cfg: cfg, e: e, ln: ln, ctx: ctx, stop: stop,
-		http:  &http.Client{Timeout: 30 * time.Second},
+		http:  newMetaClient(),
 		repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{},
 		metaSlots: make(chan struct{}, metaSlots),
 	}
