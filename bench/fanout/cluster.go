@@ -67,6 +67,9 @@ type cluster struct {
 	hosts []*node
 	byIP  map[netip.Addr]*node
 	nn    *netnsFleet
+	// blind: nodes keep their datacenter (placement, counting) but get no
+	// DC label (Config.DCBlind).
+	blind bool
 	mu    sync.Mutex
 }
 
@@ -131,8 +134,10 @@ func (c *cluster) startInproc(ctx context.Context, n *node, origin bool) (member
 	}
 	cfg := host.Config{
 		Name: n.name, DataDir: n.dir, PubKey: c.key.Public().(ed25519.PublicKey), Origin: origin,
-		BindAddr: n.ip, ClusterKey: c.ckey, Label: "scatter-bench", DC: n.dc,
-		UploadRate: n.up,
+		BindAddr: n.ip, ClusterKey: c.ckey, Label: "scatter-bench", UploadRate: n.up,
+	}
+	if !c.blind {
+		cfg.DC = n.dc
 	}
 	if !origin {
 		cfg.Repos = actions(n.app.Addr().String())

@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,8 +68,20 @@ type Config struct {
 	// turn), where without it every TCP flow gets a fair share of the link
 	// and the kernel's buffers decide.
 	NetnsUncapped bool
-	Log           *slog.Logger // nil: discard
-	Progress      io.Writer    // a line per step; nil: none
+	// DCLink caps each direction of the link between the two datacenters
+	// of the 2dc scenario, in bytes per second; DCLinkU gives it as a
+	// multiple of U instead. Default 4·U: well below the sum of a
+	// datacenter's uplinks, Hosts/2·U. Only in netns mode, where the
+	// datacenters are two switches joined by that link (bench/netns);
+	// in-process there is no link to shape.
+	DCLink  int64
+	DCLinkU float64
+	// DCBlind places the 2dc scenario's hosts in their datacenters but
+	// gives them no DC labels: the swarm chooses peers blind, the
+	// baseline for its topology-aware choice.
+	DCBlind  bool
+	Log      *slog.Logger // nil: discard
+	Progress io.Writer    // a line per step; nil: none
 }
 
 func (c *Config) setDefaults() {
@@ -114,9 +127,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("fanout: %d central hosts exceed the %d hosts", c.CentralHosts, c.Hosts)
 	case c.Netns && c.Binary == "":
 		return errors.New("fanout: Netns needs the scatter Binary")
-	case c.Netns && c.Scenario == TwoDC:
-		// Cross-DC bytes come from the in-process engines' per-IP counters.
-		return errors.New("fanout: the 2dc scenario runs in-process only")
+	case c.DCLink < 0 || c.DCLinkU < 0:
+		return errors.New("fanout: negative DC link rate")
+	case c.DCLink > 0 && c.DCLinkU > 0:
+		return errors.New("fanout: DCLink and DCLinkU both set")
+	case (c.DCLink > 0 || c.DCLinkU > 0) && !(c.Netns && c.Scenario == TwoDC):
+		return errors.New("fanout: a DC link rate needs the 2dc scenario in netns mode (in-process the link is not shaped)")
+	case c.DCBlind && c.Scenario != TwoDC:
+		return errors.New("fanout: DCBlind goes with the 2dc scenario")
 	}
 	for _, s := range Scenarios {
 		if c.Scenario == "" || c.Scenario == s {
@@ -147,12 +165,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	cfg.setDefaults()
 	r := &run{cfg: cfg, c: newCluster(cfg.Dir), start: time.Now()}
+	r.c.blind = cfg.DCBlind
 	r.rep = &Report{Machine: machine(), Identical: true, Params: Params{
 		Mode: Inproc, Hosts: cfg.Hosts, Size: cfg.Size, Scenario: cfg.Scenario, Seed: cfg.Seed, CentralHosts: cfg.CentralHosts,
+		DCBlind: cfg.DCBlind,
 	}}
 	if cfg.Netns {
 		r.rep.Params.Mode = Netns
-		nn, err := newNetnsFleet(ctx, cfg.Dir, cfg.Binary, cfg.Hosts+1, r.c)
+		var dcs []int
+		if cfg.Scenario == TwoDC {
+			for i := range cfg.Hosts + 1 {
+				dcs = append(dcs, dcOf(i))
+			}
+		}
+		nn, err := newNetnsFleet(ctx, cfg.Dir, cfg.Binary, cfg.Hosts+1, dcs, r.c)
 		if err != nil {
 			return nil, err
 		}
@@ -217,7 +243,18 @@ func (r *run) run(ctx context.Context) error {
 
 	c.orig.up = UO
 	if cfg.Scenario == TwoDC {
-		c.orig.dc = "dc1"
+		c.orig.dc = dcNames[dcOf(0)]
+		if cfg.Netns {
+			link := cfg.DCLink
+			if link == 0 {
+				link = int64(cmp.Or(cfg.DCLinkU, DefaultDCLinkU) * float64(U))
+			}
+			if err := c.nn.net.ShapeDCLink(link); err != nil {
+				return err
+			}
+			r.rep.Params.DCLink, r.rep.Params.DCLinkU = link, float64(link)/float64(U)
+			r.say("2dc: the link between the datacenters shaped to %.2f MiB/s each way = %.2f·U", float64(link)/(1<<20), r.rep.Params.DCLinkU)
+		}
 	}
 	if err := c.start(ctx, c.orig, true); err != nil {
 		return err
@@ -231,7 +268,7 @@ func (r *run) run(ctx context.Context) error {
 		case cfg.Scenario == Hetero && special:
 			n.up, n.note = U/4, "slow (U/4)"
 		case cfg.Scenario == TwoDC:
-			n.dc = []string{"dc1", "dc2"}[(i+1)%2]
+			n.dc = dcNames[dcOf(i+1)]
 			n.note = n.dc
 		case cfg.Scenario == Churn && special:
 			n.note = "churned"
@@ -253,6 +290,12 @@ func (r *run) run(ctx context.Context) error {
 	where := "on 127.77.0.0/16 in this process"
 	if cfg.Netns {
 		where = "as scatter seed processes, each in its own network namespace on 10.77.0.0/16, uplinks shaped by tc"
+		if cfg.Scenario == TwoDC {
+			where += ", dc1 and dc2 on two switches joined by the shaped link"
+		}
+	}
+	if cfg.DCBlind {
+		where += "; no DC labels (peers chosen blind)"
 	}
 	r.say("%d hosts up %s, gossip converged", cfg.Hosts-len(late), where)
 
@@ -313,6 +356,13 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 			return FanOut{}, err
 		}
 		before[n] = k
+	}
+	var link0 [2]int64
+	if c.nn != nil && r.cfg.Scenario == TwoDC {
+		var err error
+		if link0[0], link0[1], err = c.nn.net.LinkBytes(); err != nil {
+			return FanOut{}, err
+		}
 	}
 	cpu0 := c.cpuSeconds()
 	start := time.Now()
@@ -392,6 +442,13 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 	}
 	fo.Wall = time.Since(start).Seconds()
 	fo.CPUSeconds = c.cpuSeconds() - cpu0
+	var link [2]int64
+	if c.nn != nil && r.cfg.Scenario == TwoDC {
+		var err error
+		if link[0], link[1], err = c.nn.net.LinkBytes(); err != nil {
+			return fo, err
+		}
+	}
 	k, err := c.counters(ctx, c.orig)
 	if err != nil {
 		return fo, err
@@ -411,8 +468,24 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 		})
 	}
 	fo.summarize()
+	if c.nn != nil && r.cfg.Scenario == TwoDC {
+		// The hosts' counters cannot tell which peer sent what: count the
+		// link itself, every byte on it, from the announcement until the
+		// last host staged.
+		fo.CrossDC1To2, fo.CrossDC2To1 = link[0]-link0[0], link[1]-link0[1]
+		fo.CrossDC = fo.CrossDC1To2 + fo.CrossDC2To1
+	}
 	return fo, nil
 }
+
+// The 2dc scenario's datacenters: node i (0 the origin) is in
+// dcNames[dcOf(i)], which is also its switch in netns mode (0 is a).
+var dcNames = []string{"dc1", "dc2"}
+
+func dcOf(i int) int { return i % 2 }
+
+// DefaultDCLinkU is the 2dc link's default rate in netns mode, × U.
+const DefaultDCLinkU = 4
 
 // deploy rolls a release out to every host with deploy.Run, the origin as
 // the controller, and, if compare, compares each host's tree with src.

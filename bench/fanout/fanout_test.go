@@ -48,7 +48,11 @@ func TestSmoke(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	for _, c := range []Config{{}, {Dir: "x", Scenario: "3dc"}, {Dir: "x", Hosts: 2, CentralHosts: 3}, {Dir: "x", Upload: -1}} {
+	for _, c := range []Config{{}, {Dir: "x", Scenario: "3dc"}, {Dir: "x", Hosts: 2, CentralHosts: 3}, {Dir: "x", Upload: -1},
+		// The link between the DCs is shaped only in netns mode, in 2dc.
+		{Dir: "x", Scenario: TwoDC, DCLinkU: 2}, {Dir: "x", Netns: true, Binary: "b", DCLink: 1 << 20},
+		{Dir: "x", Netns: true, Binary: "b", Scenario: TwoDC, DCLink: 1 << 20, DCLinkU: 2},
+		{Dir: "x", Netns: true, Binary: "b", Scenario: TwoDC, DCLinkU: -1}, {Dir: "x", DCBlind: true}} {
 		if c.Validate() == nil {
 			t.Errorf("%+v: no error", c)
 		}
@@ -56,6 +60,15 @@ func TestValidate(t *testing.T) {
 	for _, s := range Scenarios {
 		if err := (Config{Dir: "x", Scenario: s}).Validate(); err != nil {
 			t.Errorf("%s: %v", s, err)
+		}
+		if err := (Config{Dir: "x", Scenario: s, Netns: true, Binary: "b"}).Validate(); err != nil {
+			t.Errorf("%s in netns mode: %v", s, err)
+		}
+	}
+	for _, c := range []Config{{Dir: "x", Scenario: TwoDC, DCBlind: true},
+		{Dir: "x", Netns: true, Binary: "b", Scenario: TwoDC, DCLinkU: 2, DCBlind: true}} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
 		}
 	}
 }

@@ -55,8 +55,9 @@ type netnsFleet struct {
 	uncapped bool
 }
 
-func newNetnsFleet(ctx context.Context, dir, bin string, nodes int, c *cluster) (*netnsFleet, error) {
-	nw, err := netns.New(ctx, netns.Config{Hosts: nodes})
+// dcs, if not nil, puts node i on datacenter dcs[i]'s switch.
+func newNetnsFleet(ctx context.Context, dir, bin string, nodes int, dcs []int, c *cluster) (*netnsFleet, error) {
+	nw, err := netns.New(ctx, netns.Config{Hosts: nodes, DCs: dcs})
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +108,7 @@ func (f *netnsFleet) start(ctx context.Context, c *cluster, n *node, origin bool
 	if c.seed != "" {
 		args = append(args, "--join", c.seed)
 	}
-	if n.dc != "" {
+	if n.dc != "" && !c.blind {
 		args = append(args, "--dc", n.dc)
 	}
 	logf, err := os.OpenFile(n.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

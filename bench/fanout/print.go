@@ -58,8 +58,7 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %s: %s\n", note, strings.Join(parts, ", "))
 	}
 	if p.Scenario == TwoDC {
-		fmt.Fprintf(w, "  2dc: %s crossed between the DCs = %.2f copies of S (one bridge per DC; the link is not shaped in-process)\n",
-			mib(float64(f.CrossDC)), float64(f.CrossDC)/float64(f.S))
+		rep.printTwoDC(w)
 	}
 
 	c := rep.Central
@@ -98,4 +97,29 @@ func (rep *Report) Print(w io.Writer) {
 			p.Hosts, r.CPUSeconds, r.CPUSecondsPerHost, mib(float64(r.PeakRSS)), mib(float64(r.PeakRSSPerHost)))
 	}
 	fmt.Fprintf(w, "whole run %.1f s; every host's tree identical to its source: %v\n", rep.Seconds, rep.Identical)
+}
+
+// printTwoDC says what crossed between the datacenters in each fan-out.
+func (rep *Report) printTwoDC(w io.Writer) {
+	p := rep.Params
+	choice := "topology-aware: stripes in dc1, one bridge per DC talks across"
+	if p.DCBlind {
+		choice = "no DC labels: peers chosen blind"
+	}
+	if p.Mode != Netns {
+		fmt.Fprintf(w, "  2dc (%s): payload hosts received from the other DC, from per-peer counters; the link is not shaped in-process:\n", choice)
+	} else {
+		fmt.Fprintf(w, "  2dc (%s): every byte on the link between the DCs (payload, gossip, metadata, control, headers), shaped to %s/s = %.2f·U each way:\n",
+			choice, mib(float64(p.DCLink)), p.DCLinkU)
+	}
+	for _, x := range append([]FanOut{rep.FanOut}, rep.Deltas...) {
+		fmt.Fprintf(w, "    %-12s %s crossed = %.2f copies of S", x.Name, mib(float64(x.CrossDC)), float64(x.CrossDC)/float64(x.S))
+		if x.Kind == "delta" && x.Bytes > 0 {
+			fmt.Fprintf(w, " = %.2f copies of the delta", float64(x.CrossDC)/float64(x.Bytes))
+		}
+		if p.Mode == Netns {
+			fmt.Fprintf(w, " (dc1→dc2 %s, dc2→dc1 %s)", mib(float64(x.CrossDC1To2)), mib(float64(x.CrossDC2To1)))
+		}
+		fmt.Fprintln(w)
+	}
 }

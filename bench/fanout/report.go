@@ -60,10 +60,17 @@ type Params struct {
 	OriginUpload int64   `json:"origin_upload"`
 	TargetSU     float64 `json:"target_su_seconds,omitempty"` // when Upload was derived
 	Scenario     string  `json:"scenario"`
-	Seed         uint64  `json:"seed"`
-	CentralHosts int     `json:"central_hosts"`
-	Canary       int     `json:"canary"`
-	Batch        string  `json:"batch"`
+	// DCLink is the 2dc link's rate each way in netns mode (bytes per
+	// second), DCLinkU the same over U; absent in-process, where the link
+	// is not shaped.
+	DCLink  int64   `json:"dc_link,omitempty"`
+	DCLinkU float64 `json:"dc_link_u,omitempty"`
+	// DCBlind: 2dc without DC labels, peers chosen blind.
+	DCBlind      bool   `json:"dc_blind,omitempty"`
+	Seed         uint64 `json:"seed"`
+	CentralHosts int    `json:"central_hosts"`
+	Canary       int    `json:"canary"`
+	Batch        string `json:"batch"`
 }
 
 // Machine describes where the run ran.
@@ -125,12 +132,18 @@ type FanOut struct {
 	FromOrigin   float64 `json:"from_origin_per_host"`
 	FromPeers    float64 `json:"from_peers_per_host"`
 	PerHostOverS float64 `json:"per_host_over_s"`
-	// CrossDC sums HostResult.CrossDC (2dc only).
-	CrossDC    int64        `json:"cross_dc,omitempty"`
-	Wall       float64      `json:"wall_seconds"` // until the last host staged (materialized)
-	CPUSeconds float64      `json:"cpu_seconds"`  // process CPU over Wall
-	CPUPercent float64      `json:"cpu_percent"`
-	Hosts      []HostResult `json:"hosts"`
+	// CrossDC is what crossed between the datacenters (2dc only):
+	// in-process the sum of HostResult.CrossDC, the payload hosts received
+	// from the other datacenter; in netns mode every byte the link carried
+	// (payload, gossip, metadata, control, headers), CrossDC1To2 one way
+	// and CrossDC2To1 the other, and HostResult.CrossDC is absent.
+	CrossDC     int64        `json:"cross_dc,omitempty"`
+	CrossDC1To2 int64        `json:"cross_dc_1to2,omitempty"`
+	CrossDC2To1 int64        `json:"cross_dc_2to1,omitempty"`
+	Wall        float64      `json:"wall_seconds"` // until the last host staged (materialized)
+	CPUSeconds  float64      `json:"cpu_seconds"`  // process CPU over Wall
+	CPUPercent  float64      `json:"cpu_percent"`
+	Hosts       []HostResult `json:"hosts"`
 }
 
 // Central is the central baseline.

@@ -4,6 +4,13 @@
 // with its own address and, if asked, a tc token bucket on its uplink so
 // that what it sends is capped at a rate on a real network stack.
 //
+// With Config.DCs the switch namespace holds two bridges instead, the
+// switches of datacenters a and b, joined by one veth pair: the link
+// between the datacenters, a layer-2 link whose two directions can each be
+// capped by a token bucket (Config.DCLink) and whose bytes are counted
+// (LinkBytes). The hosts of both datacenters share one subnet, so any host
+// reaches any other, across the link when they are on different switches.
+//
 // Every address lives only inside these namespaces (10.77.0.0/16 on the
 // bridge): nothing is routed to or from the namespace the caller runs in.
 // The caller reaches a host through a process started in its namespace
@@ -17,6 +24,7 @@ package netns
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -40,12 +48,27 @@ const namePrefix = "scb"
 // dev is each host's end of its veth pair, inside its namespace.
 const dev = "eth0"
 
+// The link between datacenters (Config.DCs): linkA is its end on DC a's
+// bridge, so what linkA sends goes from a to b; linkB the other end.
+const (
+	linkA = "dca"
+	linkB = "dcb"
+)
+
 // Config sizes a Net. The zero value of each field means its default.
 type Config struct {
 	Hosts int // namespaces besides the switch; at least 1
 	// Rate caps each host's uplink in bytes per second with tc's token
 	// bucket filter; 0 leaves links unshaped. Shape changes one host's.
 	Rate int64
+	// DCs, if not nil, splits the hosts between two switches, datacenter
+	// a (0) and datacenter b (1), joined by one link: DCs[i] is host i's.
+	// It has one entry per host. Nil: one switch, no link.
+	DCs []int
+	// DCLink caps each direction of the link between the datacenters in
+	// bytes per second, with a token bucket like Rate's; 0 leaves it
+	// unshaped. ShapeDCLink changes it.
+	DCLink int64
 }
 
 // Validate checks the configuration without changing it.
@@ -53,8 +76,17 @@ func (c Config) Validate() error {
 	switch {
 	case c.Hosts < 1 || c.Hosts > 60000:
 		return fmt.Errorf("netns: %d hosts: want 1 to 60000", c.Hosts)
-	case c.Rate < 0:
-		return fmt.Errorf("netns: negative rate %d", c.Rate)
+	case c.Rate < 0 || c.DCLink < 0:
+		return fmt.Errorf("netns: negative rate")
+	case c.DCs != nil && len(c.DCs) != c.Hosts:
+		return fmt.Errorf("netns: %d DCs for %d hosts: want one per host", len(c.DCs), c.Hosts)
+	case c.DCs == nil && c.DCLink > 0:
+		return errors.New("netns: DCLink without DCs: there is no link between datacenters")
+	}
+	for i, dc := range c.DCs {
+		if dc != 0 && dc != 1 {
+			return fmt.Errorf("netns: host %d in datacenter %d: want 0 (a) or 1 (b)", i, dc)
+		}
 	}
 	return nil
 }
@@ -65,6 +97,7 @@ type Net struct {
 	prefix string
 	sw     string
 	hosts  []string
+	twoDC  bool
 }
 
 // Check says why namespaces cannot be made here, or nil.
@@ -106,12 +139,32 @@ func New(ctx context.Context, cfg Config) (n *Net, err error) {
 			n = nil
 		}
 	}()
-	for _, args := range [][]string{
+	setup := [][]string{
 		{"-n", n.sw, "link", "add", "br0", "type", "bridge"},
 		{"-n", n.sw, "link", "set", "br0", "up"},
 		{"-n", n.sw, "link", "set", "lo", "up"},
-	} {
+	}
+	if cfg.DCs != nil {
+		// DC b's bridge, and the link: a veth pair with an end on each.
+		// One link and no other path between the bridges, so no loop.
+		n.twoDC = true
+		setup = append(setup, [][]string{
+			{"-n", n.sw, "link", "add", "br1", "type", "bridge"},
+			{"-n", n.sw, "link", "set", "br1", "up"},
+			{"-n", n.sw, "link", "add", linkA, "type", "veth", "peer", "name", linkB},
+			{"-n", n.sw, "link", "set", linkA, "master", "br0"},
+			{"-n", n.sw, "link", "set", linkB, "master", "br1"},
+			{"-n", n.sw, "link", "set", linkA, "up"},
+			{"-n", n.sw, "link", "set", linkB, "up"},
+		}...)
+	}
+	for _, args := range setup {
 		if err := ip(args...); err != nil {
+			return n, err
+		}
+	}
+	if cfg.DCLink > 0 {
+		if err := n.ShapeDCLink(cfg.DCLink); err != nil {
 			return n, err
 		}
 	}
@@ -124,13 +177,16 @@ func New(ctx context.Context, cfg Config) (n *Net, err error) {
 			return n, err
 		}
 		n.hosts = append(n.hosts, h)
-		s := fmt.Sprintf("s%d", i)
+		s, br := fmt.Sprintf("s%d", i), "br0"
+		if cfg.DCs != nil && cfg.DCs[i] == 1 {
+			br = "br1"
+		}
 		for _, args := range [][]string{
-			{"-n", h, "link", "add", dev, "type", "veth", "peer", "name", s, "netns", n.sw},
+			{"-n", h, "link", "add", dev, "address", mac(i), "type", "veth", "peer", "name", s, "netns", n.sw},
 			{"-n", h, "addr", "add", n.Addr(i) + "/16", "dev", dev},
 			{"-n", h, "link", "set", dev, "up"},
 			{"-n", h, "link", "set", "lo", "up"},
-			{"-n", n.sw, "link", "set", s, "master", "br0"},
+			{"-n", n.sw, "link", "set", s, "master", br},
 			{"-n", n.sw, "link", "set", s, "up"},
 		} {
 			if err := ip(args...); err != nil {
@@ -143,8 +199,33 @@ func New(ctx context.Context, cfg Config) (n *Net, err error) {
 			}
 		}
 	}
+	// Every host knows every other's MAC address from the start, so none
+	// ever asks by ARP. The kernel's neighbour table is shared by all
+	// namespaces and holds at most gc_thresh3 (1024 by default) learned
+	// entries: 33 hosts that all talk to each other need 1056, and runs
+	// side by side add up, after which ARP fails ("no route to host").
+	// Permanent entries do not count towards that limit.
+	for i, h := range n.hosts {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		var batch strings.Builder
+		for j := range n.hosts {
+			if j != i {
+				fmt.Fprintf(&batch, "neigh replace %s lladdr %s dev %s nud permanent\n", n.Addr(j), mac(j), dev)
+			}
+		}
+		cmd := exec.Command("ip", "-n", h, "-batch", "-")
+		cmd.Stdin = strings.NewReader(batch.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return n, fmt.Errorf("ip -n %s -batch (neighbours): %w: %s", h, err, bytes.TrimSpace(out))
+		}
+	}
 	return n, nil
 }
+
+// mac is host i's MAC address: locally administered, unique in the Net.
+func mac(i int) string { return fmt.Sprintf("02:77:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff) }
 
 // Hosts is the number of host namespaces.
 func (n *Net) Hosts() int { return len(n.hosts) }
@@ -158,9 +239,48 @@ func (n *Net) Addr(i int) string { return fmt.Sprintf("10.77.%d.%d", i/250, i%25
 // Shape caps what host i sends at rate bytes per second (its upload),
 // replacing any earlier cap; 0 removes the cap. The token bucket's burst is
 // 10 ms at the rate, at least 64 KiB; packets wait in its queue up to 200 ms.
-func (n *Net) Shape(i int, rate int64) error {
+func (n *Net) Shape(i int, rate int64) error { return shape(n.hosts[i], dev, rate) }
+
+// ShapeDCLink caps each direction of the link between the datacenters at
+// rate bytes per second, as Shape caps an uplink; 0 removes the caps.
+func (n *Net) ShapeDCLink(rate int64) error {
+	if !n.twoDC {
+		return errors.New("netns: one datacenter: no link to shape")
+	}
+	return errors.Join(shape(n.sw, linkA, rate), shape(n.sw, linkB, rate))
+}
+
+// LinkBytes is what the link between the datacenters has carried so far,
+// each way: every byte of every frame (Ethernet headers included) that
+// crossed, whoever sent it. Differences of two readings count a span.
+func (n *Net) LinkBytes() (aToB, bToA int64, err error) {
+	if !n.twoDC {
+		return 0, 0, errors.New("netns: one datacenter: no link to count")
+	}
+	out, err := exec.Command("ip", "-n", n.sw, "-j", "-s", "link", "show", "dev", linkA).Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("netns: link counters: %w", err)
+	}
+	var links []struct {
+		Stats struct {
+			RX, TX struct {
+				Bytes int64 `json:"bytes"`
+			}
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		return 0, 0, fmt.Errorf("netns: link counters: %w: %s", err, bytes.TrimSpace(out))
+	}
+	// A veth pair: what one end sends, the other receives.
+	return links[0].Stats.TX.Bytes, links[0].Stats.RX.Bytes, nil
+}
+
+// shape puts a token bucket on what device dev in namespace ns sends, or
+// removes it (rate 0). The burst is 10 ms at the rate, at least 64 KiB;
+// packets wait in its queue up to 200 ms.
+func shape(ns, dev string, rate int64) error {
 	tc := func(args ...string) error {
-		return run("ip", append([]string{"netns", "exec", n.hosts[i], "tc", "qdisc"}, args...)...)
+		return run("ip", append([]string{"netns", "exec", ns, "tc", "qdisc"}, args...)...)
 	}
 	tc("del", "dev", dev, "root") // none yet is fine
 	if rate == 0 {

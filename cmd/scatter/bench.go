@@ -34,6 +34,9 @@ type benchOptions struct {
 	dir                  string
 	keepDir, noCompare   bool
 	netns, netnsUncapped bool
+	dcLink               int64   // bytes per second, or 0
+	dcLinkU              float64 // × U, or 0
+	dcLinkSet, dcBlind   bool
 	compareAll           bool
 	jsonFile, plotFile   string
 	sizeSet              bool
@@ -67,7 +70,9 @@ func benchCommand() *cli.Command {
 			"0.5 S/U); hetero (10% of hosts upload at U/4); 2dc (hosts alternate between two DC\n" +
 			"labels, the swarm keeps stripes in the origin's DC and lets one bridge per DC talk\n" +
 			"across, and the bytes that crossed are counted; in-process the link between the DCs\n" +
-			"is not shaped); artifact (the artifact round trip:\n" +
+			"is not shaped, and the count is the payload hosts received from the other DC;\n" +
+			"--dc-blind drops the labels for the baseline of peers chosen blind); artifact (the\n" +
+			"artifact round trip:\n" +
 			"build, rebuild after the two mutations, materialize cold and reusing, verify; --size\n" +
 			"defaults to 256MiB there and --dir is its work directory).\n\n" +
 			"--netns (root only) runs the same measurement with every host and the origin a real\n" +
@@ -75,7 +80,9 @@ func benchCommand() *cli.Command {
 			"with --upload-rate U on a link tc shapes to 1.05·U, as an operator caps a daemon just\n" +
 			"below its NIC so that the daemon, not the kernel's queues, decides what leaves first;\n" +
 			"--netns-uncapped leaves the daemons uncapped on a link of U. CPU and peak RSS are then\n" +
-			"the daemons'.\n" +
+			"the daemons'. With --scenario 2dc the DCs are two switches joined by one link, each\n" +
+			"way shaped by tc to --dc-link (default 4U, well below a DC's hosts' uplinks), and what\n" +
+			"crossed is counted on that link: every byte, gossip and control too, not only payload.\n" +
 			"The namespaces are removed when the run ends, on Ctrl-C too.\n\n" +
 			"Run it on an otherwise idle machine: 33 hosts share the cores, and a CPU-bound run\n" +
 			"measures the machine rather than the swarm (the report gives CPU %).",
@@ -96,6 +103,8 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-compare", Usage: "do not compare hosts' trees with their sources"},
 			&cli.BoolFlag{Name: "netns", Usage: "run every host and the origin as a scatter seed process in its own network namespace, uplinks shaped by tc (root only)"},
 			&cli.BoolFlag{Name: "netns-uncapped", Usage: "with --netns: run the daemons without --upload-rate, tc's link at U the only limit"},
+			&cli.StringFlag{Name: "dc-link", Usage: "with --netns --scenario 2dc: the rate of the link between the DCs, each way: a rate (8MiB) or a multiple of U (2U)", DefaultText: "4U"},
+			&cli.BoolFlag{Name: "dc-blind", Usage: "with --scenario 2dc: place hosts in the two DCs but give them no DC labels (peers chosen blind: the baseline)"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
@@ -106,10 +115,15 @@ func benchCommand() *cli.Command {
 				centralHosts: c.Int("central-hosts"), seed: c.Uint64("seed"), dir: c.String("dir"),
 				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"), compareAll: c.Bool("compare-all"),
 				jsonFile: c.String("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"), netns: c.Bool("netns"),
-				netnsUncapped: c.Bool("netns-uncapped"),
-				stdout:        c.App.Writer, stderr: c.App.ErrWriter,
+				netnsUncapped: c.Bool("netns-uncapped"), dcLinkSet: c.IsSet("dc-link"), dcBlind: c.Bool("dc-blind"),
+				stdout: c.App.Writer, stderr: c.App.ErrWriter,
 			}
 			var err error
+			if o.dcLinkSet {
+				if o.dcLink, o.dcLinkU, err = parseDCLink(c.String("dc-link")); err != nil {
+					return err
+				}
+			}
 			if o.size, err = parseSize(c.String("size")); err != nil {
 				return err
 			}
@@ -137,6 +151,12 @@ func runBench(ctx context.Context, o benchOptions) error {
 	if o.netnsUncapped && !o.netns {
 		return usagef("--netns-uncapped goes with --netns")
 	}
+	if o.dcLinkSet && !(o.netns && o.scenario == fanout.TwoDC) {
+		return usagef("--dc-link goes with --netns --scenario 2dc: in-process the link between the DCs is not shaped")
+	}
+	if o.dcBlind && o.scenario != fanout.TwoDC {
+		return usagef("--dc-blind goes with --scenario 2dc")
+	}
 	if o.netns && o.scenario == "artifact" {
 		return usagef("--netns: the artifact round trip runs no hosts")
 	}
@@ -162,7 +182,7 @@ func runBench(ctx context.Context, o benchOptions) error {
 		Dir: dir, Hosts: o.hosts, Size: o.size, Upload: o.upload, OriginUpload: o.originUpload,
 		TargetSU: o.su, Scenario: o.scenario, Seed: o.seed, CentralHosts: o.centralHosts,
 		NoCompare: o.noCompare, CompareAll: o.compareAll, Log: o.log, Progress: o.stderr, Netns: o.netns,
-		NetnsUncapped: o.netnsUncapped,
+		NetnsUncapped: o.netnsUncapped, DCLink: o.dcLink, DCLinkU: o.dcLinkU, DCBlind: o.dcBlind,
 	}
 	if o.netns {
 		if err := netns.Check(); err != nil {
@@ -314,6 +334,23 @@ func generateCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// parseDCLink reads --dc-link: a rate such as 8MiB (bytes per second), or
+// a multiple of U such as 2U or 0.5U.
+func parseDCLink(s string) (rate int64, timesU float64, err error) {
+	if x, ok := strings.CutSuffix(strings.TrimSpace(s), "U"); ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err != nil || f <= 0 {
+			return 0, 0, usagef("--dc-link %q: want a positive multiple of U (2U) or a rate (8MiB)", s)
+		}
+		return 0, f, nil
+	}
+	rate, err = parseSize(s)
+	if err != nil {
+		return 0, 0, usagef("--dc-link: %v", err)
+	}
+	return rate, 0, nil
 }
 
 // parseSize reads sizes such as 512, 64KiB, 64MiB, 1GiB, 500MB, 2GB.

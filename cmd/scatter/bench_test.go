@@ -53,7 +53,9 @@ func TestBenchSmoke(t *testing.T) {
 }
 
 func TestBenchUsage(t *testing.T) {
-	for _, args := range [][]string{{"bench", "--scenario", "3dc"}, {"bench", "--upload", "fast"}, {"bench", "--hosts", "2", "--central-hosts", "3"}} {
+	for _, args := range [][]string{{"bench", "--scenario", "3dc"}, {"bench", "--upload", "fast"}, {"bench", "--hosts", "2", "--central-hosts", "3"},
+		{"bench", "--scenario", "2dc", "--dc-link", "2U"}, {"bench", "--netns", "--dc-link", "2U"}, {"bench", "--dc-blind"},
+		{"bench", "--netns", "--scenario", "2dc", "--dc-link", "fastU"}} {
 		if _, _, code := run(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
@@ -111,6 +113,65 @@ func TestBenchNetnsSmoke(t *testing.T) {
 	// the origin and each other, and the origin sent at least a copy.
 	if f := rep.FanOut; f.OriginUpS < 0.9 || f.FromPeers <= 0 || rep.Resources.PeakRSSPerHost <= 0 {
 		t.Errorf("origin sent %.2f S, from peers %.0f per host, peak RSS per daemon %d", f.OriginUpS, f.FromPeers, rep.Resources.PeakRSSPerHost)
+	}
+	if t.Failed() {
+		t.Logf("stderr:\n%s", errOut.String())
+	}
+}
+
+// TestBenchNetnsTwoDCSmoke runs `scatter bench --netns --scenario 2dc`
+// small: the two datacenters on two switches joined by a shaped link. At
+// least a copy of the release must cross to dc2 (it has hosts, and no
+// stripe of its own), and with one bridge per side not much more; the
+// count is every byte on the link, gossip and control too.
+func TestBenchNetnsTwoDCSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 25 s of real processes; runs without -short")
+	}
+	if err := netns.Check(); err != nil {
+		t.Skip(err)
+	}
+	bin := scatterBinary(t)
+	dir := t.TempDir()
+	js := filepath.Join(dir, "bench.json")
+	cmd := exec.Command(bin, "bench", "--netns", "--scenario", "2dc", "--hosts", "5", "--size", "4MiB", "--su", "3s",
+		"--dc-link", "2U", "--json", js, "--dir", dir)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if left := namespacesOf(t, cmd.Process.Pid); len(left) > 0 {
+		t.Errorf("namespaces left behind: %v", left)
+	}
+	if err != nil {
+		if strings.Contains(errOut.String(), netns.ErrUnavailable.Error()) {
+			t.Skipf("namespaces unavailable: %s", errOut.String())
+		}
+		t.Fatalf("scatter bench --netns --scenario 2dc: %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{"mode netns", "every byte on the link between the DCs", "dc1→dc2", "identical to its source: true"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep fanout.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("--json: %v", err)
+	}
+	if p := rep.Params; p.Mode != fanout.Netns || p.Scenario != fanout.TwoDC || p.DCLinkU != 2 || p.DCLink != 2*p.Upload {
+		t.Errorf("params %+v", p)
+	}
+	for _, p := range rep.Problems(5) {
+		t.Error(p)
+	}
+	f := rep.FanOut
+	S := float64(f.S)
+	if f.CrossDC != f.CrossDC1To2+f.CrossDC2To1 || float64(f.CrossDC1To2) < 0.95*S || float64(f.CrossDC) > 4*S {
+		t.Errorf("cold: %d bytes crossed (%d to dc2, %d back), S = %d: want at least a copy to dc2, at most 4 in all",
+			f.CrossDC, f.CrossDC1To2, f.CrossDC2To1, f.S)
 	}
 	if t.Failed() {
 		t.Logf("stderr:\n%s", errOut.String())
