@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,5 +64,45 @@ func TestTwoDatacentersCrossOnce(t *testing.T) {
 	}
 	if aware >= blind {
 		t.Fatalf("labels did not reduce cross-datacenter bytes: %d vs %d", aware, blind)
+	}
+}
+
+// Which peers a host dials across datacenters follows Config.Bridges: the
+// first Bridges hosts of each datacenter by name talk across, the others
+// only within their own.
+func TestReachableFollowsBridges(t *testing.T) {
+	peers := []Peer{{Name: "origin", DC: "a", Origin: true}}
+	for _, p := range []struct{ name, dc string }{{"a1", "a"}, {"a2", "a"}, {"a3", "a"}, {"b1", "b"}, {"b2", "b"}, {"b3", "b"}} {
+		peers = append(peers, Peer{Name: p.name, DC: p.dc})
+	}
+	names := func(ps []Peer) string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		sort.Strings(out)
+		return strings.Join(out, " ")
+	}
+	for _, c := range []struct {
+		self    string
+		bridges int
+		want    string
+	}{
+		{"b1", 1, "a1 b2 b3 origin"},
+		{"b2", 1, "b1 b3 origin"},
+		{"b2", 2, "a1 a2 b1 b3 origin"},
+		{"b3", 2, "b1 b2 origin"},
+		{"a3", 3, "a1 a2 b1 b2 b3 origin"},
+	} {
+		n := &Node{cfg: Config{Name: c.self, DC: c.self[:1], Bridges: c.bridges}}
+		var others []Peer
+		for _, p := range peers {
+			if p.Name != c.self {
+				others = append(others, p)
+			}
+		}
+		if got := names(n.reachable(others)); got != c.want {
+			t.Errorf("%s with %d bridges dials %q, want %q", c.self, c.bridges, got, c.want)
+		}
 	}
 }

@@ -70,7 +70,9 @@ type cluster struct {
 	// blind: nodes keep their datacenter (placement, counting) but get no
 	// DC label (Config.DCBlind).
 	blind bool
-	mu    sync.Mutex
+	// bridges: swarm.Config.Bridges of every node (0: the default).
+	bridges int
+	mu      sync.Mutex
 }
 
 func newCluster(dir string) *cluster {
@@ -139,6 +141,7 @@ func (c *cluster) startInproc(ctx context.Context, n *node, origin bool) (member
 	if !c.blind {
 		cfg.DC = n.dc
 	}
+	cfg.Bridges = c.bridges
 	if !origin {
 		cfg.Repos = actions(n.app.Addr().String())
 	}

@@ -79,7 +79,9 @@ type Config struct {
 	// DCBlind places the 2dc scenario's hosts in their datacenters but
 	// gives them no DC labels: the swarm chooses peers blind, the
 	// baseline for its topology-aware choice.
-	DCBlind  bool
+	DCBlind bool
+	// Bridges is swarm.Config.Bridges for every host; 0: the default.
+	Bridges  int
 	Log      *slog.Logger // nil: discard
 	Progress io.Writer    // a line per step; nil: none
 }
@@ -166,9 +168,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.setDefaults()
 	r := &run{cfg: cfg, c: newCluster(cfg.Dir), start: time.Now()}
 	r.c.blind = cfg.DCBlind
+	r.c.bridges = cfg.Bridges
 	r.rep = &Report{Machine: machine(), Identical: true, Params: Params{
 		Mode: Inproc, Hosts: cfg.Hosts, Size: cfg.Size, Scenario: cfg.Scenario, Seed: cfg.Seed, CentralHosts: cfg.CentralHosts,
-		DCBlind: cfg.DCBlind,
+		DCBlind: cfg.DCBlind, Bridges: cfg.Bridges,
 	}}
 	if cfg.Netns {
 		r.rep.Params.Mode = Netns

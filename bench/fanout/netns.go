@@ -108,6 +108,9 @@ func (f *netnsFleet) start(ctx context.Context, c *cluster, n *node, origin bool
 	if c.seed != "" {
 		args = append(args, "--join", c.seed)
 	}
+	if c.bridges > 0 {
+		args = append(args, "--bridges", strconv.Itoa(c.bridges))
+	}
 	if n.dc != "" && !c.blind {
 		args = append(args, "--dc", n.dc)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"scatter/swarm"
 )
 
 func mib(b float64) string {
@@ -102,7 +104,11 @@ func (rep *Report) Print(w io.Writer) {
 // printTwoDC says what crossed between the datacenters in each fan-out.
 func (rep *Report) printTwoDC(w io.Writer) {
 	p := rep.Params
-	choice := "topology-aware: stripes in dc1, one bridge per DC talks across"
+	bridges := p.Bridges
+	if bridges == 0 {
+		bridges = swarm.DefaultBridges
+	}
+	choice := fmt.Sprintf("topology-aware: stripes in dc1, %d bridge(s) per DC talk across", bridges)
 	if p.DCBlind {
 		choice = "no DC labels: peers chosen blind"
 	}

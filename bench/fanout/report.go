@@ -66,7 +66,9 @@ type Params struct {
 	DCLink  int64   `json:"dc_link,omitempty"`
 	DCLinkU float64 `json:"dc_link_u,omitempty"`
 	// DCBlind: 2dc without DC labels, peers chosen blind.
-	DCBlind      bool   `json:"dc_blind,omitempty"`
+	DCBlind bool `json:"dc_blind,omitempty"`
+	// Bridges: hosts per datacenter that fetch across (0: the default).
+	Bridges      int    `json:"bridges,omitempty"`
 	Seed         uint64 `json:"seed"`
 	CentralHosts int    `json:"central_hosts"`
 	Canary       int    `json:"canary"`

@@ -37,6 +37,7 @@ type benchOptions struct {
 	dcLink               int64   // bytes per second, or 0
 	dcLinkU              float64 // × U, or 0
 	dcLinkSet, dcBlind   bool
+	bridges              int
 	compareAll           bool
 	jsonFile, plotFile   string
 	sizeSet              bool
@@ -68,7 +69,7 @@ func benchCommand() *cli.Command {
 			"Scenarios (--scenario): cold (default: cold fan-out, then the two deltas); churn (10%\n" +
 			"of hosts closed at 0.4 S/U and restarted at 1.5 S/U); late (10% of hosts start at\n" +
 			"0.5 S/U); hetero (10% of hosts upload at U/4); 2dc (hosts alternate between two DC\n" +
-			"labels, the swarm keeps stripes in the origin's DC and lets one bridge per DC talk\n" +
+			"labels, the swarm keeps stripes in the origin's DC and lets one bridge per DC (--bridges) talk\n" +
 			"across, and the bytes that crossed are counted; in-process the link between the DCs\n" +
 			"is not shaped, and the count is the payload hosts received from the other DC;\n" +
 			"--dc-blind drops the labels for the baseline of peers chosen blind); artifact (the\n" +
@@ -104,6 +105,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "netns", Usage: "run every host and the origin as a scatter seed process in its own network namespace, uplinks shaped by tc (root only)"},
 			&cli.BoolFlag{Name: "netns-uncapped", Usage: "with --netns: run the daemons without --upload-rate, tc's link at U the only limit"},
 			&cli.StringFlag{Name: "dc-link", Usage: "with --netns --scenario 2dc: the rate of the link between the DCs, each way: a rate (8MiB) or a multiple of U (2U)", DefaultText: "4U"},
+			&cli.IntFlag{Name: "bridges", Usage: "with --scenario 2dc: hosts per datacenter that fetch across (scatter seed --bridges)", DefaultText: "1"},
 			&cli.BoolFlag{Name: "dc-blind", Usage: "with --scenario 2dc: place hosts in the two DCs but give them no DC labels (peers chosen blind: the baseline)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -116,7 +118,8 @@ func benchCommand() *cli.Command {
 				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"), compareAll: c.Bool("compare-all"),
 				jsonFile: c.String("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"), netns: c.Bool("netns"),
 				netnsUncapped: c.Bool("netns-uncapped"), dcLinkSet: c.IsSet("dc-link"), dcBlind: c.Bool("dc-blind"),
-				stdout: c.App.Writer, stderr: c.App.ErrWriter,
+				bridges: c.Int("bridges"),
+				stdout:  c.App.Writer, stderr: c.App.ErrWriter,
 			}
 			var err error
 			if o.dcLinkSet {
@@ -154,6 +157,9 @@ func runBench(ctx context.Context, o benchOptions) error {
 	if o.dcLinkSet && !(o.netns && o.scenario == fanout.TwoDC) {
 		return usagef("--dc-link goes with --netns --scenario 2dc: in-process the link between the DCs is not shaped")
 	}
+	if o.bridges != 0 && (o.scenario != fanout.TwoDC || o.bridges < 0) {
+		return usagef("--bridges: a positive count, with --scenario 2dc")
+	}
 	if o.dcBlind && o.scenario != fanout.TwoDC {
 		return usagef("--dc-blind goes with --scenario 2dc")
 	}
@@ -182,7 +188,7 @@ func runBench(ctx context.Context, o benchOptions) error {
 		Dir: dir, Hosts: o.hosts, Size: o.size, Upload: o.upload, OriginUpload: o.originUpload,
 		TargetSU: o.su, Scenario: o.scenario, Seed: o.seed, CentralHosts: o.centralHosts,
 		NoCompare: o.noCompare, CompareAll: o.compareAll, Log: o.log, Progress: o.stderr, Netns: o.netns,
-		NetnsUncapped: o.netnsUncapped, DCLink: o.dcLink, DCLinkU: o.dcLinkU, DCBlind: o.dcBlind,
+		NetnsUncapped: o.netnsUncapped, DCLink: o.dcLink, DCLinkU: o.dcLinkU, DCBlind: o.dcBlind, Bridges: o.bridges,
 	}
 	if o.netns {
 		if err := netns.Check(); err != nil {

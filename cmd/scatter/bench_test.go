@@ -55,7 +55,8 @@ func TestBenchSmoke(t *testing.T) {
 func TestBenchUsage(t *testing.T) {
 	for _, args := range [][]string{{"bench", "--scenario", "3dc"}, {"bench", "--upload", "fast"}, {"bench", "--hosts", "2", "--central-hosts", "3"},
 		{"bench", "--scenario", "2dc", "--dc-link", "2U"}, {"bench", "--netns", "--dc-link", "2U"}, {"bench", "--dc-blind"},
-		{"bench", "--netns", "--scenario", "2dc", "--dc-link", "fastU"}} {
+		{"bench", "--netns", "--scenario", "2dc", "--dc-link", "fastU"}, {"bench", "--bridges", "2"},
+		{"bench", "--scenario", "2dc", "--bridges", "-1"}, {"bench", "--netns-uncapped"}} {
 		if _, _, code := run(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}

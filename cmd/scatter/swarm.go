@@ -49,6 +49,7 @@ func seedCommand() *cli.Command {
 			&cli.StringFlag{Name: "label", Value: "scatter", Usage: "cluster label: clusters with different labels ignore each other"},
 			&cli.StringFlag{Name: "dc", Usage: "datacenter label"},
 			&cli.StringFlag{Name: "rack", Usage: "rack label"},
+			&cli.IntFlag{Name: "bridges", Value: swarm.DefaultBridges, Usage: "hosts of each datacenter that fetch from other datacenters (the first by name); the same on every host. More use more of a wide link between datacenters, at more copies across"},
 			&cli.StringFlag{Name: "upload-rate", Usage: "upload cap per second, e.g. 50MiB (default: unlimited)"},
 			&cli.StringFlag{Name: "download-rate", Usage: "download cap per second (default: unlimited)"},
 			&cli.IntFlag{Name: "keep", Value: 5, Usage: "releases kept per repo"},
@@ -95,7 +96,7 @@ func seedCommand() *cli.Command {
 				Name: c.String("name"), DataDir: data, PubKey: pub, Origin: c.Bool("origin"),
 				BindAddr: pick("bind", sc.Bind), GossipPort: c.Int("gossip-port"), BTPort: c.Int("bt-port"),
 				HTTPPort: c.Int("http-port"), Join: c.StringSlice("join"), Label: c.String("label"),
-				DC: pick("dc", sc.DC), Rack: pick("rack", sc.Rack), Keep: c.Int("keep"), Log: log,
+				DC: pick("dc", sc.DC), Rack: pick("rack", sc.Rack), Bridges: c.Int("bridges"), Keep: c.Int("keep"), Log: log,
 				UploadRate: sc.UploadRate, DownloadRate: sc.DownloadRate, Repos: sc.Repos,
 			}
 			if !c.IsSet("join") && len(sc.Join) > 0 {

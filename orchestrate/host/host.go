@@ -49,8 +49,11 @@ type Config struct {
 	ClusterKey                   []byte   // 16/24/32 bytes: gossip encryption; nil: none
 	Label                        string   // separates clusters on one network
 	DC, Rack                     string
-	UploadRate, DownloadRate     int64 // bytes per second; 0: unlimited
-	Keep                         int   // releases kept per repo; default 5
+	// Bridges is how many hosts of each datacenter fetch across
+	// datacenters (swarm.Config.Bridges); the same on every host.
+	Bridges                  int
+	UploadRate, DownloadRate int64 // bytes per second; 0: unlimited
+	Keep                     int   // releases kept per repo; default 5
 	// PushPullInterval is how often hosts exchange state blobs; default 30 s.
 	PushPullInterval time.Duration
 	// OffloadAfter: see swarm.Config.
@@ -148,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		},
 		HTTPAddr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.HTTPPort)),
 		Keep:     cfg.Keep, Peers: peerSource{h}, OnChange: h.changed, Log: h.log,
-		OffloadAfter: cfg.OffloadAfter, DC: cfg.DC,
+		OffloadAfter: cfg.OffloadAfter, DC: cfg.DC, Bridges: cfg.Bridges,
 	})
 	if err != nil {
 		return nil, err
