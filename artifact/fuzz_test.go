@@ -4,9 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"reflect"
 	"testing"
+	"testing/iotest"
 )
 
 // FuzzManifest feeds arbitrary bytes to the manifest decoders. They must
@@ -34,6 +36,7 @@ func FuzzManifest(f *testing.F) {
 			}
 		}
 		m, err := UnmarshalBody(data)
+		checkEntryReader(t, data, m, err)
 		if err != nil {
 			return
 		}
@@ -80,4 +83,45 @@ func FuzzReadTar(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// checkEntryReader requires the streaming entry reader, over memory and
+// over a stream, to refuse exactly what UnmarshalBody refuses (want, wantErr)
+// and to yield the same entries.
+func checkEntryReader(t *testing.T, data []byte, want *Manifest, wantErr error) {
+	t.Helper()
+	if len(data) > maxBodySize {
+		return
+	}
+	for _, r := range []*decoder{
+		{buf: data},
+		{rd: iotest.OneByteReader(bytes.NewReader(data)), left: len(data)},
+	} {
+		got, err := readAllEntries(r)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("entry reader: err %v, UnmarshalBody: %v", err, wantErr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatal("entry reader and UnmarshalBody decode differently")
+		}
+	}
+}
+
+func readAllEntries(r *decoder) (*Manifest, error) {
+	er, err := newEntryReader(r, nil)
+	if err != nil {
+		return nil, err
+	}
+	m := er.head
+	m.Entries = []Entry{}
+	for {
+		e, err := er.next()
+		if errors.Is(err, io.EOF) {
+			return m, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		m.Entries = append(m.Entries, *e)
+	}
 }

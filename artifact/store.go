@@ -157,19 +157,19 @@ func (s *Store) PutManifest(sm *Signed) error {
 	return nil
 }
 
-// PutEnvelope stores envelope, the exact bytes that sm was opened from
-// (Open or DecodeSigned), as received. Encoding the decoded manifest again
-// would hold a second compressed copy and its encoder's buffers at once:
-// megabytes for a large release, at the moment a host's memory peaks.
-func (s *Store) PutEnvelope(sm *Signed, envelope []byte) error {
+// PutEnvelope stores envelope, the exact bytes that t was opened from
+// (OpenTable), as received. Encoding the manifest again would hold a
+// second compressed copy and its encoder's buffers at once: megabytes for
+// a large release, at the moment a host's memory peaks.
+func (s *Store) PutEnvelope(t *Table, envelope []byte) error {
 	k := len(envelopeMagic)
-	if !bytes.HasPrefix(envelope, []byte(envelopeMagic)) || len(envelope) < k+len(sm.PubKey)+len(sm.Sig) ||
-		!bytes.Equal(envelope[k:k+len(sm.PubKey)], sm.PubKey) || !bytes.Equal(envelope[k+len(sm.PubKey):k+len(sm.PubKey)+len(sm.Sig)], sm.Sig) {
-		return fmt.Errorf("store manifest %s: the envelope is not the one the manifest was opened from", sm.ID.Short())
+	if !bytes.HasPrefix(envelope, []byte(envelopeMagic)) || len(t.pubKey) == 0 || len(envelope) < k+len(t.pubKey)+len(t.sig) ||
+		!bytes.Equal(envelope[k:k+len(t.pubKey)], t.pubKey) || !bytes.Equal(envelope[k+len(t.pubKey):k+len(t.pubKey)+len(t.sig)], t.sig) {
+		return fmt.Errorf("store manifest %s: the envelope is not the one the table was opened from", t.ID.Short())
 	}
-	dst := filepath.Join(s.dir, "manifests", sm.ID.String())
+	dst := filepath.Join(s.dir, "manifests", t.ID.String())
 	if err := writeAtomic(filepath.Join(s.dir, "tmp"), dst, envelope, 0o444); err != nil {
-		return fmt.Errorf("store manifest %s: %w", sm.ID.Short(), err)
+		return fmt.Errorf("store manifest %s: %w", t.ID.Short(), err)
 	}
 	return nil
 }
