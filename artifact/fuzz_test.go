@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"slices"
 	"testing"
 	"testing/iotest"
 )
@@ -97,7 +98,7 @@ func checkEntryReader(t *testing.T, data []byte, want *Manifest, wantErr error) 
 		{buf: data},
 		{rd: iotest.OneByteReader(bytes.NewReader(data)), left: len(data)},
 	} {
-		got, err := readAllEntries(r)
+		got, err := readAllEntries(r, nil)
 		if (err == nil) != (wantErr == nil) {
 			t.Fatalf("entry reader: err %v, UnmarshalBody: %v", err, wantErr)
 		}
@@ -105,10 +106,18 @@ func checkEntryReader(t *testing.T, data []byte, want *Manifest, wantErr error) 
 			t.Fatal("entry reader and UnmarshalBody decode differently")
 		}
 	}
+	if wantErr == nil {
+		// Staging reads the body again with the table it holds.
+		r := &decoder{rd: iotest.OneByteReader(bytes.NewReader(data)), left: len(data)}
+		if got, err := readAllEntries(r, slices.Clone(want.Chunks)); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("entry reader with the known table: %v", err)
+		}
+	}
 }
 
-func readAllEntries(r *decoder) (*Manifest, error) {
-	er, err := newEntryReader(r, nil)
+// readAllEntries reads a body with an entryReader (known: see decodeHead).
+func readAllEntries(r *decoder, known []ChunkRef) (*Manifest, error) {
+	er, err := newEntryReader(r, known)
 	if err != nil {
 		return nil, err
 	}

@@ -235,7 +235,11 @@ func decodeHead(r *decoder, known []ChunkRef) (*Manifest, int) {
 			return nil, 0
 		}
 		for i := range known {
-			if id, size := r.raw(core.HashSize), r.int(math.MaxUint32); r.err == nil && (!bytes.Equal(id, known[i].ID[:]) || uint32(size) != known[i].Size) {
+			// Compare the ID before the next read, which may reuse its bytes.
+			if id := r.raw(core.HashSize); r.err == nil && !bytes.Equal(id, known[i].ID[:]) {
+				r.fail(fmt.Errorf("chunk %d differs from the known table", i))
+			}
+			if size := r.int(math.MaxUint32); r.err == nil && uint32(size) != known[i].Size {
 				r.fail(fmt.Errorf("chunk %d differs from the known table", i))
 			}
 		}
