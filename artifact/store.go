@@ -28,7 +28,7 @@ import (
 // rename), so a crash or a full disk leaves at most garbage in tmp/. Chunks
 // are verified against their ID whenever they are read.
 //
-// The chunk index lives in memory (48 bytes a chunk, index.go) and is read from
+// The chunk index lives in memory (16 bytes a chunk, index.go) and is read from
 // the packs' own indexes at open. A Store is safe for concurrent use; other
 // processes' new packs become visible after Refresh.
 type Store struct {
