@@ -157,23 +157,6 @@ func (s *Store) PutManifest(sm *Signed) error {
 	return nil
 }
 
-// PutEnvelope stores envelope, the exact bytes that t was opened from
-// (OpenTable), as received. Encoding the manifest again would hold a
-// second compressed copy and its encoder's buffers at once: megabytes for
-// a large release, at the moment a host's memory peaks.
-func (s *Store) PutEnvelope(t *Table, envelope []byte) error {
-	k := len(envelopeMagic)
-	if !bytes.HasPrefix(envelope, []byte(envelopeMagic)) || len(t.pubKey) == 0 || len(envelope) < k+len(t.pubKey)+len(t.sig) ||
-		!bytes.Equal(envelope[k:k+len(t.pubKey)], t.pubKey) || !bytes.Equal(envelope[k+len(t.pubKey):k+len(t.pubKey)+len(t.sig)], t.sig) {
-		return fmt.Errorf("store manifest %s: the envelope is not the one the table was opened from", t.ID.Short())
-	}
-	dst := filepath.Join(s.dir, "manifests", t.ID.String())
-	if err := writeAtomic(filepath.Join(s.dir, "tmp"), dst, envelope, 0o444); err != nil {
-		return fmt.Errorf("store manifest %s: %w", t.ID.Short(), err)
-	}
-	return nil
-}
-
 // ManifestEnvelope returns the stored envelope of release id as is, for
 // serving to peers: they verify it themselves, and decoding a large
 // release's manifest only to encode it again costs megabytes.
@@ -310,9 +293,23 @@ func writeAtomic(tmpDir, dst string, data []byte, mode fs.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(tmpDir, "w-*")
+	tmp, err := writeTemp(tmpDir, data, mode)
 	if err != nil {
 		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// writeTemp writes data to a new synced file in tmpDir and returns its
+// path; on error it leaves nothing behind.
+func writeTemp(tmpDir string, data []byte, mode fs.FileMode) (string, error) {
+	f, err := os.CreateTemp(tmpDir, "w-*")
+	if err != nil {
+		return "", err
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -325,14 +322,11 @@ func writeAtomic(tmpDir, dst string, data []byte, mode fs.FileMode) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
+		return "", err
 	}
-	return syncDir(filepath.Dir(dst))
+	return tmp, nil
 }
 
 func readDirNames(dir string) ([]string, error) {

@@ -1,6 +1,7 @@
 package artifact
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	crand "crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -390,5 +392,41 @@ func TestMaterializeStored(t *testing.T) {
 	}
 	if names, _ := readDirNames(out); len(names) != 2 {
 		t.Fatalf("a refused manifest left something behind: %v", names)
+	}
+}
+
+// PutFetched stores an envelope only if it is the wanted release, signed
+// by the trusted key, and leaves nothing behind otherwise.
+func TestPutFetched(t *testing.T) {
+	_, st, _ := builtRelease(t)
+	env := st.Encode()
+	pub := st.PubKey
+	dst := newStore(t)
+	for _, c := range []struct {
+		name    string
+		trusted ed25519.PublicKey
+		want    core.ReleaseID
+	}{
+		{"another release", pub, core.ReleaseID{1}},
+		{"another key", newKey(t).Public().(ed25519.PublicKey), st.ID},
+	} {
+		if _, err := dst.PutFetched(env, c.trusted, c.want); err == nil {
+			t.Fatalf("%s: stored", c.name)
+		}
+		for _, sub := range []string{"manifests", "tmp"} {
+			if names, _ := readDirNames(filepath.Join(dst.Dir(), sub)); len(names) != 0 {
+				t.Fatalf("%s: left %v in %s", c.name, names, sub)
+			}
+		}
+	}
+	tb, err := dst.PutFetched(env, pub, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dst.ManifestEnvelope(st.ID); err != nil || !bytes.Equal(got, env) {
+		t.Fatalf("stored envelope differs: %v", err)
+	}
+	if tb.ID != st.ID || !reflect.DeepEqual(tb.Chunks, st.Manifest.Chunks) {
+		t.Fatal("table differs from the manifest's")
 	}
 }

@@ -2,6 +2,7 @@ package artifact
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -16,6 +17,7 @@ import (
 
 	"scatter/artifact/chunker"
 	"scatter/artifact/core"
+	"scatter/artifact/keys"
 )
 
 // Table is what fetching and serving a release need of its manifest: the
@@ -28,20 +30,26 @@ type Table struct {
 	Parent   core.ReleaseID
 	Chunking chunker.Params
 	Chunks   []ChunkRef
-	// pubKey and sig identify the envelope it was opened from (PutEnvelope).
-	pubKey, sig []byte
 }
 
 // Table returns the chunk table of a decoded manifest, sharing its array.
 func (s *Signed) Table() *Table {
 	m := s.Manifest
-	return &Table{ID: s.ID, Parent: m.Parent, Chunking: m.Chunking, Chunks: m.Chunks, pubKey: s.PubKey, sig: s.Sig}
+	return &Table{ID: s.ID, Parent: m.Parent, Chunking: m.Chunking, Chunks: m.Chunks}
 }
 
 // OpenTable is Open keeping only the chunk table: the envelope must carry
 // the trusted key's signature and a manifest that UnmarshalBody accepts,
 // but its entries are checked as they are read and not kept.
 func OpenTable(b []byte, trusted ed25519.PublicKey) (*Table, error) {
+	return openTable(b, trusted, nil)
+}
+
+// openTable is OpenTable; keep, if not nil, is given the envelope once its
+// signature verifies and before the entries are decoded, the envelope's
+// last use here: a caller that drops it too lets it be collected before
+// the chunk table is allocated.
+func openTable(b []byte, trusted ed25519.PublicKey, keep func([]byte) error) (*Table, error) {
 	if err := signerTrusted(b, trusted); err != nil {
 		return nil, err
 	}
@@ -49,8 +57,13 @@ func OpenTable(b []byte, trusted ed25519.PublicKey) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(body) > maxBodySize {
-		return nil, fmt.Errorf("decode manifest: body of %d bytes exceeds %d", len(body), maxBodySize)
+	if !bytes.Equal(s.PubKey, trusted) {
+		return nil, fmt.Errorf("manifest: %w", keys.ErrWrongKey)
+	}
+	if keep != nil {
+		if err := keep(b); err != nil {
+			return nil, err
+		}
 	}
 	er, err := newEntryReader(&decoder{buf: body}, nil)
 	if err != nil {
@@ -63,12 +76,43 @@ func OpenTable(b []byte, trusted ed25519.PublicKey) (*Table, error) {
 			return nil, err
 		}
 	}
-	s.ID, s.Body = sha256.Sum256(body), body
-	if err := s.VerifiedBy(trusted); err != nil {
+	m := er.head
+	return &Table{ID: sha256.Sum256(body), Parent: m.Parent, Chunking: m.Chunking, Chunks: m.Chunks}, nil
+}
+
+// PutFetched opens an envelope fetched from a peer as OpenTable does and,
+// once it passes and is release want, stores it as received: encoding the manifest again would
+// hold a second compressed copy and its encoder's buffers. The envelope is
+// written to a temporary file as soon as its signature verifies and is
+// renamed into place only once the whole manifest has passed; a caller
+// that keeps no other reference to b lets it be collected before the chunk
+// table is decoded (b, body and table together were a host's peak).
+func (s *Store) PutFetched(b []byte, trusted ed25519.PublicKey, want core.ReleaseID) (*Table, error) {
+	var tmp string
+	t, err := openTable(b, trusted, func(env []byte) error {
+		var err error
+		tmp, err = writeTemp(filepath.Join(s.dir, "tmp"), env, 0o444)
+		return err
+	})
+	if err == nil && t.ID != want {
+		err = fmt.Errorf("manifest of release %s, want %s", t.ID.Short(), want.Short())
+	}
+	if err == nil {
+		dst := filepath.Join(s.dir, "manifests", t.ID.String())
+		if err = os.Rename(tmp, dst); err == nil {
+			err = syncDir(filepath.Dir(dst))
+		}
+		if err != nil {
+			err = fmt.Errorf("store manifest %s: %w", t.ID.Short(), err)
+		}
+	}
+	if err != nil {
+		if tmp != "" {
+			os.Remove(tmp)
+		}
 		return nil, err
 	}
-	m := er.head
-	return &Table{ID: s.ID, Parent: m.Parent, Chunking: m.Chunking, Chunks: m.Chunks, pubKey: s.PubKey, sig: s.Sig}, nil
+	return t, nil
 }
 
 // Table reads the stored manifest of release id and returns its chunk

@@ -854,22 +854,15 @@ func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Table, error) {
 		return t, nil
 	}
 	var t *artifact.Table
-	env, err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), artifact.MaxEnvelopeSize, func(b []byte) error {
-		got, err := artifact.OpenTable(b, n.cfg.PubKey)
-		if err != nil {
-			return err
-		}
-		if got.ID != a.Release {
-			return fmt.Errorf("peer sent release %s", got.ID.Short())
-		}
+	// The envelope is not kept here: PutFetched stores it and lets it go
+	// before decoding the chunk table.
+	err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), artifact.MaxEnvelopeSize, func(b []byte) error {
+		got, err := r.st.PutFetched(b, n.cfg.PubKey, a.Release)
 		t = got
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch manifest: %w", err)
-	}
-	if err := r.st.PutEnvelope(t, env); err != nil {
-		return nil, err
 	}
 	return t, nil
 }
@@ -884,10 +877,11 @@ func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (
 	path := filepath.Join(r.dir, "torrents", a.Release.String()+"."+kind.String())
 	info, err := os.ReadFile(path)
 	if err != nil || InfoHash(info) != want {
-		info, err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), 64<<20, func(b []byte) error {
+		err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), 64<<20, func(b []byte) error {
 			if InfoHash(b) != want {
 				return errors.New("info hash does not match the announcement")
 			}
+			info = b
 			return nil
 		})
 		if err != nil {
@@ -908,11 +902,12 @@ func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (
 }
 
 // fromPeers GETs path from peers in turn until one answers with bytes that
-// pass check.
-func (n *Node) fromPeers(path string, limit int64, check func([]byte) error) ([]byte, error) {
+// use accepts. The bytes are use's: fromPeers keeps no reference to them,
+// so that use can let a large response go as soon as it is done with it.
+func (n *Node) fromPeers(path string, limit int64, use func([]byte) error) error {
 	peers := n.cfg.Peers.Peers()
 	if len(peers) == 0 {
-		return nil, errors.New("no peers to ask")
+		return errors.New("no peers to ask")
 	}
 	var errs []string
 	for _, i := range rand.Perm(len(peers)) {
@@ -922,14 +917,14 @@ func (n *Node) fromPeers(path string, limit int64, check func([]byte) error) ([]
 		}
 		b, err := n.get(p.HTTP, path, limit)
 		if err == nil {
-			err = check(b)
+			err = use(b)
 		}
 		if err == nil {
-			return b, nil
+			return nil
 		}
 		errs = append(errs, p.Name+": "+err.Error())
 	}
-	return nil, fmt.Errorf("no peer could serve %s: %s", path, strings.Join(errs, "; "))
+	return fmt.Errorf("no peer could serve %s: %s", path, strings.Join(errs, "; "))
 }
 
 // stage materializes the release under releases/<id>, reusing the newest
