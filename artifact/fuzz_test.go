@@ -10,6 +10,8 @@ import (
 	"slices"
 	"testing"
 	"testing/iotest"
+
+	"scatter/artifact/core"
 )
 
 // FuzzManifest feeds arbitrary bytes to the manifest decoders. They must
@@ -105,6 +107,12 @@ func checkEntryReader(t *testing.T, data []byte, want *Manifest, wantErr error) 
 		if err == nil && !reflect.DeepEqual(got, want) {
 			t.Fatal("entry reader and UnmarshalBody decode differently")
 		}
+	}
+	// A table is read with one entry reused throughout.
+	if tb, err := readTable(&decoder{buf: data}, core.ReleaseID{}, nil); (err == nil) != (wantErr == nil) {
+		t.Fatalf("readTable: err %v, UnmarshalBody: %v", err, wantErr)
+	} else if err == nil && !reflect.DeepEqual(tb.Chunks, want.Chunks) {
+		t.Fatal("readTable and UnmarshalBody decode different tables")
 	}
 	if wantErr == nil {
 		// Staging reads the body again with the table it holds.

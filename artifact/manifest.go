@@ -270,7 +270,11 @@ func decodeEntry(r *decoder, i, chunks int, e *Entry) {
 		if r.err != nil {
 			return
 		}
-		e.Chunks = make([]uint32, k)
+		if e.Chunks != nil && cap(e.Chunks) >= k {
+			e.Chunks = e.Chunks[:k] // reused (entryReader.nextInto)
+		} else {
+			e.Chunks = make([]uint32, k)
+		}
 		next := int64(0)
 		for j := range e.Chunks {
 			c := r.varint() + next

@@ -112,7 +112,7 @@ func openEnvelope(b []byte) (*Signed, []byte, error) {
 	k := len(signContext)
 	msg := make([]byte, k, k+int(size)+decodeSlack)
 	copy(msg, signContext)
-	body, err := zstdDecodeInto(p[n:], msg[k:], int(size))
+	body, err := zstdDecodeManifest(p[n:], msg[k:], int(size))
 	if err != nil {
 		return nil, nil, fmt.Errorf("decode manifest: body: %w", err)
 	}

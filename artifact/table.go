@@ -42,94 +42,124 @@ func (s *Signed) Table() *Table {
 // the trusted key's signature and a manifest that UnmarshalBody accepts,
 // but its entries are checked as they are read and not kept.
 func OpenTable(b []byte, trusted ed25519.PublicKey) (*Table, error) {
-	return openTable(b, trusted, nil)
+	id, body, err := verifyEnvelope(b, trusted)
+	if err != nil {
+		return nil, err
+	}
+	return readTable(&decoder{buf: body}, id, nil)
 }
 
-// openTable is OpenTable; keep, if not nil, is given the envelope once its
-// signature verifies and before the entries are decoded, the envelope's
-// last use here: a caller that drops it too lets it be collected before
-// the chunk table is allocated.
-func openTable(b []byte, trusted ed25519.PublicKey, keep func([]byte) error) (*Table, error) {
+// verifyEnvelope checks that the trusted key signed envelope b, and
+// returns its release ID and body.
+func verifyEnvelope(b []byte, trusted ed25519.PublicKey) (core.ReleaseID, []byte, error) {
 	if err := signerTrusted(b, trusted); err != nil {
-		return nil, err
+		return core.ReleaseID{}, nil, err
 	}
 	s, body, err := openEnvelope(b)
 	if err != nil {
-		return nil, err
+		return core.ReleaseID{}, nil, err
 	}
 	if !bytes.Equal(s.PubKey, trusted) {
-		return nil, fmt.Errorf("manifest: %w", keys.ErrWrongKey)
+		return core.ReleaseID{}, nil, fmt.Errorf("manifest: %w", keys.ErrWrongKey)
 	}
-	if keep != nil {
-		if err := keep(b); err != nil {
-			return nil, err
-		}
-	}
-	er, err := newEntryReader(&decoder{buf: body}, nil)
+	return sha256.Sum256(body), body, nil
+}
+
+// readTable reads a whole body, checking every entry, and returns its
+// table. end, if not nil, is checked after the body's last byte.
+func readTable(r *decoder, id core.ReleaseID, end func() error) (*Table, error) {
+	er, err := newEntryReader(r, nil)
 	if err != nil {
 		return nil, err
 	}
+	er.end = end
+	var e Entry // entries are checked and dropped: one will do
 	for {
-		if _, err := er.next(); errors.Is(err, io.EOF) {
+		if err := er.nextInto(&e); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
 			return nil, err
 		}
 	}
 	m := er.head
-	return &Table{ID: sha256.Sum256(body), Parent: m.Parent, Chunking: m.Chunking, Chunks: m.Chunks}, nil
+	return &Table{ID: id, Parent: m.Parent, Chunking: m.Chunking, Chunks: m.Chunks}, nil
+}
+
+// tableFromFile is readTable for the envelope file at path, whose body must
+// hash to id. It streams the body: the decoded body and the table are
+// never in memory together (they were a host's peak).
+func tableFromFile(path string, id core.ReleaseID) (*Table, error) {
+	body, size, sum, closeBody, err := openBody(path)
+	if err != nil {
+		return nil, err
+	}
+	defer closeBody()
+	return readTable(&decoder{rd: body, left: size}, id, func() error { return checkBodyEnd(body, sum, id) })
 }
 
 // PutFetched opens an envelope fetched from a peer as OpenTable does and,
-// once it passes and is release want, stores it as received: encoding the manifest again would
-// hold a second compressed copy and its encoder's buffers. The envelope is
-// written to a temporary file as soon as its signature verifies and is
-// renamed into place only once the whole manifest has passed; a caller
-// that keeps no other reference to b lets it be collected before the chunk
-// table is decoded (b, body and table together were a host's peak).
+// once it passes and is release want, stores it as received: encoding the
+// manifest again would hold a second compressed copy and its encoder's
+// buffers. Once the signature verifies, the envelope is written to a
+// temporary file and its entries are read back from there, renamed into
+// place only once they have all passed. A caller that keeps no other
+// reference to b lets it and the decoded body be collected before the
+// chunk table is decoded: envelope, body and table together were a
+// fetching host's peak.
 func (s *Store) PutFetched(b []byte, trusted ed25519.PublicKey, want core.ReleaseID) (*Table, error) {
-	var tmp string
-	t, err := openTable(b, trusted, func(env []byte) error {
-		var err error
-		tmp, err = writeTemp(filepath.Join(s.dir, "tmp"), env, 0o444)
-		return err
-	})
-	if err == nil && t.ID != want {
-		err = fmt.Errorf("manifest of release %s, want %s", t.ID.Short(), want.Short())
+	id, _, err := verifyEnvelope(b, trusted)
+	if err != nil {
+		return nil, err
 	}
+	if id != want {
+		return nil, fmt.Errorf("manifest of release %s, want %s", id.Short(), want.Short())
+	}
+	tmp, err := writeTemp(filepath.Join(s.dir, "tmp"), b, 0o444)
+	if err != nil {
+		return nil, fmt.Errorf("store manifest %s: %w", id.Short(), err)
+	}
+	t, err := tableFromFile(tmp, id)
 	if err == nil {
-		dst := filepath.Join(s.dir, "manifests", t.ID.String())
+		dst := s.manifestPath(id)
 		if err = os.Rename(tmp, dst); err == nil {
 			err = syncDir(filepath.Dir(dst))
 		}
 		if err != nil {
-			err = fmt.Errorf("store manifest %s: %w", t.ID.Short(), err)
+			err = fmt.Errorf("store manifest %s: %w", id.Short(), err)
 		}
 	}
 	if err != nil {
-		if tmp != "" {
-			os.Remove(tmp)
-		}
+		os.Remove(tmp)
 		return nil, err
 	}
 	return t, nil
 }
 
 // Table reads the stored manifest of release id and returns its chunk
-// table, once the trusted key's signature and the whole manifest check out.
+// table, once the trusted key's signature and the whole manifest check
+// out. Like PutFetched it holds the decoded body and the table one after
+// the other, not together.
 func (s *Store) Table(id core.ReleaseID, trusted ed25519.PublicKey) (*Table, error) {
 	b, err := s.ManifestEnvelope(id)
 	if err != nil {
 		return nil, err
 	}
-	t, err := OpenTable(b, trusted)
+	got, _, err := verifyEnvelope(b, trusted)
 	if err != nil {
 		return nil, fmt.Errorf("release %s: %w", id.Short(), err)
 	}
-	if t.ID != id {
-		return nil, fmt.Errorf("release %s: manifest file holds release %s", id.Short(), t.ID.Short())
+	if got != id {
+		return nil, fmt.Errorf("release %s: manifest file holds release %s", id.Short(), got.Short())
+	}
+	t, err := tableFromFile(s.manifestPath(id), id)
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w", id.Short(), err)
 	}
 	return t, nil
+}
+
+func (s *Store) manifestPath(id core.ReleaseID) string {
+	return filepath.Join(s.dir, "manifests", id.String())
 }
 
 // entryReader reads a manifest's entries one at a time, each checked as
@@ -160,34 +190,43 @@ func newEntryReader(r *decoder, known []ChunkRef) (*entryReader, error) {
 
 // next returns the next entry, which the caller may keep.
 func (er *entryReader) next() (*Entry, error) {
+	e := &Entry{}
+	if err := er.nextInto(e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// nextInto reads the next entry into e, reusing its chunk list.
+func (er *entryReader) nextInto(e *Entry) error {
 	if er.i == er.n {
 		if err := er.r.end(); err != nil {
-			return nil, fmt.Errorf("decode manifest: %w", err)
+			return fmt.Errorf("decode manifest: %w", err)
 		}
 		if er.end != nil {
 			if err := er.end(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		if err := er.check.finish(); err != nil {
-			return nil, fmt.Errorf("decode manifest: %w", err)
+			return fmt.Errorf("decode manifest: %w", err)
 		}
 		er.n = -1 // a later call fails rather than check again
-		return nil, io.EOF
+		return io.EOF
 	}
 	if er.i > er.n {
-		return nil, errors.New("decode manifest: read past the end")
+		return errors.New("decode manifest: read past the end")
 	}
-	e := &Entry{}
+	*e = Entry{Chunks: e.Chunks[:0]}
 	decodeEntry(er.r, er.i, len(er.head.Chunks), e)
 	er.i++
 	if er.r.err != nil {
-		return nil, fmt.Errorf("decode manifest: %w", er.r.err)
+		return fmt.Errorf("decode manifest: %w", er.r.err)
 	}
 	if err := er.check.check(e); err != nil {
-		return nil, fmt.Errorf("decode manifest: %w", err)
+		return fmt.Errorf("decode manifest: %w", err)
 	}
-	return e, nil
+	return nil
 }
 
 // storedEntries streams the entries of release id from its stored
@@ -207,7 +246,7 @@ func (s *Store) storedEntries(id core.ReleaseID, known []ChunkRef) (*entryReader
 		return nil, nil, fmt.Errorf("release %s: %w", id.Short(), err)
 	}
 	er.end = func() error {
-		if err := checkStoredEnd(body, sum, id); err != nil {
+		if err := checkBodyEnd(body, sum, id); err != nil {
 			return fmt.Errorf("release %s: %w", id.Short(), err)
 		}
 		return nil
@@ -226,39 +265,49 @@ func (s *Store) verifyStored(id core.ReleaseID) error {
 	if _, err := io.CopyN(io.Discard, body, int64(size)); err != nil {
 		return fmt.Errorf("release %s: read manifest: %w", id.Short(), err)
 	}
-	if err := checkStoredEnd(body, sum, id); err != nil {
+	if err := checkBodyEnd(body, sum, id); err != nil {
 		return fmt.Errorf("release %s: %w", id.Short(), err)
 	}
 	return nil
 }
 
-// checkStoredEnd checks that body, read to its declared size, ends there
+// checkBodyEnd checks that body, read to its declared size, ends there
 // and hashed (sum) to id.
-func checkStoredEnd(body io.Reader, sum hash.Hash, id core.ReleaseID) error {
+func checkBodyEnd(body io.Reader, sum hash.Hash, id core.ReleaseID) error {
 	var one [1]byte
 	if n, err := body.Read(one[:]); n != 0 || !errors.Is(err, io.EOF) {
-		return errors.New("stored manifest body longer than declared")
+		return errors.New("manifest body longer than declared")
 	}
 	if core.ReleaseID(sum.Sum(nil)) != id {
-		return errors.New("stored manifest does not hash to its release id")
+		return errors.New("manifest body does not hash to its release id")
 	}
 	return nil
 }
 
-// openStoredBody opens the stored envelope of release id and returns its
-// body as a stream of size bytes, hashed into sum as it is read.
+// openStoredBody is openBody for the stored manifest of release id.
 func (s *Store) openStoredBody(id core.ReleaseID) (io.Reader, int, hash.Hash, func(), error) {
-	f, err := os.Open(filepath.Join(s.dir, "manifests", id.String()))
+	body, size, sum, closeBody, err := openBody(s.manifestPath(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, nil, nil, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
 	}
 	if err != nil {
 		return nil, 0, nil, nil, fmt.Errorf("read manifest %s: %w", id.Short(), err)
 	}
+	return body, size, sum, closeBody, nil
+}
+
+// openBody opens the envelope file at path and returns its body as a
+// stream of size bytes, hashed into sum as it is read. The signature is
+// not checked: the caller knows which release the body must hash to.
+func openBody(path string) (io.Reader, int, hash.Hash, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, nil, nil, err
+	}
 	br := bufio.NewReader(f)
 	fail := func(err error) (io.Reader, int, hash.Hash, func(), error) {
 		f.Close()
-		return nil, 0, nil, nil, fmt.Errorf("read manifest %s: %w", id.Short(), err)
+		return nil, 0, nil, nil, err
 	}
 	if _, err := br.Discard(len(envelopeMagic) + ed25519.PublicKeySize + ed25519.SignatureSize); err != nil {
 		return fail(err)
