@@ -4,9 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"reflect"
+	"slices"
 	"testing"
+	"testing/iotest"
+
+	"scatter/artifact/core"
 )
 
 // FuzzManifest feeds arbitrary bytes to the manifest decoders. They must
@@ -34,6 +39,7 @@ func FuzzManifest(f *testing.F) {
 			}
 		}
 		m, err := UnmarshalBody(data)
+		checkEntryReader(t, data, m, err)
 		if err != nil {
 			return
 		}
@@ -80,4 +86,59 @@ func FuzzReadTar(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// checkEntryReader requires the streaming entry reader, over memory and
+// over a stream, to refuse exactly what UnmarshalBody refuses (want, wantErr)
+// and to yield the same entries.
+func checkEntryReader(t *testing.T, data []byte, want *Manifest, wantErr error) {
+	t.Helper()
+	if len(data) > maxBodySize {
+		return
+	}
+	for _, r := range []*decoder{
+		{buf: data},
+		{rd: iotest.OneByteReader(bytes.NewReader(data)), left: len(data)},
+	} {
+		got, err := readAllEntries(r, nil)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("entry reader: err %v, UnmarshalBody: %v", err, wantErr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatal("entry reader and UnmarshalBody decode differently")
+		}
+	}
+	// A table is read with one entry reused throughout.
+	if tb, err := readTable(&decoder{buf: data}, core.ReleaseID{}, nil); (err == nil) != (wantErr == nil) {
+		t.Fatalf("readTable: err %v, UnmarshalBody: %v", err, wantErr)
+	} else if err == nil && !reflect.DeepEqual(tb.Chunks, want.Chunks) {
+		t.Fatal("readTable and UnmarshalBody decode different tables")
+	}
+	if wantErr == nil {
+		// Staging reads the body again with the table it holds.
+		r := &decoder{rd: iotest.OneByteReader(bytes.NewReader(data)), left: len(data)}
+		if got, err := readAllEntries(r, slices.Clone(want.Chunks)); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("entry reader with the known table: %v", err)
+		}
+	}
+}
+
+// readAllEntries reads a body with an entryReader (known: see decodeHead).
+func readAllEntries(r *decoder, known []ChunkRef) (*Manifest, error) {
+	er, err := newEntryReader(r, known)
+	if err != nil {
+		return nil, err
+	}
+	m := er.head
+	m.Entries = []Entry{}
+	for {
+		e, err := er.next()
+		if errors.Is(err, io.EOF) {
+			return m, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		m.Entries = append(m.Entries, *e)
+	}
 }

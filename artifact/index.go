@@ -2,6 +2,9 @@ package artifact
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -9,109 +12,132 @@ import (
 	"scatter/artifact/core"
 )
 
-// chunkIndex says where each stored chunk lives. Most entries sit in sorted
-// blocks of indexBlock entries (48 bytes each), found by binary search;
-// chunks of packs added since the last merge wait in a small map. A Go map
-// of every chunk cost about 110 bytes a chunk, the largest thing a host
-// kept for a 2 GiB release (160k chunks). One sorted array cost a copy of
-// itself at each merge: growing it meant the old and the new array alive
-// at once, 16 MB at the end of a 2 GiB fetch, the host's peak. Blocks are
-// rebuilt one at a time, so a merge holds one spare block. Not safe for
-// concurrent use: the Store's lock guards it.
+// chunkIndex says where each stored chunk lives. It holds 16 bytes a chunk:
+// the first 8 bytes of its ID and its place in a pack's own index on disk,
+// which has the full ID, offset and sizes. A lookup reads that 48-byte
+// entry back (from the page cache, next to the frame it is about to read)
+// and compares the whole ID, so two chunks whose IDs share 8 bytes are
+// told apart, never confused. Full IDs in memory (48 bytes an entry, and
+// a map of about 110 before that) were the largest thing a host kept for
+// a 2 GiB release's 160k chunks.
+//
+// Most entries sit in sorted blocks of indexBlock entries, found by binary
+// search; entries of packs added since the last merge wait in a small
+// sorted slice. Blocks are rebuilt one at a time, so a merge never holds a
+// second copy of the index. Not safe for concurrent use: the Store's lock
+// guards it.
 type chunkIndex struct {
 	blocks [][]indexEntry // sorted across blocks; each full but the last
 	n      int            // entries in blocks
-	recent map[core.ChunkID]recentLoc
-	packs  []*packFile // indexEntry.pack indexes this
+	recent []indexEntry   // sorted
+	packs  []*packFile    // indexEntry.pack indexes this
 }
 
 type indexEntry struct {
-	id core.ChunkID
-	recentLoc
+	key  uint64 // the ID's first 8 bytes, big-endian: sorts as IDs do
+	pack uint32
+	slot uint32 // the chunk's entry in its pack's index
 }
 
-type recentLoc struct {
-	pack  uint32
-	off   uint32 // packs stay far below 4 GiB (packTarget); openPack refuses larger
-	csize uint32
-	size  uint32
-}
-
-// indexBlock is the entries of one block: 192 KiB.
+// indexBlock is the entries of one block: 64 KiB.
 const indexBlock = 4096
 
 // maxPackSize is the largest pack the index can address.
 const maxPackSize = math.MaxUint32
 
-func cmpEntry(e indexEntry, id core.ChunkID) int { return bytes.Compare(e.id[:], id[:]) }
+func keyOf(id core.ChunkID) uint64 { return binary.BigEndian.Uint64(id[:8]) }
 
-// find returns the sorted entry of id.
-func (x *chunkIndex) find(id core.ChunkID) (recentLoc, bool) {
-	b := sort.Search(len(x.blocks), func(i int) bool {
-		blk := x.blocks[i]
-		return cmpEntry(blk[len(blk)-1], id) >= 0
+func cmpKey(e indexEntry, k uint64) int { return cmp.Compare(e.key, k) }
+
+// get returns where chunk id lives.
+func (x *chunkIndex) get(id core.ChunkID) (chunkLoc, bool) {
+	k := keyOf(id)
+	i, _ := slices.BinarySearchFunc(x.recent, k, cmpKey)
+	for ; i < len(x.recent) && x.recent[i].key == k; i++ {
+		if l, ok := x.confirm(x.recent[i], id); ok {
+			return l, true
+		}
+	}
+	b := sort.Search(len(x.blocks), func(b int) bool {
+		blk := x.blocks[b]
+		return blk[len(blk)-1].key >= k
 	})
-	if b == len(x.blocks) {
-		return recentLoc{}, false
+	// Entries sharing a key may run on into the next block.
+	for ; b < len(x.blocks); b++ {
+		blk := x.blocks[b]
+		i, _ := slices.BinarySearchFunc(blk, k, cmpKey)
+		for ; i < len(blk) && blk[i].key == k; i++ {
+			if l, ok := x.confirm(blk[i], id); ok {
+				return l, true
+			}
+		}
+		if i < len(blk) {
+			break
+		}
 	}
-	i, ok := slices.BinarySearchFunc(x.blocks[b], id, cmpEntry)
-	if !ok {
-		return recentLoc{}, false
-	}
-	return x.blocks[b][i].recentLoc, true
+	return chunkLoc{}, false
 }
 
-func (x *chunkIndex) get(id core.ChunkID) (chunkLoc, bool) {
-	e, ok := x.recent[id]
-	if !ok {
-		e, ok = x.find(id)
-	}
-	if !ok {
+// confirm reads e's entry from its pack and returns its place if it is
+// chunk id. A pack that cannot be read counts as not holding it.
+func (x *chunkIndex) confirm(e indexEntry, id core.ChunkID) (chunkLoc, bool) {
+	p := x.packs[e.pack]
+	pe, err := p.entry(e.slot)
+	if err != nil || pe.id != id {
 		return chunkLoc{}, false
 	}
-	return chunkLoc{pack: x.packs[e.pack], off: int64(e.off), csize: e.csize, size: e.size}, true
+	return chunkLoc{pack: p, off: pe.off, csize: pe.csize, size: pe.size}, true
 }
 
 func (x *chunkIndex) has(id core.ChunkID) bool {
-	if _, ok := x.recent[id]; ok {
-		return true
-	}
-	_, ok := x.find(id)
+	_, ok := x.get(id)
 	return ok
 }
 
 // len returns the number of chunks indexed.
 func (x *chunkIndex) len() int { return x.n + len(x.recent) }
 
-// add indexes the chunks of pack p that the index does not hold yet.
+// add indexes the chunks of pack p that the index does not hold yet;
+// entries is p's index, in its order on disk.
 func (x *chunkIndex) add(p *packFile, entries []packEntry) {
-	if x.recent == nil {
-		x.recent = map[core.ChunkID]recentLoc{}
-	}
 	n := uint32(len(x.packs))
 	x.packs = append(x.packs, p)
-	for _, e := range entries {
+	type fresh struct {
+		id   core.ChunkID
+		slot uint32
+	}
+	var add []fresh
+	for i, e := range entries {
 		if !x.has(e.id) {
-			x.recent[e.id] = recentLoc{pack: n, off: uint32(e.off), csize: e.csize, size: e.size}
+			add = append(add, fresh{e.id, uint32(i)})
 		}
 	}
-	// Merging costs a pass over the blocks: do it when the map has grown
-	// to an eighth of them, so a fetch that adds a pack every few MiB
-	// pays a constant factor, not a pass per pack.
+	// A pack may list a chunk twice; the first keeps it.
+	slices.SortStableFunc(add, func(a, b fresh) int { return bytes.Compare(a.id[:], b.id[:]) })
+	add = slices.CompactFunc(add, func(a, b fresh) bool { return a.id == b.id })
+	recent := make([]indexEntry, 0, len(x.recent)+len(add))
+	i := 0
+	for _, a := range add {
+		k := keyOf(a.id)
+		for ; i < len(x.recent) && x.recent[i].key < k; i++ {
+			recent = append(recent, x.recent[i])
+		}
+		recent = append(recent, indexEntry{key: k, pack: n, slot: a.slot})
+	}
+	x.recent = append(recent, x.recent[i:]...)
+	// Merging costs a pass over the blocks: do it when recent has grown to
+	// an eighth of them, so a fetch that adds a pack every few MiB pays a
+	// constant factor, not a pass per pack.
 	if len(x.recent) > max(1024, x.n/8) {
 		x.merge()
 	}
 }
 
-// merge moves the map's entries into the blocks. Each old block is
-// dropped as soon as its entries are copied, so the merge never holds a
-// second copy of the index.
+// merge moves recent's entries into the blocks. Each old block is dropped
+// as soon as its entries are copied, so the merge never holds a second
+// copy of the index.
 func (x *chunkIndex) merge() {
-	add := make([]indexEntry, 0, len(x.recent))
-	for id, l := range x.recent {
-		add = append(add, indexEntry{id: id, recentLoc: l})
-	}
-	slices.SortFunc(add, func(a, b indexEntry) int { return bytes.Compare(a.id[:], b.id[:]) })
+	add := x.recent
 	old := x.blocks
 	out := make([][]indexEntry, 0, (x.n+len(add))/indexBlock+1)
 	var cur []indexEntry
@@ -127,7 +153,7 @@ func (x *chunkIndex) merge() {
 	j := 0
 	for b := range old {
 		for _, e := range old[b] {
-			for j < len(add) && bytes.Compare(add[j].id[:], e.id[:]) < 0 {
+			for j < len(add) && add[j].key < e.key {
 				put(add[j])
 				j++
 			}
@@ -141,6 +167,19 @@ func (x *chunkIndex) merge() {
 	if cur != nil {
 		out = append(out, slices.Clip(cur))
 	}
-	// A cleared map keeps its buckets: drop it instead.
 	x.blocks, x.n, x.recent = out, x.n+len(add), nil
+}
+
+// entry reads entry slot of the pack's index from disk, with the bounds
+// that readPackIndex checked at open.
+func (p *packFile) entry(slot uint32) (packEntry, error) {
+	var b [packEntrySize]byte
+	if _, err := p.f.ReadAt(b[:], p.idxOff+int64(slot)*packEntrySize); err != nil {
+		return packEntry{}, err
+	}
+	e := parsePackEntry(b[:])
+	if e.off < 0 || e.off+int64(e.csize) > p.idxOff || e.size > maxChunkSize {
+		return packEntry{}, fmt.Errorf("pack %s: index entry %d out of bounds", p.name, slot)
+	}
+	return e, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"path"
@@ -174,12 +175,32 @@ func unmarshalBody(b []byte) (*Manifest, error) {
 	if len(b) > maxBodySize {
 		return nil, fmt.Errorf("body of %d bytes exceeds %d", len(b), maxBodySize)
 	}
-	r := decoder{buf: b}
+	r := &decoder{buf: b}
+	m, n := decodeHead(r, nil)
+	if r.err != nil {
+		return nil, r.err
+	}
+	m.Entries = make([]Entry, n)
+	for i := range m.Entries {
+		if decodeEntry(r, i, len(m.Chunks), &m.Entries[i]); r.err != nil {
+			return nil, r.err
+		}
+	}
+	return m, r.end()
+}
+
+// decodeHead reads a body's metadata and chunk table, and returns them
+// with the number of entries that follow. Given the table the body is
+// known to hold (known, not nil), it checks the body's table against it
+// and shares it instead of allocating a copy.
+func decodeHead(r *decoder, known []ChunkRef) (*Manifest, int) {
 	if !bytes.Equal(r.raw(len(bodyMagic)), []byte(bodyMagic)) {
-		return nil, errors.New("not a scatter manifest (bad magic)")
+		r.fail(errors.New("not a scatter manifest (bad magic)"))
+		return nil, 0
 	}
 	if v := r.uvarint(); r.err == nil && v != bodyVersion {
-		return nil, fmt.Errorf("manifest version %d not supported (want %d)", v, bodyVersion)
+		r.fail(fmt.Errorf("manifest version %d not supported (want %d)", v, bodyVersion))
+		return nil, 0
 	}
 	m := &Manifest{}
 	m.Repo = r.str(maxNameLen)
@@ -194,68 +215,82 @@ func unmarshalBody(b []byte) (*Manifest, error) {
 	sec := r.varint()
 	m.Time = time.Unix(sec, 0).UTC()
 	if alg := r.str(maxNameLen); r.err == nil && alg != chunker.Algorithm {
-		return nil, fmt.Errorf("chunking %q not supported (want %q)", alg, chunker.Algorithm)
+		r.fail(fmt.Errorf("chunking %q not supported (want %q)", alg, chunker.Algorithm))
+		return nil, 0
 	}
 	m.Chunking.Min = r.int(math.MaxInt32)
 	m.Chunking.Avg = r.int(math.MaxInt32)
 	m.Chunking.Max = r.int(math.MaxInt32)
 	if h := r.str(maxNameLen); r.err == nil && h != hashName {
-		return nil, fmt.Errorf("hash %q not supported (want %q)", h, hashName)
+		r.fail(fmt.Errorf("hash %q not supported (want %q)", h, hashName))
+		return nil, 0
 	}
 	n := r.count(core.HashSize + 1)
 	if r.err != nil {
-		return nil, r.err
+		return nil, 0
 	}
-	m.Chunks = make([]ChunkRef, n)
-	for i := range m.Chunks {
-		copy(m.Chunks[i].ID[:], r.raw(core.HashSize))
-		m.Chunks[i].Size = uint32(r.int(math.MaxUint32))
+	if known != nil {
+		if n != len(known) {
+			r.fail(fmt.Errorf("chunk table of %d chunks, want %d", n, len(known)))
+			return nil, 0
+		}
+		for i := range known {
+			// Compare the ID before the next read, which may reuse its bytes.
+			if id := r.raw(core.HashSize); r.err == nil && !bytes.Equal(id, known[i].ID[:]) {
+				r.fail(fmt.Errorf("chunk %d differs from the known table", i))
+			}
+			if size := r.int(math.MaxUint32); r.err == nil && uint32(size) != known[i].Size {
+				r.fail(fmt.Errorf("chunk %d differs from the known table", i))
+			}
+		}
+		m.Chunks = known
+	} else {
+		m.Chunks = make([]ChunkRef, n)
+		for i := range m.Chunks {
+			copy(m.Chunks[i].ID[:], r.raw(core.HashSize))
+			m.Chunks[i].Size = uint32(r.int(math.MaxUint32))
+		}
 	}
 	n = r.count(3)
 	if r.err != nil {
-		return nil, r.err
+		return nil, 0
 	}
-	m.Entries = make([]Entry, n)
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		e.Path = r.str(maxPathLen)
-		e.Type = EntryType(r.byte())
-		e.Mode = fs.FileMode(r.int(0o777))
-		switch e.Type {
-		case TypeFile:
-			e.Size = int64(r.uvarint())
-			k := r.count(1)
-			if r.err != nil {
-				return nil, r.err
-			}
-			e.Chunks = make([]uint32, k)
-			next := int64(0)
-			for j := range e.Chunks {
-				c := r.varint() + next
-				if c < 0 || c >= int64(len(m.Chunks)) {
-					r.fail(fmt.Errorf("%s: chunk index out of range", e.Path))
-					break
-				}
-				e.Chunks[j] = uint32(c)
-				next = c + 1
-			}
-		case TypeSymlink:
-			e.Target = r.str(maxSymlinkLn)
-		case TypeDir:
-		default:
-			r.fail(fmt.Errorf("entry %d: unknown type %d", i, e.Type))
-		}
+	return m, n
+}
+
+// decodeEntry reads entry i into e, given the size of the chunk table.
+func decodeEntry(r *decoder, i, chunks int, e *Entry) {
+	e.Path = r.str(maxPathLen)
+	e.Type = EntryType(r.byte())
+	e.Mode = fs.FileMode(r.int(0o777))
+	switch e.Type {
+	case TypeFile:
+		e.Size = int64(r.uvarint())
+		k := r.count(1)
 		if r.err != nil {
-			return nil, r.err
+			return
 		}
+		if e.Chunks != nil && cap(e.Chunks) >= k {
+			e.Chunks = e.Chunks[:k] // reused (entryReader.nextInto)
+		} else {
+			e.Chunks = make([]uint32, k)
+		}
+		next := int64(0)
+		for j := range e.Chunks {
+			c := r.varint() + next
+			if c < 0 || c >= int64(chunks) {
+				r.fail(fmt.Errorf("%s: chunk index out of range", e.Path))
+				return
+			}
+			e.Chunks[j] = uint32(c)
+			next = c + 1
+		}
+	case TypeSymlink:
+		e.Target = r.str(maxSymlinkLn)
+	case TypeDir:
+	default:
+		r.fail(fmt.Errorf("entry %d: unknown type %d", i, e.Type))
 	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if len(r.buf) != 0 {
-		return nil, fmt.Errorf("%d trailing bytes", len(r.buf))
-	}
-	return m, nil
 }
 
 // Validate checks that m is well formed and safe to materialize: metadata
@@ -263,6 +298,21 @@ func unmarshalBody(b []byte) (*Manifest, error) {
 // are directories), symlink targets that stay inside the tree, file sizes
 // that match their chunks, and a canonical chunk table. It changes nothing.
 func (m *Manifest) Validate() error {
+	if err := m.validHead(); err != nil {
+		return err
+	}
+	c := newEntryCheck(m.Chunks)
+	for i := range m.Entries {
+		if err := c.check(&m.Entries[i]); err != nil {
+			return err
+		}
+	}
+	return c.finish()
+}
+
+// validHead checks m's metadata and chunk table, leaving the entries to an
+// entryCheck.
+func (m *Manifest) validHead() error {
 	if err := ValidName("repo", m.Repo); err != nil {
 		return err
 	}
@@ -300,63 +350,90 @@ func (m *Manifest) Validate() error {
 			return fmt.Errorf("chunk %s listed twice", id.Short())
 		}
 	}
-	nextChunk := uint32(0) // canonical: each chunk first used in table order
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		if err := ValidPath(e.Path); err != nil {
-			return err
-		}
-		if i > 0 && m.Entries[i-1].Path >= e.Path {
-			return fmt.Errorf("%s: entries not sorted or duplicated", e.Path)
-		}
-		// Entries before this one are sorted and unique, and a parent sorts
-		// before its children: search them rather than build a map of paths.
-		if dir := path.Dir(e.Path); dir != "." {
-			j := sort.Search(i, func(j int) bool { return m.Entries[j].Path >= dir })
-			if j == i || m.Entries[j].Path != dir || m.Entries[j].Type != TypeDir {
-				return fmt.Errorf("%s: parent %s is not a directory in the tree", e.Path, dir)
-			}
-		}
-		if e.Mode&^0o777 != 0 {
-			return fmt.Errorf("%s: mode %o has bits beyond 0777", e.Path, e.Mode)
-		}
-		switch e.Type {
-		case TypeFile:
-			var sum int64
-			for _, c := range e.Chunks {
-				if int(c) >= len(m.Chunks) {
-					return fmt.Errorf("%s: chunk index %d out of range", e.Path, c)
-				}
-				if c > nextChunk {
-					return fmt.Errorf("%s: chunk table not in order of first use", e.Path)
-				}
-				if c == nextChunk {
-					nextChunk++
-				}
-				sum += int64(m.Chunks[c].Size)
-			}
-			if sum != e.Size {
-				return fmt.Errorf("%s: size %d but chunks hold %d bytes", e.Path, e.Size, sum)
-			}
-		case TypeDir:
-			if len(e.Chunks) != 0 || e.Size != 0 || e.Target != "" {
-				return fmt.Errorf("%s: directory with content", e.Path)
-			}
-		case TypeSymlink:
-			if len(e.Chunks) != 0 || e.Size != 0 {
-				return fmt.Errorf("%s: symlink with content", e.Path)
-			}
-			if e.Mode != 0o777 {
-				return fmt.Errorf("%s: symlink mode %o, want 777", e.Path, e.Mode)
-			}
-		default:
-			return fmt.Errorf("%s: unknown entry type %d", e.Path, e.Type)
+	return nil
+}
+
+// entryCheck validates entries one at a time, in manifest order, so that a
+// manifest's entries can be checked as they are read from its body instead
+// of all decoded first. It keeps the directories' paths (to check parents)
+// and the symlinks (checked together at the end), not the files.
+type entryCheck struct {
+	chunks    []ChunkRef
+	n         int
+	last      string
+	dirs      []string // sorted, since entries are
+	links     map[string]string
+	nextChunk uint32 // canonical: each chunk first used in table order
+}
+
+func newEntryCheck(chunks []ChunkRef) *entryCheck {
+	return &entryCheck{chunks: chunks, links: map[string]string{}}
+}
+
+// check validates the next entry.
+func (c *entryCheck) check(e *Entry) error {
+	if err := ValidPath(e.Path); err != nil {
+		return err
+	}
+	if c.n > 0 && c.last >= e.Path {
+		return fmt.Errorf("%s: entries not sorted or duplicated", e.Path)
+	}
+	c.n++
+	c.last = e.Path
+	// Directories before this entry are sorted and a parent sorts before
+	// its children: search them rather than keep a map of paths.
+	if dir := path.Dir(e.Path); dir != "." {
+		if _, ok := slices.BinarySearch(c.dirs, dir); !ok {
+			return fmt.Errorf("%s: parent %s is not a directory in the tree", e.Path, dir)
 		}
 	}
-	if int(nextChunk) != len(m.Chunks) {
-		return fmt.Errorf("chunk table lists %d chunks that no file uses", len(m.Chunks)-int(nextChunk))
+	if e.Mode&^0o777 != 0 {
+		return fmt.Errorf("%s: mode %o has bits beyond 0777", e.Path, e.Mode)
 	}
-	return checkSymlinks(m.Entries)
+	switch e.Type {
+	case TypeFile:
+		var sum int64
+		for _, i := range e.Chunks {
+			if int(i) >= len(c.chunks) {
+				return fmt.Errorf("%s: chunk index %d out of range", e.Path, i)
+			}
+			if i > c.nextChunk {
+				return fmt.Errorf("%s: chunk table not in order of first use", e.Path)
+			}
+			if i == c.nextChunk {
+				c.nextChunk++
+			}
+			sum += int64(c.chunks[i].Size)
+		}
+		if sum != e.Size {
+			return fmt.Errorf("%s: size %d but chunks hold %d bytes", e.Path, e.Size, sum)
+		}
+	case TypeDir:
+		if len(e.Chunks) != 0 || e.Size != 0 || e.Target != "" {
+			return fmt.Errorf("%s: directory with content", e.Path)
+		}
+		c.dirs = append(c.dirs, e.Path)
+	case TypeSymlink:
+		if len(e.Chunks) != 0 || e.Size != 0 {
+			return fmt.Errorf("%s: symlink with content", e.Path)
+		}
+		if e.Mode != 0o777 {
+			return fmt.Errorf("%s: symlink mode %o, want 777", e.Path, e.Mode)
+		}
+		c.links[e.Path] = e.Target
+	default:
+		return fmt.Errorf("%s: unknown entry type %d", e.Path, e.Type)
+	}
+	return nil
+}
+
+// finish checks what only the whole tree shows: every chunk used, and
+// symlinks that stay inside the tree.
+func (c *entryCheck) finish() error {
+	if int(c.nextChunk) != len(c.chunks) {
+		return fmt.Errorf("chunk table lists %d chunks that no file uses", len(c.chunks)-int(c.nextChunk))
+	}
+	return checkSymlinks(c.links)
 }
 
 // ValidName checks a repo or version name: 1–256 letters, digits and . _ - + @.
@@ -399,13 +476,7 @@ func ValidPath(p string) error {
 // checkSymlinks makes sure that every symlink, followed through the other
 // symlinks of the tree, stays inside it. A lexical check is not enough: with
 // "d -> .." in a subdirectory, "d/../x" looks harmless but leaves the tree.
-func checkSymlinks(entries []Entry) error {
-	targets := map[string]string{}
-	for i := range entries {
-		if entries[i].Type == TypeSymlink {
-			targets[entries[i].Path] = entries[i].Target
-		}
-	}
+func checkSymlinks(targets map[string]string) error {
 	for p, t := range targets {
 		if t == "" || strings.HasPrefix(t, "/") || strings.ContainsRune(t, 0) || !utf8.ValidString(t) {
 			return fmt.Errorf("%s: symlink target %q must be relative, non-empty UTF-8", p, t)
@@ -471,25 +542,69 @@ func (w *encoder) varint(v int64)   { w.buf = binary.AppendVarint(w.buf, v) }
 func (w *encoder) bytes(b []byte)   { w.uvarint(uint64(len(b))); w.raw(b) }
 func (w *encoder) str(s string)     { w.uvarint(uint64(len(s))); w.buf = append(w.buf, s...) }
 
-// decoder reads the body; after the first error every read returns zero
-// values and r.err keeps that first error.
+// decoder reads a body, from memory (buf) or from a stream (rd, of which
+// left bytes remain). Slices it returns are valid until the next read.
+// After the first error every read returns zero values and r.err keeps
+// that first error.
 type decoder struct {
-	buf []byte
-	err error
+	buf  []byte
+	rd   io.Reader
+	left int
+	err  error
+	win  []byte // a stream's read buffer; buf is its unread part
+}
+
+// streamWindow is a stream decoder's buffer: room for the longest field
+// (a message, maxTextLen) and a varint.
+const streamWindow = maxTextLen + 16
+
+// has makes n bytes available in buf if the body holds them, reading
+// from the stream as needed.
+func (r *decoder) has(n int) bool {
+	if len(r.buf) >= n || r.rd == nil || r.left == 0 {
+		return len(r.buf) >= n
+	}
+	if r.win == nil {
+		r.win = make([]byte, streamWindow)
+	}
+	k := copy(r.win, r.buf)
+	want := min(len(r.win)-k, r.left)
+	got, err := io.ReadFull(r.rd, r.win[k:k+want])
+	r.left -= got
+	r.buf = r.win[:k+got]
+	if err != nil {
+		r.fail(fmt.Errorf("read body: %w", err))
+		return false
+	}
+	return len(r.buf) >= n
+}
+
+// remaining is how many bytes of the body are left to read.
+func (r *decoder) remaining() int { return len(r.buf) + r.left }
+
+// end checks that the body has been read to its end.
+func (r *decoder) end() error {
+	if r.err != nil {
+		return r.err
+	}
+	if n := r.remaining(); n != 0 {
+		return fmt.Errorf("%d trailing bytes", n)
+	}
+	return nil
 }
 
 func (r *decoder) fail(err error) {
 	if r.err == nil {
 		r.err = err
 	}
-	r.buf = nil
+	r.buf, r.rd, r.left = nil, nil, 0
 }
 
 func (r *decoder) raw(n int) []byte {
 	if r.err != nil {
 		return nil
 	}
-	if n > len(r.buf) {
+	if n > len(r.buf) && (n > r.remaining() || !r.has(n)) {
 		r.fail(errors.New("truncated"))
 		return nil
 	}
@@ -509,6 +624,7 @@ func (r *decoder) uvarint() uint64 {
 	if r.err != nil {
 		return 0
 	}
+	r.has(binary.MaxVarintLen64)
 	v, n := binary.Uvarint(r.buf)
 	if n <= 0 {
 		r.fail(errors.New("bad varint"))
@@ -522,6 +638,7 @@ func (r *decoder) varint() int64 {
 	if r.err != nil {
 		return 0
 	}
+	r.has(binary.MaxVarintLen64)
 	v, n := binary.Varint(r.buf)
 	if n <= 0 {
 		r.fail(errors.New("bad varint"))
@@ -545,8 +662,8 @@ func (r *decoder) int(max uint64) int {
 // allocate more than the input could describe.
 func (r *decoder) count(minSize int) int {
 	v := r.uvarint()
-	if r.err == nil && v > uint64(len(r.buf)/minSize) {
-		r.fail(fmt.Errorf("count %d exceeds what %d bytes can hold", v, len(r.buf)))
+	if r.err == nil && v > uint64(r.remaining()/minSize) {
+		r.fail(fmt.Errorf("count %d exceeds what %d bytes can hold", v, r.remaining()))
 		return 0
 	}
 	return int(v)

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"scatter/artifact/chunker"
@@ -148,5 +152,51 @@ func TestReproducibleReleaseID(t *testing.T) {
 	r5 := build(t, st, a, key, opts("mw", "2"))
 	if r5.Signed.Manifest.Parent != r1.Signed.ID && r5.Signed.Manifest.Parent.IsZero() {
 		t.Fatalf("parent %s, want a release of version 1", r5.Signed.Manifest.Parent)
+	}
+}
+
+// A body larger than the stream decoder's window reads the same from a
+// stream, with or without the chunk table known beforehand, as from memory:
+// fields that cross a refill of the window come out whole.
+func TestEntryReaderStream(t *testing.T) {
+	m := &Manifest{Repo: "mw", Version: "1", Time: fixedTime, Chunking: chunker.Default}
+	m.Entries = append(m.Entries, Entry{Path: "d", Type: TypeDir, Mode: 0o755})
+	for i := range 5000 {
+		m.Chunks = append(m.Chunks, ChunkRef{ID: core.ChunkIDOf(fmt.Appendf(nil, "chunk %d", i)), Size: uint32(1 + i%1000)})
+		m.Entries = append(m.Entries, Entry{Path: fmt.Sprintf("d/f%05d", i), Type: TypeFile, Mode: 0o644,
+			Size: int64(1 + i%1000), Chunks: []uint32{uint32(i)}})
+	}
+	// Messages of every length up to a table record's shift where the
+	// window's refills fall, so that some falls inside a record.
+	var body []byte
+	for shift := range 40 {
+		m.Message = strings.Repeat("x", shift)
+		var err error
+		if body, err = m.MarshalBody(); err != nil {
+			t.Fatal(err)
+		}
+		if len(body) < 2*streamWindow {
+			t.Fatalf("body of %d bytes does not cross the window", len(body))
+		}
+		want, err := UnmarshalBody(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, known := range [][]ChunkRef{nil, slices.Clone(want.Chunks)} {
+			got, err := readAllEntries(&decoder{rd: iotest.HalfReader(bytes.NewReader(body)), left: len(body)}, known)
+			if err != nil {
+				t.Fatalf("shift %d, known table %v: %v", shift, known != nil, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("shift %d, known table %v: streamed manifest differs", shift, known != nil)
+			}
+		}
+	}
+	want, _ := UnmarshalBody(body)
+	// A known table that differs is refused.
+	other := slices.Clone(want.Chunks)
+	other[4000].Size++
+	if _, err := readAllEntries(&decoder{rd: bytes.NewReader(body), left: len(body)}, other); err == nil {
+		t.Fatal("accepted a body whose table differs from the known one")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -24,9 +25,12 @@ var ErrDestExists = errors.New("destination already exists")
 
 // Previous names an earlier release already materialized at Dir. Files that
 // did not change are hard-linked from it instead of written again; release
-// trees are read-only by convention, so sharing inodes is safe.
+// trees are read-only by convention, so sharing inodes is safe. Its entries
+// come from Manifest or, when that is nil, from the store's manifest of
+// Release, read as they are compared.
 type Previous struct {
 	Manifest *Manifest
+	Release  core.ReleaseID
 	Dir      string
 }
 
@@ -45,12 +49,56 @@ type MaterializeResult struct {
 	Duration time.Duration
 }
 
+// entries is a release tree walked in manifest order: next returns io.EOF
+// after the last entry, once the whole tree has been checked.
+type entries interface {
+	next() (*Entry, error)
+}
+
+// sliceEntries walks the entries of a decoded, validated manifest.
+type sliceEntries []Entry
+
+func (s *sliceEntries) next() (*Entry, error) {
+	if len(*s) == 0 {
+		return nil, io.EOF
+	}
+	e := &(*s)[0]
+	*s = (*s)[1:]
+	return e, nil
+}
+
 // Materialize writes the release tree of sm to dest, which must not exist.
 // Every chunk is verified against its ID as it is written. The tree is built
 // in a hidden sibling directory and renamed to dest only when complete and
 // synced, so dest either is the whole release or does not exist; on error
 // nothing is left behind.
 func Materialize(ctx context.Context, st *Store, sm *Signed, dest string, opt MaterializeOptions) (*MaterializeResult, error) {
+	es := sliceEntries(sm.Manifest.Entries)
+	return materialize(ctx, st, sm.ID, sm.Manifest.Chunks, &es, dest, opt)
+}
+
+// MaterializeStored is Materialize for a release whose manifest the store
+// holds and whose chunk table t the caller holds already (OpenTable,
+// Store.Table): the entries are read from disk as the tree is written
+// instead of decoded whole, tens of megabytes for a large release. The
+// stored manifest was verified when it was stored; it must hash to t.ID
+// again before any entry is used, each entry is checked as UnmarshalBody
+// checks it before it is written, and the tree is renamed into place only
+// once the whole manifest has passed.
+func MaterializeStored(ctx context.Context, st *Store, t *Table, dest string, opt MaterializeOptions) (*MaterializeResult, error) {
+	id := t.ID
+	if err := st.verifyStored(id); err != nil {
+		return nil, fmt.Errorf("materialize %s: %w", id.Short(), err)
+	}
+	er, closeBody, err := st.storedEntries(id, t.Chunks)
+	if err != nil {
+		return nil, fmt.Errorf("materialize %s: %w", id.Short(), err)
+	}
+	defer closeBody()
+	return materialize(ctx, st, id, er.head.Chunks, er, dest, opt)
+}
+
+func materialize(ctx context.Context, st *Store, id core.ReleaseID, chunks []ChunkRef, es entries, dest string, opt MaterializeOptions) (*MaterializeResult, error) {
 	start := time.Now()
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
@@ -68,7 +116,7 @@ func Materialize(ctx context.Context, st *Store, sm *Signed, dest string, opt Ma
 	if err != nil {
 		return nil, fmt.Errorf("materialize: %w", err)
 	}
-	res, err := materializeInto(ctx, st, sm.Manifest, tmp, opt)
+	res, err := materializeInto(ctx, st, chunks, es, tmp, opt)
 	if err == nil {
 		err = os.Chmod(tmp, 0o755)
 	}
@@ -85,40 +133,91 @@ func Materialize(ctx context.Context, st *Store, sm *Signed, dest string, opt Ma
 		// The rename itself must survive a power loss before anyone is told
 		// the release is staged.
 		if serr := syncDir(filepath.Dir(dest)); serr != nil {
-			return nil, fmt.Errorf("materialize %s: %w", sm.ID.Short(), serr)
+			return nil, fmt.Errorf("materialize %s: %w", id.Short(), serr)
 		}
 	}
 	if err != nil {
 		if rerr := RemoveTree(tmp); rerr != nil {
 			opt.Log.Error("could not remove partial tree", "dir", tmp, "err", rerr)
 		}
-		return nil, fmt.Errorf("materialize %s: %w", sm.ID.Short(), err)
+		return nil, fmt.Errorf("materialize %s: %w", id.Short(), err)
 	}
 	res.Duration = time.Since(start)
-	opt.Log.Info("materialized release", "release", sm.ID, "dest", dest, "files", res.Files, "linked", res.Linked, "seconds", res.Duration.Seconds())
+	opt.Log.Info("materialized release", "release", id, "dest", dest, "files", res.Files, "linked", res.Linked, "seconds", res.Duration.Seconds())
 	return res, nil
 }
 
-// materializeInto writes m's entries under dir, which exists and is empty.
-// Files and directories first, symlinks last: while files are written no
-// symlink exists in the tree, so no write can be steered outside it.
-func materializeInto(ctx context.Context, st *Store, m *Manifest, dir string, opt MaterializeOptions) (*MaterializeResult, error) {
-	res := &MaterializeResult{}
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		if e.Type == TypeDir {
-			if err := os.Mkdir(filepath.Join(dir, e.Path), 0o700); err != nil {
-				return nil, err
+// previousTree is the previous release's entries, walked alongside the new
+// one's: both are sorted by path, so one pass pairs them without a map of
+// every path.
+type previousTree struct {
+	dir    string
+	chunks []ChunkRef
+	es     entries
+	cur    *Entry // the first entry not yet passed; nil at the end
+}
+
+// openPrevious opens p's entries, from memory or the store. Without them
+// every file is written: that costs time, never correctness.
+func openPrevious(st *Store, p *Previous, log *slog.Logger) (*previousTree, func()) {
+	if p == nil {
+		return nil, func() {}
+	}
+	if p.Manifest != nil {
+		es := sliceEntries(p.Manifest.Entries)
+		return &previousTree{dir: p.Dir, chunks: p.Manifest.Chunks, es: &es}, func() {}
+	}
+	err := st.verifyStored(p.Release)
+	var (
+		er        *entryReader
+		closeBody = func() {}
+	)
+	if err == nil {
+		er, closeBody, err = st.storedEntries(p.Release, nil)
+	}
+	if err != nil {
+		log.Warn("previous release unreadable; writing every file", "release", p.Release, "err", err)
+		return nil, func() {}
+	}
+	return &previousTree{dir: p.Dir, chunks: er.head.Chunks, es: er}, closeBody
+}
+
+// find returns the previous entry at path, reading past smaller paths.
+// Paths must be asked for in increasing order. A previous manifest that
+// fails to read ends the comparison; the rest is written.
+func (p *previousTree) find(path string, log *slog.Logger) *Entry {
+	for p.es != nil && (p.cur == nil || p.cur.Path < path) {
+		e, err := p.es.next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				log.Warn("previous release unreadable; writing the rest", "err", err)
 			}
+			p.es, p.cur = nil, nil
+			break
 		}
+		p.cur = e
 	}
-	var prev map[string]*Entry
-	if opt.Previous != nil {
-		prev = make(map[string]*Entry, len(opt.Previous.Manifest.Entries))
-		for i := range opt.Previous.Manifest.Entries {
-			prev[opt.Previous.Manifest.Entries[i].Path] = &opt.Previous.Manifest.Entries[i]
-		}
+	if p.cur != nil && p.cur.Path == path {
+		return p.cur
 	}
+	return nil
+}
+
+// job is a file for a worker: written from the store, or linked from the
+// previous tree.
+type job struct {
+	e    *Entry
+	link bool
+}
+
+// materializeInto writes the entries under dir, which exists and is empty,
+// in one pass: directories as they come (a parent precedes its children),
+// files by workers, symlinks last: while files are written no symlink
+// exists in the tree, so no write can be steered outside it.
+func materializeInto(ctx context.Context, st *Store, chunks []ChunkRef, es entries, dir string, opt MaterializeOptions) (*MaterializeResult, error) {
+	res := &MaterializeResult{}
+	prev, closePrev := openPrevious(st, opt.Previous, opt.Log)
+	defer closePrev()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -126,19 +225,30 @@ func materializeInto(ctx context.Context, st *Store, m *Manifest, dir string, op
 		firstErr error
 		wg       sync.WaitGroup
 	)
-	jobs := make(chan *Entry)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	prevDir := ""
+	if prev != nil {
+		prevDir = prev.dir
+	}
+	jobs := make(chan job)
 	for range opt.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var buf []byte
-			for e := range jobs {
-				linked, written, err := writeEntry(st, m, e, dir, opt.Previous, prev, &buf)
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", e.Path, err)
-					cancel()
+			for j := range jobs {
+				linked, written, err := writeEntry(st, chunks, j, dir, prevDir, &buf)
+				if err != nil {
+					fail(fmt.Errorf("%s: %w", j.e.Path, err))
 				}
+				mu.Lock()
 				if linked {
 					res.Linked++
 				}
@@ -147,17 +257,39 @@ func materializeInto(ctx context.Context, st *Store, m *Manifest, dir string, op
 			}
 		}()
 	}
+	var dirs, links []*Entry // directories for their modes, symlinks for the end
 feed:
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		if e.Type != TypeFile {
-			continue
+	for {
+		e, err := es.next()
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		res.Files++
-		select {
-		case jobs <- e:
-		case <-ctx.Done():
-			break feed
+		if err != nil {
+			fail(err)
+			break
+		}
+		switch e.Type {
+		case TypeDir:
+			if err := os.Mkdir(filepath.Join(dir, e.Path), 0o700); err != nil {
+				fail(err)
+				break feed
+			}
+			dirs = append(dirs, e)
+		case TypeSymlink:
+			links = append(links, e)
+		case TypeFile:
+			res.Files++
+			j := job{e: e}
+			if prev != nil {
+				if old := prev.find(e.Path, opt.Log); old != nil {
+					j.link = sameFile(chunks, e, prev.chunks, old)
+				}
+			}
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				break feed
+			}
 		}
 	}
 	close(jobs)
@@ -168,29 +300,24 @@ feed:
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		if e.Type == TypeSymlink {
-			if err := os.Symlink(e.Target, filepath.Join(dir, e.Path)); err != nil {
-				return nil, err
-			}
+	for _, e := range links {
+		if err := os.Symlink(e.Target, filepath.Join(dir, e.Path)); err != nil {
+			return nil, err
 		}
 	}
-	for i := len(m.Entries) - 1; i >= 0; i-- { // children before parents
-		e := &m.Entries[i]
-		if e.Type == TypeDir {
-			if err := os.Chmod(filepath.Join(dir, e.Path), e.Mode); err != nil {
-				return nil, err
-			}
+	for i := len(dirs) - 1; i >= 0; i-- { // children before parents
+		if err := os.Chmod(filepath.Join(dir, dirs[i].Path), dirs[i].Mode); err != nil {
+			return nil, err
 		}
 	}
 	return res, nil
 }
 
-func writeEntry(st *Store, m *Manifest, e *Entry, dir string, p *Previous, prev map[string]*Entry, buf *[]byte) (linked bool, written int64, err error) {
+func writeEntry(st *Store, chunks []ChunkRef, j job, dir, prevDir string, buf *[]byte) (linked bool, written int64, err error) {
+	e := j.e
 	dst := filepath.Join(dir, e.Path)
-	if old := prev[e.Path]; old != nil && sameFile(m, e, p.Manifest, old) {
-		if os.Link(filepath.Join(p.Dir, e.Path), dst) == nil {
+	if j.link {
+		if os.Link(filepath.Join(prevDir, e.Path), dst) == nil {
 			return true, 0, nil
 		}
 		// Another file system or a missing file: fall back to writing.
@@ -200,7 +327,7 @@ func writeEntry(st *Store, m *Manifest, e *Entry, dir string, p *Previous, prev 
 		return false, 0, err
 	}
 	for _, c := range e.Chunks {
-		ref := m.Chunks[c]
+		ref := chunks[c]
 		data, err := st.ReadChunk(ref.ID, int(ref.Size), *buf)
 		if err != nil {
 			f.Close()
@@ -220,14 +347,14 @@ func writeEntry(st *Store, m *Manifest, e *Entry, dir string, p *Previous, prev 
 	return false, written, f.Close()
 }
 
-// sameFile reports whether two entries of two manifests have the same
-// content and mode.
-func sameFile(m *Manifest, e *Entry, pm *Manifest, pe *Entry) bool {
+// sameFile reports whether two entries, each with its manifest's chunk
+// table, have the same content and mode.
+func sameFile(chunks []ChunkRef, e *Entry, pchunks []ChunkRef, pe *Entry) bool {
 	if pe.Type != TypeFile || pe.Mode != e.Mode || pe.Size != e.Size || len(pe.Chunks) != len(e.Chunks) {
 		return false
 	}
 	for i := range e.Chunks {
-		if m.Chunks[e.Chunks[i]].ID != pm.Chunks[pe.Chunks[i]].ID {
+		if chunks[e.Chunks[i]].ID != pchunks[pe.Chunks[i]].ID {
 			return false
 		}
 	}

@@ -46,9 +46,10 @@ type chunkLoc struct {
 }
 
 type packFile struct {
-	name string // file name under packs/
-	f    *os.File
-	size int64
+	name   string // file name under packs/
+	f      *os.File
+	size   int64
+	idxOff int64 // where its index starts
 }
 
 type packEntry struct {
@@ -84,17 +85,22 @@ func readPackIndex(f *os.File, size int64) ([]packEntry, error) {
 	}
 	out := make([]packEntry, count)
 	for i := range out {
-		b := idx[i*packEntrySize:]
-		e := &out[i]
-		copy(e.id[:], b)
-		e.off = int64(binary.LittleEndian.Uint64(b[32:]))
-		e.csize = binary.LittleEndian.Uint32(b[40:])
-		e.size = binary.LittleEndian.Uint32(b[44:])
+		e := parsePackEntry(idx[i*packEntrySize:])
 		if e.off < 0 || e.off+int64(e.csize) > idxOff || e.size > maxChunkSize {
 			return nil, fmt.Errorf("pack index entry %d out of bounds", i)
 		}
+		out[i] = e
 	}
 	return out, nil
+}
+
+func parsePackEntry(b []byte) packEntry {
+	var e packEntry
+	copy(e.id[:], b)
+	e.off = int64(binary.LittleEndian.Uint64(b[32:]))
+	e.csize = binary.LittleEndian.Uint32(b[40:])
+	e.size = binary.LittleEndian.Uint32(b[44:])
+	return e
 }
 
 // loadPacks (re)reads the index of every pack not yet known. A damaged pack
@@ -140,7 +146,8 @@ func openPack(path string) (*packFile, []packEntry, error) {
 		f.Close()
 		return nil, nil, err
 	}
-	return &packFile{name: filepath.Base(path), f: f, size: st.Size()}, entries, nil
+	idxOff := st.Size() - packFooterSize - int64(len(entries))*packEntrySize
+	return &packFile{name: filepath.Base(path), f: f, size: st.Size(), idxOff: idxOff}, entries, nil
 }
 
 func (s *Store) addPackLocked(p *packFile, entries []packEntry) {

@@ -74,12 +74,28 @@ func (s *Signed) message() []byte {
 // envelope names and decodes the manifest. It does not decide whether that
 // key is trusted: use Open for that.
 func DecodeSigned(b []byte) (*Signed, error) {
+	s, body, err := openEnvelope(b)
+	if err != nil {
+		return nil, err
+	}
+	m, err := UnmarshalBody(body)
+	if err != nil {
+		return nil, err
+	}
+	s.Manifest, s.Body, s.ID = m, body, sha256.Sum256(body)
+	return s, nil
+}
+
+// openEnvelope parses an envelope and checks the signature against the key
+// it names. It returns the envelope's key and signature, and its body, not
+// yet decoded.
+func openEnvelope(b []byte) (*Signed, []byte, error) {
 	fixed := len(envelopeMagic) + ed25519.PublicKeySize + ed25519.SignatureSize
 	if len(b) > MaxEnvelopeSize {
-		return nil, fmt.Errorf("decode manifest: envelope of %d bytes exceeds %d", len(b), MaxEnvelopeSize)
+		return nil, nil, fmt.Errorf("decode manifest: envelope of %d bytes exceeds %d", len(b), MaxEnvelopeSize)
 	}
 	if len(b) < fixed || !bytes.HasPrefix(b, []byte(envelopeMagic)) {
-		return nil, errors.New("decode manifest: not a scatter manifest envelope")
+		return nil, nil, errors.New("decode manifest: not a scatter manifest envelope")
 	}
 	s := &Signed{}
 	p := b[len(envelopeMagic):]
@@ -89,27 +105,22 @@ func DecodeSigned(b []byte) (*Signed, error) {
 	p = p[ed25519.SignatureSize:]
 	size, n := binary.Uvarint(p)
 	if n <= 0 || size > maxBodySize {
-		return nil, fmt.Errorf("decode manifest: bad body length")
+		return nil, nil, fmt.Errorf("decode manifest: bad body length")
 	}
 	// Decode the body right after the signing context, so that the signed
 	// message is one array without a copy.
 	k := len(signContext)
 	msg := make([]byte, k, k+int(size)+decodeSlack)
 	copy(msg, signContext)
-	body, err := zstdDecodeInto(p[n:], msg[k:], int(size))
+	body, err := zstdDecodeManifest(p[n:], msg[k:], int(size))
 	if err != nil {
-		return nil, fmt.Errorf("decode manifest: body: %w", err)
+		return nil, nil, fmt.Errorf("decode manifest: body: %w", err)
 	}
 	s.msg = msg[:k+len(body)]
 	if !ed25519.Verify(s.PubKey, s.msg, s.Sig) {
-		return nil, fmt.Errorf("decode manifest: %w", ErrBadSignature)
+		return nil, nil, fmt.Errorf("decode manifest: %w", ErrBadSignature)
 	}
-	m, err := UnmarshalBody(body)
-	if err != nil {
-		return nil, err
-	}
-	s.Manifest, s.Body, s.ID = m, body, sha256.Sum256(body)
-	return s, nil
+	return s, body, nil
 }
 
 // MaxEnvelopeSize bounds a stored or fetched manifest envelope. A 5 GB,
@@ -120,10 +131,8 @@ const MaxEnvelopeSize = 128 << 20
 // it. The signer's key is compared before anything is decompressed, so an
 // envelope from anyone else costs nothing to refuse.
 func Open(b []byte, trusted ed25519.PublicKey) (*Signed, error) {
-	if k := len(envelopeMagic); len(b) >= k+ed25519.PublicKeySize && bytes.HasPrefix(b, []byte(envelopeMagic)) {
-		if signer := ed25519.PublicKey(b[k : k+ed25519.PublicKeySize]); !bytes.Equal(signer, trusted) {
-			return nil, fmt.Errorf("manifest: %w (%s, trusted key is %s)", keys.ErrWrongKey, keys.Fingerprint(signer), keys.Fingerprint(trusted))
-		}
+	if err := signerTrusted(b, trusted); err != nil {
+		return nil, err
 	}
 	s, err := DecodeSigned(b)
 	if err != nil {
@@ -133,6 +142,17 @@ func Open(b []byte, trusted ed25519.PublicKey) (*Signed, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// signerTrusted refuses an envelope that names a key other than trusted,
+// before anything is decompressed.
+func signerTrusted(b []byte, trusted ed25519.PublicKey) error {
+	if k := len(envelopeMagic); len(b) >= k+ed25519.PublicKeySize && bytes.HasPrefix(b, []byte(envelopeMagic)) {
+		if signer := ed25519.PublicKey(b[k : k+ed25519.PublicKeySize]); !bytes.Equal(signer, trusted) {
+			return fmt.Errorf("manifest: %w (%s, trusted key is %s)", keys.ErrWrongKey, keys.Fingerprint(signer), keys.Fingerprint(trusted))
+		}
+	}
+	return nil
 }
 
 // VerifiedBy checks that the trusted key made the signature.

@@ -28,7 +28,7 @@ import (
 // rename), so a crash or a full disk leaves at most garbage in tmp/. Chunks
 // are verified against their ID whenever they are read.
 //
-// The chunk index lives in memory (48 bytes a chunk, index.go) and is read from
+// The chunk index lives in memory (16 bytes a chunk, index.go) and is read from
 // the packs' own indexes at open. A Store is safe for concurrent use; other
 // processes' new packs become visible after Refresh.
 type Store struct {
@@ -152,23 +152,6 @@ func (s *Store) ReadCompressedChunk(id core.ChunkID) ([]byte, error) {
 func (s *Store) PutManifest(sm *Signed) error {
 	dst := filepath.Join(s.dir, "manifests", sm.ID.String())
 	if err := writeAtomic(filepath.Join(s.dir, "tmp"), dst, sm.Encode(), 0o444); err != nil {
-		return fmt.Errorf("store manifest %s: %w", sm.ID.Short(), err)
-	}
-	return nil
-}
-
-// PutEnvelope stores envelope, the exact bytes that sm was opened from
-// (Open or DecodeSigned), as received. Encoding the decoded manifest again
-// would hold a second compressed copy and its encoder's buffers at once:
-// megabytes for a large release, at the moment a host's memory peaks.
-func (s *Store) PutEnvelope(sm *Signed, envelope []byte) error {
-	k := len(envelopeMagic)
-	if !bytes.HasPrefix(envelope, []byte(envelopeMagic)) || len(envelope) < k+len(sm.PubKey)+len(sm.Sig) ||
-		!bytes.Equal(envelope[k:k+len(sm.PubKey)], sm.PubKey) || !bytes.Equal(envelope[k+len(sm.PubKey):k+len(sm.PubKey)+len(sm.Sig)], sm.Sig) {
-		return fmt.Errorf("store manifest %s: the envelope is not the one the manifest was opened from", sm.ID.Short())
-	}
-	dst := filepath.Join(s.dir, "manifests", sm.ID.String())
-	if err := writeAtomic(filepath.Join(s.dir, "tmp"), dst, envelope, 0o444); err != nil {
 		return fmt.Errorf("store manifest %s: %w", sm.ID.Short(), err)
 	}
 	return nil
@@ -310,9 +293,23 @@ func writeAtomic(tmpDir, dst string, data []byte, mode fs.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(tmpDir, "w-*")
+	tmp, err := writeTemp(tmpDir, data, mode)
 	if err != nil {
 		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// writeTemp writes data to a new synced file in tmpDir and returns its
+// path; on error it leaves nothing behind.
+func writeTemp(tmpDir string, data []byte, mode fs.FileMode) (string, error) {
+	f, err := os.CreateTemp(tmpDir, "w-*")
+	if err != nil {
+		return "", err
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -325,14 +322,11 @@ func writeAtomic(tmpDir, dst string, data []byte, mode fs.FileMode) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
+		return "", err
 	}
-	return syncDir(filepath.Dir(dst))
+	return tmp, nil
 }
 
 func readDirNames(dir string) ([]string, error) {

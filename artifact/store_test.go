@@ -1,13 +1,16 @@
 package artifact
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -336,4 +339,94 @@ func TestGCRewritesMostlyDeadPacks(t *testing.T) {
 		t.Fatalf("release 2 after gc: %v %v", problems, err)
 	}
 	checkAllChunks(t, st2)
+}
+
+// MaterializeStored reads both manifests from the store as it walks them,
+// and refuses a stored manifest that no longer hashes to its release.
+func TestMaterializeStored(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	writeTree(t, src)
+	st, key := newStore(t), newKey(t)
+	r1 := build(t, st, src, key, opts("mw", "1"))
+	writeFile(t, filepath.Join(src, "includes/Setup.php"), pseudoText(11, 20000))
+	r2 := build(t, st, src, key, opts("mw", "2"))
+	pub := key.Public().(ed25519.PublicKey)
+	t1, err := st.Table(r1.Signed.ID, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, err := st.Table(r2.Signed.ID, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	ctx := context.Background()
+	if _, err := MaterializeStored(ctx, st, t1, filepath.Join(out, "1"), MaterializeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := MaterializeStored(ctx, st, t2, filepath.Join(out, "2"), MaterializeOptions{
+		Previous: &Previous{Release: t1.ID, Dir: filepath.Join(out, "1")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Linked != res.Files-1 {
+		t.Fatalf("linked %d of %d files, want all but the changed one", res.Linked, res.Files)
+	}
+	if treeDigest(t, filepath.Join(out, "2")) != treeDigest(t, src) {
+		t.Fatal("tree differs from the source")
+	}
+
+	// Release 1's envelope under release 2's name: signed, valid, wrong.
+	env, err := st.ManifestEnvelope(t1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(st.Dir(), "manifests", t2.ID.String())
+	os.Chmod(path, 0o644)
+	if err := os.WriteFile(path, env, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MaterializeStored(ctx, st, t2, filepath.Join(out, "3"), MaterializeOptions{}); err == nil {
+		t.Fatal("materialized from a stored manifest of another release")
+	}
+	if names, _ := readDirNames(out); len(names) != 2 {
+		t.Fatalf("a refused manifest left something behind: %v", names)
+	}
+}
+
+// PutFetched stores an envelope only if it is the wanted release, signed
+// by the trusted key, and leaves nothing behind otherwise.
+func TestPutFetched(t *testing.T) {
+	_, st, _ := builtRelease(t)
+	env := st.Encode()
+	pub := st.PubKey
+	dst := newStore(t)
+	for _, c := range []struct {
+		name    string
+		trusted ed25519.PublicKey
+		want    core.ReleaseID
+	}{
+		{"another release", pub, core.ReleaseID{1}},
+		{"another key", newKey(t).Public().(ed25519.PublicKey), st.ID},
+	} {
+		if _, err := dst.PutFetched(env, c.trusted, c.want); err == nil {
+			t.Fatalf("%s: stored", c.name)
+		}
+		for _, sub := range []string{"manifests", "tmp"} {
+			if names, _ := readDirNames(filepath.Join(dst.Dir(), sub)); len(names) != 0 {
+				t.Fatalf("%s: left %v in %s", c.name, names, sub)
+			}
+		}
+	}
+	tb, err := dst.PutFetched(env, pub, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dst.ManifestEnvelope(st.ID); err != nil || !bytes.Equal(got, env) {
+		t.Fatalf("stored envelope differs: %v", err)
+	}
+	if tb.ID != st.ID || !reflect.DeepEqual(tb.Chunks, st.Manifest.Chunks) {
+		t.Fatal("table differs from the manifest's")
+	}
 }

@@ -32,10 +32,10 @@ var (
 		}
 		return e
 	})
-	// Two decoders, each capped near the largest output it may produce, so a
-	// frame that does not declare its size still cannot balloon memory.
-	chunkDecoder    = sync.OnceValue(func() *zstd.Decoder { return newDecoder(maxChunkSize + 1) })
-	manifestDecoder = sync.OnceValue(func() *zstd.Decoder { return newDecoder(maxBodySize + 1) })
+	// The chunk decoder is capped near the largest chunk, so a frame that
+	// does not declare its size still cannot balloon memory. Manifests get
+	// a decoder each (zstdDecodeInto).
+	chunkDecoder = sync.OnceValue(func() *zstd.Decoder { return newDecoder(maxChunkSize + 1) })
 )
 
 // decodeSlack is extra output capacity for the decoder's fast path.
@@ -63,6 +63,26 @@ func zstdDecodeExact(src []byte, size int) ([]byte, error) {
 // size bytes. The frame's declared size is checked before decoding so that a
 // hostile frame cannot make us allocate more than size.
 func zstdDecodeInto(src, dst []byte, size int) ([]byte, error) {
+	return decodeExact(chunkDecoder(), src, dst, size)
+}
+
+// zstdDecodeManifest is zstdDecodeInto for a manifest body, with a decoder
+// of its own, closed when done. The shared decoder's pool keeps slices of
+// the last input and output it decoded until the next: after a manifest,
+// its envelope and body (16 MB at 2 GiB), alive through the whole fetch.
+// Its cap is the body's size, or the chunk decoder's for small bodies,
+// which must still hold a window.
+func zstdDecodeManifest(src, dst []byte, size int) ([]byte, error) {
+	limit := max(uint64(size), maxChunkSize) + 1
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return decodeExact(d, src, dst, size)
+}
+
+func decodeExact(d *zstd.Decoder, src, dst []byte, size int) ([]byte, error) {
 	var h zstd.Header
 	if err := h.Decode(src); err != nil {
 		return nil, err
@@ -76,10 +96,6 @@ func zstdDecodeInto(src, dst []byte, size int) ([]byte, error) {
 	// bounds-checked one (a fifth of a fan-out's CPU went there).
 	if cap(dst) < size+decodeSlack {
 		dst = make([]byte, 0, size+decodeSlack)
-	}
-	d := chunkDecoder()
-	if size > maxChunkSize {
-		d = manifestDecoder()
 	}
 	out, err := d.DecodeAll(src, dst[:0])
 	if err != nil {

@@ -81,7 +81,7 @@ func FuzzParseInfo(f *testing.F) {
 	info, _ := l.InfoBytes(func(core.ChunkID) ([]byte, error) { return make([]byte, 10), nil })
 	f.Add(info)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		l, err := ParseInfo(b, core.ReleaseID{9}, m)
+		l, err := ParseInfo(b, &artifact.Table{ID: core.ReleaseID{9}, Chunking: m.Chunking, Chunks: m.Chunks})
 		if err != nil {
 			return
 		}

@@ -303,11 +303,11 @@ func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, erro
 	if err != nil {
 		return nil, err
 	}
-	sm, err := r.st.Manifest(id)
+	t, err := r.st.Table(id, n.cfg.PubKey)
 	if err != nil {
 		return nil, err
 	}
-	if l, err = ParseInfo(info, id, sm.Manifest); err != nil {
+	if l, err = ParseInfo(info, t); err != nil {
 		return nil, err
 	}
 	n.mu.Lock()
@@ -317,7 +317,7 @@ func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, erro
 }
 
 // servedLayoutLocked returns the layout of a torrent the node fetches or
-// seeds, if any: it shares the fetch's decoded manifest instead of decoding
+// seeds, if any: it shares the fetch's chunk table instead of decoding
 // another copy.
 func servedLayoutLocked(r *repo, id core.ReleaseID, kind string) *Layout {
 	rel := r.rels[id]

@@ -227,9 +227,10 @@ func (l *Layout) encode() []byte {
 	return b
 }
 
-// ParseInfo decodes info bytes against the release's manifest and checks
+// ParseInfo decodes info bytes against the release's chunk table and checks
 // that they describe a layout of it. The caller has checked the info hash.
-func ParseInfo(info []byte, id core.ReleaseID, m *artifact.Manifest) (*Layout, error) {
+func ParseInfo(info []byte, t *artifact.Table) (*Layout, error) {
+	id := t.ID
 	var d infoDict
 	if err := bencode.Unmarshal(info, &d); err != nil {
 		return nil, fmt.Errorf("torrent info: %w", err)
@@ -251,14 +252,14 @@ func ParseInfo(info []byte, id core.ReleaseID, m *artifact.Manifest) (*Layout, e
 		return nil, fmt.Errorf("torrent info: piece length %d", d.PieceLength)
 	}
 	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(m.Chunks)) {
+	if k <= 0 || n > uint64(len(t.Chunks)) {
 		return nil, errors.New("torrent info: bad chunk count")
 	}
-	if kind == Full && n != uint64(len(m.Chunks)) {
+	if kind == Full && n != uint64(len(t.Chunks)) {
 		return nil, errors.New("torrent info: a full layout must hold every chunk")
 	}
 	b = b[k:]
-	l := newLayout(id, kind, m.Chunks, int(n))
+	l := newLayout(id, kind, t.Chunks, int(n))
 	l.PieceLen = d.PieceLength
 	prev := -1
 	for range n {
@@ -272,7 +273,7 @@ func ParseInfo(info []byte, id core.ReleaseID, m *artifact.Manifest) (*Layout, e
 		}
 		b = b[k1+k2:]
 		idx := uint64(prev) + 1 + step
-		if step >= uint64(len(m.Chunks)) || idx >= uint64(len(m.Chunks)) || cs == 0 || cs > 2*uint64(m.Chunking.Max)+1024 {
+		if step >= uint64(len(t.Chunks)) || idx >= uint64(len(t.Chunks)) || cs == 0 || cs > 2*uint64(t.Chunking.Max)+1024 {
 			return nil, errors.New("torrent info: layout entry out of range")
 		}
 		l.add(int(idx), int64(cs))

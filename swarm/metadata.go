@@ -97,41 +97,42 @@ func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b []byte) {
 	}
 }
 
-// fromPeers GETs path from peers until one answers with bytes that pass
-// check: each round asks up to metaAskPeers other hosts in random order
+// fromPeers GETs path from peers until one answers with bytes that use
+// accepts: each round asks up to metaAskPeers other hosts in random order
 // (those in this node's datacenter first), then the origin. While some node
 // answered busy it waits and asks again, for up to metaPatience; when every
 // node answered otherwise (nobody has it, or what they had was bad) it
-// fails at once.
-func (n *Node) fromPeers(path string, limit int64, check func([]byte) error) ([]byte, error) {
+// fails at once. The bytes are use's: fromPeers keeps no reference to
+// them, so that use can let a large response go as soon as it is done.
+func (n *Node) fromPeers(path string, limit int64, use func([]byte) error) error {
 	deadline := time.Now().Add(metaPatience)
 	wait := 20 * time.Millisecond
 	for {
 		peers := n.metaSources()
 		if len(peers) == 0 {
-			return nil, errors.New("no peers to ask")
+			return errors.New("no peers to ask")
 		}
 		var errs []string
 		busy := false
 		for _, p := range peers {
 			b, err := n.get(p.HTTP, path, limit)
 			if err == nil {
-				err = check(b)
+				err = use(b)
 			}
 			if err == nil {
-				return b, nil
+				return nil
 			}
 			busy = busy || errors.Is(err, errBusy)
 			errs = append(errs, p.Name+": "+err.Error())
 		}
 		if !busy || time.Now().After(deadline) {
-			return nil, fmt.Errorf("no peer could serve %s: %s", path, strings.Join(errs, "; "))
+			return fmt.Errorf("no peer could serve %s: %s", path, strings.Join(errs, "; "))
 		}
 		t := time.NewTimer(wait/2 + rand.N(wait))
 		select {
 		case <-n.ctx.Done():
 			t.Stop()
-			return nil, n.ctx.Err()
+			return n.ctx.Err()
 		case <-t.C:
 		}
 		wait = min(2*wait, 250*time.Millisecond)

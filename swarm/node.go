@@ -471,7 +471,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	if err := r.st.Refresh(); err != nil {
 		return err
 	}
-	sm, err := n.manifest(r, a)
+	t, err := n.manifest(r, a)
 	if err != nil {
 		return err
 	}
@@ -479,7 +479,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	if !a.Parent.IsZero() && n.holds(r, a.Parent) {
 		kind = Delta
 	}
-	tor, err := n.torrent(r, a, sm, kind)
+	tor, err := n.torrent(r, a, t, kind)
 	if err != nil {
 		return err
 	}
@@ -533,7 +533,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	}
 	if other == Full || !a.Parent.IsZero() {
 		if parentOK := other == Full || n.holds(r, a.Parent); parentOK {
-			if t2, err := n.torrent(r, a, sm, other); err != nil {
+			if t2, err := n.torrent(r, a, t, other); err != nil {
 				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
 			} else if x2, err := n.e.Add(r.st, t2.Layout, t2.Info, filepath.Join(r.dir, "partial")); err == nil {
 				seeds = append(seeds, x2)
@@ -543,7 +543,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 		}
 	}
 	if !n.cfg.Origin && !n.cfg.SkipStage {
-		if err := n.stage(r, sm); err != nil {
+		if err := n.stage(r, t); err != nil {
 			for _, s := range seeds {
 				s.Drop()
 			}
@@ -834,11 +834,11 @@ func (n *Node) holds(r *repo, id core.ReleaseID) bool {
 		// of megabytes to ask the store about each of them.
 		return true
 	}
-	sm, err := r.st.Manifest(id)
+	t, err := r.st.Table(id, n.cfg.PubKey)
 	if err != nil {
 		return false
 	}
-	for _, c := range sm.Manifest.Chunks {
+	for _, c := range t.Chunks {
 		if !r.st.HasChunk(c.ID) {
 			return false
 		}
@@ -846,47 +846,32 @@ func (n *Node) holds(r *repo, id core.ReleaseID) bool {
 	return true
 }
 
-// manifest returns the release's manifest from the store or, failing that,
-// from a peer, verified by the deploy key and the release ID.
-func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Signed, error) {
-	if sm, err := r.st.Manifest(a.Release); err == nil {
-		if err := sm.VerifiedBy(n.cfg.PubKey); err != nil {
-			return nil, err
-		}
-		return decodedOnly(sm), nil
+// manifest returns the release's chunk table from the store or, failing
+// that, from a peer, verified by the deploy key and the release ID. The
+// entries are checked but not kept: staging reads them again from the
+// stored manifest (artifact.MaterializeStored), and holding them for the
+// whole fetch was most of a large release's memory.
+func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Table, error) {
+	if t, err := r.st.Table(a.Release, n.cfg.PubKey); err == nil {
+		return t, nil
 	}
-	var sm *artifact.Signed
-	env, err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), artifact.MaxEnvelopeSize, func(b []byte) error {
-		got, err := artifact.Open(b, n.cfg.PubKey)
-		if err != nil {
-			return err
-		}
-		if got.ID != a.Release {
-			return fmt.Errorf("peer sent release %s", got.ID.Short())
-		}
-		sm = got
-		return nil
+	var t *artifact.Table
+	// The envelope is not kept here: PutFetched stores it and lets it go
+	// before decoding the chunk table.
+	err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), artifact.MaxEnvelopeSize, func(b []byte) error {
+		got, err := r.st.PutFetched(b, n.cfg.PubKey, a.Release)
+		t = got
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch manifest: %w", err)
 	}
-	if err := r.st.PutEnvelope(sm, env); err != nil {
-		return nil, err
-	}
-	return decodedOnly(sm), nil
-}
-
-// decodedOnly drops a verified manifest's encoded body and signature,
-// keeping its ID and decoded tree: all that fetching and staging use. The
-// body, held for the whole fetch, would be a second copy of the manifest
-// (about 60 bytes a chunk).
-func decodedOnly(sm *artifact.Signed) *artifact.Signed {
-	return &artifact.Signed{ID: sm.ID, Manifest: sm.Manifest}
+	return t, nil
 }
 
 // torrent returns the release's torrent of the given kind from disk or a
 // peer, checked against the signed info hash.
-func (n *Node) torrent(r *repo, a *Announcement, sm *artifact.Signed, kind Kind) (*Torrent, error) {
+func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (*Torrent, error) {
 	want := a.Full
 	if kind == Delta {
 		want = a.Delta
@@ -894,10 +879,11 @@ func (n *Node) torrent(r *repo, a *Announcement, sm *artifact.Signed, kind Kind)
 	path := filepath.Join(r.dir, "torrents", a.Release.String()+"."+kind.String())
 	info, err := os.ReadFile(path)
 	if err != nil || InfoHash(info) != want {
-		info, err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), 64<<20, func(b []byte) error {
+		err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), 64<<20, func(b []byte) error {
 			if InfoHash(b) != want {
 				return errors.New("info hash does not match the announcement")
 			}
+			info = b
 			return nil
 		})
 		if err != nil {
@@ -907,7 +893,7 @@ func (n *Node) torrent(r *repo, a *Announcement, sm *artifact.Signed, kind Kind)
 			return nil, err
 		}
 	}
-	l, err := ParseInfo(info, a.Release, sm.Manifest)
+	l, err := ParseInfo(info, t)
 	if err != nil {
 		return nil, err
 	}
@@ -918,17 +904,19 @@ func (n *Node) torrent(r *repo, a *Announcement, sm *artifact.Signed, kind Kind)
 }
 
 // stage materializes the release under releases/<id>, reusing the newest
-// staged tree.
-func (n *Node) stage(r *repo, sm *artifact.Signed) error {
-	dest := filepath.Join(r.dir, "releases", sm.ID.String())
+// staged tree. Both manifests are read from the store as the tree is
+// written, not decoded whole.
+func (n *Node) stage(r *repo, t *artifact.Table) error {
+	id := t.ID
+	dest := filepath.Join(r.dir, "releases", id.String())
 	if _, err := os.Stat(dest); err == nil {
 		return nil
 	}
 	opt := artifact.MaterializeOptions{Log: n.cfg.Log}
-	if prev := n.newestStaged(r, sm.ID); prev != nil {
+	if prev := n.newestStaged(r, id); prev != nil {
 		opt.Previous = prev
 	}
-	_, err := artifact.Materialize(n.ctx, r.st, sm, dest, opt)
+	_, err := artifact.MaterializeStored(n.ctx, r.st, t, dest, opt)
 	return err
 }
 
@@ -944,11 +932,7 @@ func (n *Node) newestStaged(r *repo, except core.ReleaseID) *artifact.Previous {
 	if best == nil {
 		return nil
 	}
-	sm, err := r.st.Manifest(best.ann.Release)
-	if err != nil {
-		return nil
-	}
-	return &artifact.Previous{Manifest: sm.Manifest, Dir: filepath.Join(r.dir, "releases", best.ann.Release.String())}
+	return &artifact.Previous{Release: best.ann.Release, Dir: filepath.Join(r.dir, "releases", best.ann.Release.String())}
 }
 
 // collect keeps the newest Keep releases of the repo and removes the rest:

@@ -362,7 +362,7 @@ func TestE2EStockClientDownloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := swarm.ParseInfo(info, rid, sm.Manifest)
+	l, err := swarm.ParseInfo(info, sm.Table())
 	if err != nil {
 		t.Fatal(err)
 	}
