@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"bytes"
+	"context"
 	"net/netip"
 	"strconv"
 	"time"
@@ -88,8 +89,14 @@ func (n *Node) infoBytes(r *repo, id core.ReleaseID, kind string) ([]byte, error
 }
 
 // get fetches http://addr/path, reading at most limit bytes.
+// A node that stops sending for metaIdleTimeout is given up on; a slow
+// but steady one is not, whatever the size.
 func (n *Node) get(addr, path string, limit int64) ([]byte, error) {
-	req, err := http.NewRequestWithContext(n.ctx, http.MethodGet, "http://"+addr+path, nil)
+	ctx, cancel := context.WithCancel(n.ctx)
+	defer cancel()
+	idle := time.AfterFunc(metaIdleTimeout, cancel)
+	defer idle.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +120,11 @@ func (n *Node) get(addr, path string, limit int64) ([]byte, error) {
 	if resp.ContentLength > 0 && resp.ContentLength <= limit {
 		buf.Grow(int(resp.ContentLength) + bytes.MinRead) // ReadFrom wants MinRead free to read EOF
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1)); err != nil {
+	body := &idleReader{r: io.LimitReader(resp.Body, limit+1), idle: idle}
+	if _, err := buf.ReadFrom(body); err != nil {
+		if ctx.Err() != nil && n.ctx.Err() == nil {
+			err = fmt.Errorf("nothing received for %v: %w", metaIdleTimeout, err)
+		}
 		return nil, err
 	}
 	b := buf.Bytes()
@@ -330,4 +341,18 @@ func servedLayoutLocked(r *repo, id core.ReleaseID, kind string) *Layout {
 		}
 	}
 	return nil
+}
+
+// idleReader restarts the idle timer whenever bytes arrive.
+type idleReader struct {
+	r    io.Reader
+	idle *time.Timer
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.idle.Reset(metaIdleTimeout)
+	}
+	return n, err
 }

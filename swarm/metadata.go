@@ -19,10 +19,11 @@ import (
 // its stripes: measured with 16 processes in network namespaces, the
 // origin's uplink spent 5 s (0.17 S/U) on them.
 //
-// So metadata spreads like the pieces do. Every node sends one at a time,
-// at its upload cap, and answers 503 meanwhile; a host asks peers before the origin and, while someone was busy,
-// asks again after a short, growing, jittered wait. The first few hosts
-// get metadata from the origin, the next from them, and so on.
+// So metadata spreads like the pieces do. Every node sends one response at
+// a time, at its upload cap, and answers 503 meanwhile; a host asks peers
+// before the origin and, while someone was busy, asks again after a short,
+// growing, jittered wait. The first few hosts get metadata from the
+// origin, the next from them, and so on.
 
 const (
 	// metaSlots is how many metadata responses a node sends at once. One
@@ -40,16 +41,19 @@ const (
 	// A round asks nodes one after another, so one that does not answer
 	// must not hold it up for long: metaDialTimeout to connect,
 	// metaHeaderTimeout for the status line (sent before any byte of the
-	// body waits for the upload cap), metaTimeout for the whole answer.
+	// body waits for the upload cap), metaIdleTimeout without a byte of
+	// the body. There is no limit on the whole answer: a 2 GiB release's
+	// manifest is 6.7 MB, a minute at 110 KiB/s.
 	metaDialTimeout   = 3 * time.Second
 	metaHeaderTimeout = 5 * time.Second
-	metaTimeout       = 60 * time.Second
 )
+
+// metaIdleTimeout: see above (a variable for tests).
+var metaIdleTimeout = 10 * time.Second
 
 // newMetaClient is the HTTP client a node asks others for metadata with.
 func newMetaClient() *http.Client {
 	return &http.Client{
-		Timeout: metaTimeout,
 		Transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: metaDialTimeout}).DialContext,
 			ResponseHeaderTimeout: metaHeaderTimeout,
