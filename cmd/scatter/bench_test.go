@@ -74,35 +74,11 @@ func TestBenchNetnsSmoke(t *testing.T) {
 	if err := netns.Check(); err != nil {
 		t.Skip(err)
 	}
-	bin := scatterBinary(t)
-	dir := t.TempDir()
-	js := filepath.Join(dir, "bench.json")
-	cmd := exec.Command(bin, "bench", "--netns", "--hosts", "4", "--size", "4MiB", "--su", "3s", "--central-hosts", "2",
-		"--json", js, "--dir", dir)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if left := namespacesOf(t, cmd.Process.Pid); len(left) > 0 {
-		t.Errorf("namespaces left behind: %v", left)
-	}
-	if err != nil {
-		if strings.Contains(errOut.String(), netns.ErrUnavailable.Error()) {
-			t.Skipf("namespaces unavailable: %s", errOut.String())
-		}
-		t.Fatalf("scatter bench --netns: %v\n%s\n%s", err, out.String(), errOut.String())
-	}
+	out, rep, stderr := runNetnsBench(t, "--hosts", "4", "--size", "4MiB", "--su", "3s", "--central-hosts", "2")
 	for _, want := range []string{"mode netns", "fan-out", "central / P2P", "daemon processes", "identical to its source: true"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
 		}
-	}
-	b, err := os.ReadFile(js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep fanout.Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("--json: %v", err)
 	}
 	if rep.Params.Mode != fanout.Netns || rep.Params.Hosts != 4 {
 		t.Errorf("params %+v", rep.Params)
@@ -116,7 +92,7 @@ func TestBenchNetnsSmoke(t *testing.T) {
 		t.Errorf("origin sent %.2f S, from peers %.0f per host, peak RSS per daemon %d", f.OriginUpS, f.FromPeers, rep.Resources.PeakRSSPerHost)
 	}
 	if t.Failed() {
-		t.Logf("stderr:\n%s", errOut.String())
+		t.Logf("stderr:\n%s", stderr)
 	}
 }
 
@@ -132,35 +108,11 @@ func TestBenchNetnsTwoDCSmoke(t *testing.T) {
 	if err := netns.Check(); err != nil {
 		t.Skip(err)
 	}
-	bin := scatterBinary(t)
-	dir := t.TempDir()
-	js := filepath.Join(dir, "bench.json")
-	cmd := exec.Command(bin, "bench", "--netns", "--scenario", "2dc", "--hosts", "5", "--size", "4MiB", "--su", "3s",
-		"--dc-link", "2U", "--json", js, "--dir", dir)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if left := namespacesOf(t, cmd.Process.Pid); len(left) > 0 {
-		t.Errorf("namespaces left behind: %v", left)
-	}
-	if err != nil {
-		if strings.Contains(errOut.String(), netns.ErrUnavailable.Error()) {
-			t.Skipf("namespaces unavailable: %s", errOut.String())
-		}
-		t.Fatalf("scatter bench --netns --scenario 2dc: %v\n%s\n%s", err, out.String(), errOut.String())
-	}
+	out, rep, stderr := runNetnsBench(t, "--scenario", "2dc", "--hosts", "5", "--size", "4MiB", "--su", "3s", "--dc-link", "2U")
 	for _, want := range []string{"mode netns", "every byte on the link between the DCs", "dc1→dc2", "identical to its source: true"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
 		}
-	}
-	b, err := os.ReadFile(js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep fanout.Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("--json: %v", err)
 	}
 	if p := rep.Params; p.Mode != fanout.Netns || p.Scenario != fanout.TwoDC || p.DCLinkU != 2 || p.DCLink != 2*p.Upload {
 		t.Errorf("params %+v", p)
@@ -175,8 +127,41 @@ func TestBenchNetnsTwoDCSmoke(t *testing.T) {
 			f.CrossDC, f.CrossDC1To2, f.CrossDC2To1, f.S)
 	}
 	if t.Failed() {
-		t.Logf("stderr:\n%s", errOut.String())
+		t.Logf("stderr:\n%s", stderr)
 	}
+}
+
+// runNetnsBench runs the built binary's `scatter bench --netns` with args,
+// checks that it left no namespace behind, and returns its report as
+// printed and as written by --json, and its stderr. It skips where
+// namespaces cannot be made.
+func runNetnsBench(t *testing.T, args ...string) (string, fanout.Report, string) {
+	t.Helper()
+	bin := scatterBinary(t)
+	dir := t.TempDir()
+	js := filepath.Join(dir, "bench.json")
+	cmd := exec.Command(bin, append(append([]string{"bench", "--netns"}, args...), "--json", js, "--dir", dir)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if left := namespacesOf(t, cmd.Process.Pid); len(left) > 0 {
+		t.Errorf("namespaces left behind: %v", left)
+	}
+	if err != nil {
+		if strings.Contains(errOut.String(), netns.ErrUnavailable.Error()) {
+			t.Skipf("namespaces unavailable: %s", errOut.String())
+		}
+		t.Fatalf("scatter bench --netns %v: %v\n%s\n%s", args, err, out.String(), errOut.String())
+	}
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep fanout.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("--json: %v", err)
+	}
+	return out.String(), rep, errOut.String()
 }
 
 // namespacesOf lists the network namespaces bench/netns made in process pid.
