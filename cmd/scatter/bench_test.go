@@ -29,21 +29,14 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
-	b, err := os.ReadFile(js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep fanout.Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("--json: %v", err)
-	}
+	rep := readReport(t, js)
 	for _, p := range rep.Problems(rep.Params.Hosts) {
 		t.Error(p)
 	}
 	if rep.Machine.CPU == "" && rep.Machine.OS == "linux/amd64" {
 		t.Error("no CPU model")
 	}
-	b, err = os.ReadFile(svg)
+	b, err := os.ReadFile(svg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +146,14 @@ func runNetnsBench(t *testing.T, args ...string) (string, fanout.Report, string)
 		}
 		t.Fatalf("scatter bench --netns %v: %v\n%s\n%s", args, err, out.String(), errOut.String())
 	}
-	b, err := os.ReadFile(js)
+	rep := readReport(t, js)
+	return out.String(), rep, errOut.String()
+}
+
+// readReport reads what `scatter bench --json` wrote.
+func readReport(t *testing.T, path string) fanout.Report {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func runNetnsBench(t *testing.T, args ...string) (string, fanout.Report, string)
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("--json: %v", err)
 	}
-	return out.String(), rep, errOut.String()
+	return rep
 }
 
 // namespacesOf lists the network namespaces bench/netns made in process pid.
