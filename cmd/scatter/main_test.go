@@ -152,3 +152,13 @@ func TestResolveReleaseVersionBeatsPrefix(t *testing.T) {
 		}
 	}
 }
+
+// scatter seed refuses counts that cannot work before it starts anything.
+func TestSeedRefusesBadCounts(t *testing.T) {
+	for _, args := range [][]string{{"--bridges", "0"}, {"--keep", "0"}} {
+		_, errOut, code := run(t, append([]string{"seed", "--data", t.TempDir(), "--pubkey", "none.pub"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, "at least 1") {
+			t.Errorf("seed %v: exit %d, %q; want a usage error", args, code, errOut)
+		}
+	}
+}

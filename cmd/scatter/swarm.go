@@ -88,6 +88,9 @@ func seedCommand() *cli.Command {
 			if data == "" || pubFile == "" {
 				return usagef("seed: --data and --pubkey are required (as flags or in --config)")
 			}
+			if c.Int("bridges") < 1 || c.Int("keep") < 1 {
+				return usagef("seed: --bridges and --keep must be at least 1")
+			}
 			pub, err := keys.LoadPublic(pubFile)
 			if err != nil {
 				return err
