@@ -562,9 +562,18 @@ func (n *Node) fetch(r *repo, rel *release) error {
 // itself.
 //
 // With datacenter labels only hosts in the origin's datacenter take
-// stripes (see topology.go); elsewhere slots is 0.
+// stripes (see topology.go); elsewhere slots is 0. Once a host holds the
+// whole release, slots is 0 too: the release is in the swarm, and a host
+// that starts late (its metadata came later than its peers') would
+// otherwise take a stripe the others already fetched, in slots they
+// counted differently, and receive those pieces twice.
 func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
 	peers := n.cfg.Peers.Peers()
+	for _, p := range peers {
+		if !p.Origin && slices.Contains(p.Holds, a.Release) {
+			return 0, 0
+		}
+	}
 	dc := n.stripeDC(peers)
 	if dc != "" && n.cfg.DC != dc {
 		return 0, 0
