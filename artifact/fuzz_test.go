@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"reflect"
-	"slices"
 	"testing"
 	"testing/iotest"
 
@@ -108,28 +107,65 @@ func checkEntryReader(t *testing.T, data []byte, want *Manifest, wantErr error) 
 			t.Fatal("entry reader and UnmarshalBody decode differently")
 		}
 	}
-	// A table is read with one entry reused throughout.
-	if tb, err := readTable(&decoder{buf: data}, core.ReleaseID{}, nil); (err == nil) != (wantErr == nil) {
-		t.Fatalf("readTable: err %v, UnmarshalBody: %v", err, wantErr)
-	} else if err == nil && !reflect.DeepEqual(tb.Chunks, want.Chunks) {
-		t.Fatal("readTable and UnmarshalBody decode different tables")
-	}
-	if wantErr == nil {
-		// Staging reads the body again with the table it holds.
-		r := &decoder{rd: iotest.OneByteReader(bytes.NewReader(data)), left: len(data)}
-		if got, err := readAllEntries(r, slices.Clone(want.Chunks)); err != nil || !reflect.DeepEqual(got, want) {
-			t.Fatalf("entry reader with the known table: %v", err)
+	// A table is read with one entry reused throughout, its IDs in memory
+	// or on disk.
+	for _, dir := range []string{"", t.TempDir()} {
+		tb, err := readTable(&decoder{buf: data}, core.ReleaseID{}, nil, dir)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("readTable (dir %q): err %v, UnmarshalBody: %v", dir, err, wantErr)
 		}
+		if err != nil {
+			continue
+		}
+		if got := tableRefs(t, tb); !reflect.DeepEqual(got, want.Chunks) {
+			t.Fatalf("readTable (dir %q) and UnmarshalBody decode different tables", dir)
+		}
+		if wantErr == nil {
+			// Staging reads the body again with the table it holds.
+			r := &decoder{rd: iotest.OneByteReader(bytes.NewReader(data)), left: len(data)}
+			if got, err := readAllEntries(r, &knownSink{t: tb}); err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("entry reader with the known table: %v", err)
+			}
+		}
+		tb.Close()
 	}
 }
 
-// readAllEntries reads a body with an entryReader (known: see decodeHead).
-func readAllEntries(r *decoder, known []ChunkRef) (*Manifest, error) {
-	er, err := newEntryReader(r, known)
+// tableRefs reads a whole table.
+func tableRefs(t testing.TB, tb *Table) []ChunkRef {
+	t.Helper()
+	refs, err := tableRefsOf(tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return refs
+}
+
+func tableRefsOf(tb *Table) ([]ChunkRef, error) {
+	refs := make([]ChunkRef, tb.Len())
+	for i := range refs {
+		ref, err := tb.Ref(i)
+		if err != nil {
+			return nil, err
+		}
+		refs[i] = ref
+	}
+	return refs, nil
+}
+
+// readAllEntries reads a body with an entryReader (nil sink: in memory).
+func readAllEntries(r *decoder, sink tableSink) (*Manifest, error) {
+	if sink == nil {
+		sink = &memSink{}
+	}
+	er, err := newEntryReader(r, sink)
 	if err != nil {
 		return nil, err
 	}
 	m := er.head
+	if m.Chunks, err = tableRefsOf(er.table); err != nil {
+		return nil, err
+	}
 	m.Entries = []Entry{}
 	for {
 		e, err := er.next()

@@ -176,10 +176,12 @@ func unmarshalBody(b []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("body of %d bytes exceeds %d", len(b), maxBodySize)
 	}
 	r := &decoder{buf: b}
-	m, n := decodeHead(r, nil)
+	var sink memSink
+	m, n := decodeHead(r, &sink)
 	if r.err != nil {
 		return nil, r.err
 	}
+	m.Chunks = sink.chunks
 	m.Entries = make([]Entry, n)
 	for i := range m.Entries {
 		if decodeEntry(r, i, len(m.Chunks), &m.Entries[i]); r.err != nil {
@@ -189,11 +191,9 @@ func unmarshalBody(b []byte) (*Manifest, error) {
 	return m, r.end()
 }
 
-// decodeHead reads a body's metadata and chunk table, and returns them
-// with the number of entries that follow. Given the table the body is
-// known to hold (known, not nil), it checks the body's table against it
-// and shares it instead of allocating a copy.
-func decodeHead(r *decoder, known []ChunkRef) (*Manifest, int) {
+// decodeHead reads a body's metadata, hands its chunk table to sink, and
+// returns the metadata with the number of entries that follow.
+func decodeHead(r *decoder, sink tableSink) (*Manifest, int) {
 	if !bytes.Equal(r.raw(len(bodyMagic)), []byte(bodyMagic)) {
 		r.fail(errors.New("not a scatter manifest (bad magic)"))
 		return nil, 0
@@ -229,26 +229,20 @@ func decodeHead(r *decoder, known []ChunkRef) (*Manifest, int) {
 	if r.err != nil {
 		return nil, 0
 	}
-	if known != nil {
-		if n != len(known) {
-			r.fail(fmt.Errorf("chunk table of %d chunks, want %d", n, len(known)))
+	if err := sink.start(n); err != nil {
+		r.fail(err)
+		return nil, 0
+	}
+	var id core.ChunkID
+	for i := range n {
+		copy(id[:], r.raw(core.HashSize)) // the next read may reuse its bytes
+		size := r.int(math.MaxUint32)
+		if r.err != nil {
 			return nil, 0
 		}
-		for i := range known {
-			// Compare the ID before the next read, which may reuse its bytes.
-			if id := r.raw(core.HashSize); r.err == nil && !bytes.Equal(id, known[i].ID[:]) {
-				r.fail(fmt.Errorf("chunk %d differs from the known table", i))
-			}
-			if size := r.int(math.MaxUint32); r.err == nil && uint32(size) != known[i].Size {
-				r.fail(fmt.Errorf("chunk %d differs from the known table", i))
-			}
-		}
-		m.Chunks = known
-	} else {
-		m.Chunks = make([]ChunkRef, n)
-		for i := range m.Chunks {
-			copy(m.Chunks[i].ID[:], r.raw(core.HashSize))
-			m.Chunks[i].Size = uint32(r.int(math.MaxUint32))
+		if err := sink.chunk(i, id[:], uint32(size)); err != nil {
+			r.fail(err)
+			return nil, 0
 		}
 	}
 	n = r.count(3)
@@ -301,7 +295,11 @@ func (m *Manifest) Validate() error {
 	if err := m.validHead(); err != nil {
 		return err
 	}
-	c := newEntryCheck(m.Chunks)
+	t := ManifestTable(core.ReleaseID{}, m)
+	if err := validTable(t, m.Chunking); err != nil {
+		return err
+	}
+	c := newEntryCheck(t)
 	for i := range m.Entries {
 		if err := c.check(&m.Entries[i]); err != nil {
 			return err
@@ -328,27 +326,54 @@ func (m *Manifest) validHead() error {
 	if err := m.Chunking.Validate(); err != nil {
 		return err
 	}
-	for i, c := range m.Chunks {
-		if c.Size == 0 || int(c.Size) > m.Chunking.Max {
-			return fmt.Errorf("chunk %d (%s): size %d outside 1..%d", i, c.ID.Short(), c.Size, m.Chunking.Max)
-		}
-	}
-	// Duplicates sit next to each other once sorted. Sorting indexes takes
-	// 4 bytes a chunk where a set of IDs took about 60: every host
-	// validates every manifest it fetches, and a large release has 160k
-	// chunks.
-	if len(m.Chunks) > math.MaxUint32 {
+	return nil
+}
+
+// validTable checks a chunk table: sizes within the chunking's bounds and
+// no ID listed twice. Duplicates are found among 8-byte prefixes, sorted:
+// 8 bytes a chunk where a set of IDs took about 60 (every host validates
+// every manifest it fetches, and a large release has 160k chunks), and a
+// table on disk is read once, in order. Equal prefixes are compared whole.
+func validTable(t *Table, c chunker.Params) error {
+	n := t.Len()
+	if n > math.MaxUint32 {
 		return errors.New("chunk table too large")
 	}
-	order := make([]uint32, len(m.Chunks))
-	for i := range order {
-		order[i] = uint32(i)
-	}
-	slices.SortFunc(order, func(a, b uint32) int { return bytes.Compare(m.Chunks[a].ID[:], m.Chunks[b].ID[:]) })
-	for i := 1; i < len(order); i++ {
-		if id := m.Chunks[order[i]].ID; id == m.Chunks[order[i-1]].ID {
-			return fmt.Errorf("chunk %s listed twice", id.Short())
+	prefixes := make([]uint64, n)
+	for i := range n {
+		ref, err := t.Ref(i)
+		if err != nil {
+			return err
 		}
+		if ref.Size == 0 || int(ref.Size) > c.Max {
+			return fmt.Errorf("chunk %d (%s): size %d outside 1..%d", i, ref.ID.Short(), ref.Size, c.Max)
+		}
+		prefixes[i] = binary.BigEndian.Uint64(ref.ID[:8])
+	}
+	slices.Sort(prefixes)
+	var shared []uint64
+	for i := 1; i < n; i++ {
+		if prefixes[i] == prefixes[i-1] && (len(shared) == 0 || shared[len(shared)-1] != prefixes[i]) {
+			shared = append(shared, prefixes[i])
+		}
+	}
+	if len(shared) == 0 {
+		return nil
+	}
+	// Rare unless the table lists a chunk twice: find those IDs whole.
+	seen := map[core.ChunkID]bool{}
+	for i := range n {
+		ref, err := t.Ref(i)
+		if err != nil {
+			return err
+		}
+		if _, ok := slices.BinarySearch(shared, binary.BigEndian.Uint64(ref.ID[:8])); !ok {
+			continue
+		}
+		if seen[ref.ID] {
+			return fmt.Errorf("chunk %s listed twice", ref.ID.Short())
+		}
+		seen[ref.ID] = true
 	}
 	return nil
 }
@@ -358,7 +383,7 @@ func (m *Manifest) validHead() error {
 // of all decoded first. It keeps the directories' paths (to check parents)
 // and the symlinks (checked together at the end), not the files.
 type entryCheck struct {
-	chunks    []ChunkRef
+	chunks    *Table
 	n         int
 	last      string
 	dirs      []string // sorted, since entries are
@@ -366,7 +391,7 @@ type entryCheck struct {
 	nextChunk uint32 // canonical: each chunk first used in table order
 }
 
-func newEntryCheck(chunks []ChunkRef) *entryCheck {
+func newEntryCheck(chunks *Table) *entryCheck {
 	return &entryCheck{chunks: chunks, links: map[string]string{}}
 }
 
@@ -394,7 +419,7 @@ func (c *entryCheck) check(e *Entry) error {
 	case TypeFile:
 		var sum int64
 		for _, i := range e.Chunks {
-			if int(i) >= len(c.chunks) {
+			if int(i) >= c.chunks.Len() {
 				return fmt.Errorf("%s: chunk index %d out of range", e.Path, i)
 			}
 			if i > c.nextChunk {
@@ -403,7 +428,7 @@ func (c *entryCheck) check(e *Entry) error {
 			if i == c.nextChunk {
 				c.nextChunk++
 			}
-			sum += int64(c.chunks[i].Size)
+			sum += int64(c.chunks.Size(int(i)))
 		}
 		if sum != e.Size {
 			return fmt.Errorf("%s: size %d but chunks hold %d bytes", e.Path, e.Size, sum)
@@ -430,8 +455,8 @@ func (c *entryCheck) check(e *Entry) error {
 // finish checks what only the whole tree shows: every chunk used, and
 // symlinks that stay inside the tree.
 func (c *entryCheck) finish() error {
-	if int(c.nextChunk) != len(c.chunks) {
-		return fmt.Errorf("chunk table lists %d chunks that no file uses", len(c.chunks)-int(c.nextChunk))
+	if int(c.nextChunk) != c.chunks.Len() {
+		return fmt.Errorf("chunk table lists %d chunks that no file uses", c.chunks.Len()-int(c.nextChunk))
 	}
 	return checkSymlinks(c.links)
 }

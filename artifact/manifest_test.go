@@ -3,6 +3,7 @@ package artifact
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -74,13 +75,24 @@ func TestSignatureChecks(t *testing.T) {
 	if _, err := Open(env, trusted); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("bad signature: got %v", err)
 	}
-	// Body changed after signing (re-compressed with a different message).
+	// Body changed after signing (re-compressed with a different message),
+	// under the signed release ID or its own.
 	m := sampleManifest()
 	m.Message = "evil"
 	body, _ := m.MarshalBody()
-	forged := &Signed{Body: body, PubKey: sm.PubKey, Sig: sm.Sig}
-	if _, err := Open(forged.Encode(), trusted); !errors.Is(err, ErrBadSignature) {
-		t.Fatalf("tampered body: got %v", err)
+	for _, id := range []core.ReleaseID{sm.ID, sha256.Sum256(body)} {
+		forged := &Signed{Body: body, ID: id, PubKey: sm.PubKey, Sig: sm.Sig}
+		if _, err := Open(forged.Encode(), trusted); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("tampered body: got %v", err)
+		}
+		if err := forged.VerifiedBy(trusted); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("tampered body, VerifiedBy: got %v", err)
+		}
+	}
+	// A format-1 envelope is refused with a clear error.
+	v1 := append([]byte(envelopeMagicV1), sm.Encode()[len(envelopeMagic):]...)
+	if _, err := Open(v1, trusted); err == nil || !strings.Contains(err.Error(), "format 1") {
+		t.Fatalf("format 1: got %v", err)
 	}
 	// Swapping in the trusted key for another key's signature.
 	swapped := &Signed{Body: sm2.Body, PubKey: trusted, Sig: sm2.Sig}
@@ -182,21 +194,69 @@ func TestEntryReaderStream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, known := range [][]ChunkRef{nil, slices.Clone(want.Chunks)} {
-			got, err := readAllEntries(&decoder{rd: iotest.HalfReader(bytes.NewReader(body)), left: len(body)}, known)
+		onDisk, err := readTable(&decoder{buf: body}, core.ReleaseID{}, nil, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinks := map[string]tableSink{
+			"none":          nil,
+			"on disk":       &fileSink{dir: t.TempDir()},
+			"known":         &knownSink{t: ManifestTable(core.ReleaseID{}, want)},
+			"known on disk": &knownSink{t: onDisk},
+		}
+		for name, sink := range sinks {
+			got, err := readAllEntries(&decoder{rd: iotest.HalfReader(bytes.NewReader(body)), left: len(body)}, sink)
 			if err != nil {
-				t.Fatalf("shift %d, known table %v: %v", shift, known != nil, err)
+				t.Fatalf("shift %d, table %s: %v", shift, name, err)
 			}
 			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("shift %d, known table %v: streamed manifest differs", shift, known != nil)
+				t.Fatalf("shift %d, table %s: streamed manifest differs", shift, name)
 			}
 		}
+		onDisk.Close()
 	}
 	want, _ := UnmarshalBody(body)
-	// A known table that differs is refused.
-	other := slices.Clone(want.Chunks)
-	other[4000].Size++
-	if _, err := readAllEntries(&decoder{rd: bytes.NewReader(body), left: len(body)}, other); err == nil {
-		t.Fatal("accepted a body whose table differs from the known one")
+	// A known table that differs is refused: by size, or in memory by ID.
+	for _, change := range []func(*ChunkRef){func(c *ChunkRef) { c.Size++ }, func(c *ChunkRef) { c.ID[0]++ }} {
+		other := slices.Clone(want.Chunks)
+		change(&other[4000])
+		known := &Table{refs: other}
+		if _, err := readAllEntries(&decoder{rd: bytes.NewReader(body), left: len(body)}, &knownSink{t: known}); err == nil {
+			t.Fatal("accepted a body whose table differs from the known one")
+		}
+	}
+}
+
+// A chunk table on disk refuses what one in memory refuses: an ID listed
+// twice, whichever 8-byte prefix it shares with others.
+func TestTableOnDiskRefusesDuplicates(t *testing.T) {
+	m := sampleManifest()
+	base, err := m.MarshalBody()
+	if err != nil || len(m.Chunks) < 2 {
+		t.Fatal(err)
+	}
+	if _, err := readTable(&decoder{buf: base}, core.ReleaseID{}, nil, t.TempDir()); err != nil {
+		t.Fatalf("sample: %v", err)
+	}
+	// Chunk 1's ID replaced in the body (MarshalBody would refuse) by
+	// chunk 0's with its last byte changed (same prefix, different ID:
+	// fine) or whole (the same ID: refused). Both chunks are 3 bytes.
+	for _, c := range []struct {
+		name string
+		flip bool
+		ok   bool
+	}{{"shared prefix", true, true}, {"duplicate", false, false}} {
+		id := m.Chunks[0].ID
+		if c.flip {
+			id[31] ^= 0xff
+		}
+		body := bytes.Replace(base, m.Chunks[1].ID[:], id[:], 1)
+		if bytes.Equal(body, base) {
+			t.Fatal("chunk 1's ID not found in the body")
+		}
+		_, err := readTable(&decoder{buf: body}, core.ReleaseID{}, nil, t.TempDir())
+		if (err == nil) != c.ok || !c.ok && !strings.Contains(err.Error(), "listed twice") {
+			t.Fatalf("%s: %v", c.name, err)
+		}
 	}
 }

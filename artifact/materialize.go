@@ -74,12 +74,12 @@ func (s *sliceEntries) next() (*Entry, error) {
 // nothing is left behind.
 func Materialize(ctx context.Context, st *Store, sm *Signed, dest string, opt MaterializeOptions) (*MaterializeResult, error) {
 	es := sliceEntries(sm.Manifest.Entries)
-	return materialize(ctx, st, sm.ID, sm.Manifest.Chunks, &es, dest, opt)
+	return materialize(ctx, st, sm.ID, sm.Table(), &es, dest, opt)
 }
 
 // MaterializeStored is Materialize for a release whose manifest the store
-// holds and whose chunk table t the caller holds already (OpenTable,
-// Store.Table): the entries are read from disk as the tree is written
+// holds and whose chunk table t the caller holds already (Store.Table,
+// Store.PutFetched): the entries are read from disk as the tree is written
 // instead of decoded whole, tens of megabytes for a large release. The
 // stored manifest was verified when it was stored; it must hash to t.ID
 // again before any entry is used, each entry is checked as UnmarshalBody
@@ -90,15 +90,15 @@ func MaterializeStored(ctx context.Context, st *Store, t *Table, dest string, op
 	if err := st.verifyStored(id); err != nil {
 		return nil, fmt.Errorf("materialize %s: %w", id.Short(), err)
 	}
-	er, closeBody, err := st.storedEntries(id, t.Chunks)
+	er, closeBody, err := st.storedEntries(id, t)
 	if err != nil {
 		return nil, fmt.Errorf("materialize %s: %w", id.Short(), err)
 	}
 	defer closeBody()
-	return materialize(ctx, st, id, er.head.Chunks, er, dest, opt)
+	return materialize(ctx, st, id, t, er, dest, opt)
 }
 
-func materialize(ctx context.Context, st *Store, id core.ReleaseID, chunks []ChunkRef, es entries, dest string, opt MaterializeOptions) (*MaterializeResult, error) {
+func materialize(ctx context.Context, st *Store, id core.ReleaseID, chunks *Table, es entries, dest string, opt MaterializeOptions) (*MaterializeResult, error) {
 	start := time.Now()
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
@@ -152,7 +152,7 @@ func materialize(ctx context.Context, st *Store, id core.ReleaseID, chunks []Chu
 // every path.
 type previousTree struct {
 	dir    string
-	chunks []ChunkRef
+	chunks *Table
 	es     entries
 	cur    *Entry // the first entry not yet passed; nil at the end
 }
@@ -165,7 +165,7 @@ func openPrevious(st *Store, p *Previous, log *slog.Logger) (*previousTree, func
 	}
 	if p.Manifest != nil {
 		es := sliceEntries(p.Manifest.Entries)
-		return &previousTree{dir: p.Dir, chunks: p.Manifest.Chunks, es: &es}, func() {}
+		return &previousTree{dir: p.Dir, chunks: ManifestTable(p.Release, p.Manifest), es: &es}, func() {}
 	}
 	err := st.verifyStored(p.Release)
 	var (
@@ -179,7 +179,7 @@ func openPrevious(st *Store, p *Previous, log *slog.Logger) (*previousTree, func
 		log.Warn("previous release unreadable; writing every file", "release", p.Release, "err", err)
 		return nil, func() {}
 	}
-	return &previousTree{dir: p.Dir, chunks: er.head.Chunks, es: er}, closeBody
+	return &previousTree{dir: p.Dir, chunks: er.table, es: er}, closeBody
 }
 
 // find returns the previous entry at path, reading past smaller paths.
@@ -214,7 +214,7 @@ type job struct {
 // in one pass: directories as they come (a parent precedes its children),
 // files by workers, symlinks last: while files are written no symlink
 // exists in the tree, so no write can be steered outside it.
-func materializeInto(ctx context.Context, st *Store, chunks []ChunkRef, es entries, dir string, opt MaterializeOptions) (*MaterializeResult, error) {
+func materializeInto(ctx context.Context, st *Store, chunks *Table, es entries, dir string, opt MaterializeOptions) (*MaterializeResult, error) {
 	res := &MaterializeResult{}
 	prev, closePrev := openPrevious(st, opt.Previous, opt.Log)
 	defer closePrev()
@@ -313,7 +313,7 @@ feed:
 	return res, nil
 }
 
-func writeEntry(st *Store, chunks []ChunkRef, j job, dir, prevDir string, buf *[]byte) (linked bool, written int64, err error) {
+func writeEntry(st *Store, chunks *Table, j job, dir, prevDir string, buf *[]byte) (linked bool, written int64, err error) {
 	e := j.e
 	dst := filepath.Join(dir, e.Path)
 	if j.link {
@@ -327,7 +327,11 @@ func writeEntry(st *Store, chunks []ChunkRef, j job, dir, prevDir string, buf *[
 		return false, 0, err
 	}
 	for _, c := range e.Chunks {
-		ref := chunks[c]
+		ref, err := chunks.Ref(int(c))
+		if err != nil {
+			f.Close()
+			return false, written, err
+		}
 		data, err := st.ReadChunk(ref.ID, int(ref.Size), *buf)
 		if err != nil {
 			f.Close()
@@ -348,13 +352,19 @@ func writeEntry(st *Store, chunks []ChunkRef, j job, dir, prevDir string, buf *[
 }
 
 // sameFile reports whether two entries, each with its manifest's chunk
-// table, have the same content and mode.
-func sameFile(chunks []ChunkRef, e *Entry, pchunks []ChunkRef, pe *Entry) bool {
+// table, have the same content and mode. A table that cannot be read
+// says no: the file is written, and writing reads the table again.
+func sameFile(chunks *Table, e *Entry, pchunks *Table, pe *Entry) bool {
 	if pe.Type != TypeFile || pe.Mode != e.Mode || pe.Size != e.Size || len(pe.Chunks) != len(e.Chunks) {
 		return false
 	}
 	for i := range e.Chunks {
-		if chunks[e.Chunks[i]].ID != pchunks[pe.Chunks[i]].ID {
+		a, err := chunks.Ref(int(e.Chunks[i]))
+		if err != nil {
+			return false
+		}
+		b, err := pchunks.Ref(int(pe.Chunks[i]))
+		if err != nil || a.ID != b.ID {
 			return false
 		}
 	}

@@ -342,8 +342,16 @@ func syncDir(dir string) error {
 // readFrame reads the stored frame of a chunk.
 func (l chunkLoc) readFrame() ([]byte, error) {
 	z := make([]byte, l.csize)
-	if _, err := l.pack.f.ReadAt(z, l.off); err != nil && !(errors.Is(err, io.EOF) && int64(len(z)) == 0) {
+	if err := l.readFrameInto(z); err != nil {
 		return nil, err
 	}
 	return z, nil
+}
+
+// readFrameInto reads the stored frame into z, which is csize bytes long.
+func (l chunkLoc) readFrameInto(z []byte) error {
+	if _, err := l.pack.f.ReadAt(z, l.off); err != nil && !(errors.Is(err, io.EOF) && int64(len(z)) == 0) {
+		return err
+	}
+	return nil
 }

@@ -121,8 +121,16 @@ func (s *Store) ReadChunk(id core.ChunkID, size int, dst []byte) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	z, err := l.readFrame()
-	if err != nil {
+	// The frame is read into a pooled buffer: a new one per chunk was
+	// most of what staging allocated, and the collector, pacing by the
+	// rate of allocation, let the heap grow with it.
+	zp := framePool.Get().(*[]byte)
+	defer framePool.Put(zp)
+	if cap(*zp) < int(l.csize) {
+		*zp = make([]byte, l.csize)
+	}
+	z := (*zp)[:l.csize]
+	if err := l.readFrameInto(z); err != nil {
 		return nil, fmt.Errorf("read chunk %s: %w", id, err)
 	}
 	out, err := zstdDecodeInto(z, dst, size)
@@ -133,6 +141,28 @@ func (s *Store) ReadChunk(id core.ChunkID, size int, dst []byte) ([]byte, error)
 		return nil, fmt.Errorf("chunk %s: %w: content hash does not match", id, ErrChunkCorrupt)
 	}
 	return out, nil
+}
+
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
+// ReadFrameAt reads len(dst) bytes at off of chunk id's stored frame,
+// which must be csize bytes long (ErrChunkMissing if the stored frame is
+// another: the same chunk compressed by another build).
+func (s *Store) ReadFrameAt(id core.ChunkID, csize int64, dst []byte, off int64) error {
+	l, err := s.locate(id)
+	if err != nil {
+		return err
+	}
+	if int64(l.csize) != csize {
+		return fmt.Errorf("chunk %s: %w: stored frame is %d bytes, want %d", id, ErrChunkMissing, l.csize, csize)
+	}
+	if off < 0 || off+int64(len(dst)) > csize {
+		return fmt.Errorf("chunk %s: read of %d bytes at %d outside its %d-byte frame", id, len(dst), off, csize)
+	}
+	if _, err := l.pack.f.ReadAt(dst, l.off+off); err != nil {
+		return fmt.Errorf("read chunk %s: %w", id, err)
+	}
+	return nil
 }
 
 // ReadCompressedChunk returns the stored zstd frame of chunk id as is.
@@ -169,6 +199,19 @@ func (s *Store) ManifestEnvelope(id core.ReleaseID) ([]byte, error) {
 		return nil, fmt.Errorf("read manifest %s: %w", id.Short(), err)
 	}
 	return b, nil
+}
+
+// OpenManifest opens the stored envelope of release id for reading, to
+// send it on as is without holding it in memory.
+func (s *Store) OpenManifest(id core.ReleaseID) (*os.File, error) {
+	f, err := os.Open(s.manifestPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", id.Short(), err)
+	}
+	return f, nil
 }
 
 // Manifest reads and decodes the manifest of release id. The signature is

@@ -2,10 +2,8 @@ package artifact
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -15,60 +13,29 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"scatter/artifact/chunker"
 	"scatter/artifact/core"
-	"scatter/artifact/keys"
 )
 
-// Table is what fetching and serving a release need of its manifest: the
-// chunk table, without the entries. A daemon holds it for as long as it
-// serves the release; the entries (about 130 bytes a file decoded, most of
-// a large manifest) stay in the stored envelope and are read from there
-// when the tree is materialized (MaterializeStored).
-type Table struct {
-	ID       core.ReleaseID
-	Parent   core.ReleaseID
-	Chunking chunker.Params
-	Chunks   []ChunkRef
-}
-
-// Table returns the chunk table of a decoded manifest, sharing its array.
-func (s *Signed) Table() *Table {
-	m := s.Manifest
-	return &Table{ID: s.ID, Parent: m.Parent, Chunking: m.Chunking, Chunks: m.Chunks}
-}
-
-// OpenTable is Open keeping only the chunk table: the envelope must carry
-// the trusted key's signature and a manifest that UnmarshalBody accepts,
-// but its entries are checked as they are read and not kept.
-func OpenTable(b []byte, trusted ed25519.PublicKey) (*Table, error) {
-	id, body, err := verifyEnvelope(b, trusted)
+// readTable reads a whole body, checking every entry, and returns its
+// table, with the IDs in an unlinked file in dir, or in memory if dir is
+// "". end, if not nil, is checked after the body's last byte.
+func readTable(r *decoder, id core.ReleaseID, end func() error, dir string) (*Table, error) {
+	var sink tableSink = &memSink{}
+	fs := &fileSink{dir: dir}
+	if dir != "" {
+		sink = fs
+	}
+	t, err := readTableInto(r, sink, end)
 	if err != nil {
+		fs.abort()
 		return nil, err
 	}
-	return readTable(&decoder{buf: body}, id, nil)
+	t.ID = id
+	return t, nil
 }
 
-// verifyEnvelope checks that the trusted key signed envelope b, and
-// returns its release ID and body.
-func verifyEnvelope(b []byte, trusted ed25519.PublicKey) (core.ReleaseID, []byte, error) {
-	if err := signerTrusted(b, trusted); err != nil {
-		return core.ReleaseID{}, nil, err
-	}
-	s, body, err := openEnvelope(b)
-	if err != nil {
-		return core.ReleaseID{}, nil, err
-	}
-	if !bytes.Equal(s.PubKey, trusted) {
-		return core.ReleaseID{}, nil, fmt.Errorf("manifest: %w", keys.ErrWrongKey)
-	}
-	return sha256.Sum256(body), body, nil
-}
-
-// readTable reads a whole body, checking every entry, and returns its
-// table. end, if not nil, is checked after the body's last byte.
-func readTable(r *decoder, id core.ReleaseID, end func() error) (*Table, error) {
-	er, err := newEntryReader(r, nil)
+func readTableInto(r *decoder, sink tableSink, end func() error) (*Table, error) {
+	er, err := newEntryReader(r, sink)
 	if err != nil {
 		return nil, err
 	}
@@ -76,56 +43,51 @@ func readTable(r *decoder, id core.ReleaseID, end func() error) (*Table, error) 
 	var e Entry // entries are checked and dropped: one will do
 	for {
 		if err := er.nextInto(&e); errors.Is(err, io.EOF) {
-			break
+			return er.table, nil
 		} else if err != nil {
 			return nil, err
 		}
 	}
-	m := er.head
-	return &Table{ID: id, Parent: m.Parent, Chunking: m.Chunking, Chunks: m.Chunks}, nil
 }
 
-// tableFromFile is readTable for the envelope file at path, whose body must
-// hash to id. It streams the body: the decoded body and the table are
-// never in memory together (they were a host's peak).
-func tableFromFile(path string, id core.ReleaseID) (*Table, error) {
-	body, size, sum, closeBody, err := openBody(path)
+// tableFromFile reads the chunk table of the envelope file at path, which
+// must hold release id signed by the trusted key. The signature is checked
+// before anything is decompressed, and the body streams: it is never in
+// memory whole, and must hash to id before the table is returned.
+func tableFromFile(path string, id core.ReleaseID, trusted ed25519.PublicKey, tmpDir string) (*Table, error) {
+	h, body, sum, closeBody, err := openBody(path)
 	if err != nil {
 		return nil, err
 	}
 	defer closeBody()
-	return readTable(&decoder{rd: body, left: size}, id, func() error { return checkBodyEnd(body, sum, id) })
-}
-
-// PutFetched opens an envelope fetched from a peer as OpenTable does and,
-// once it passes and is release want, stores it as received: encoding the
-// manifest again would hold a second compressed copy and its encoder's
-// buffers. Once the signature verifies, the envelope is written to a
-// temporary file and its entries are read back from there, renamed into
-// place only once they have all passed. A caller that keeps no other
-// reference to b lets it and the decoded body be collected before the
-// chunk table is decoded: envelope, body and table together were a
-// fetching host's peak.
-func (s *Store) PutFetched(b []byte, trusted ed25519.PublicKey, want core.ReleaseID) (*Table, error) {
-	id, _, err := verifyEnvelope(b, trusted)
-	if err != nil {
+	if err := h.verify(trusted); err != nil {
 		return nil, err
 	}
-	if id != want {
-		return nil, fmt.Errorf("manifest of release %s, want %s", id.Short(), want.Short())
+	if h.ID != id {
+		return nil, fmt.Errorf("manifest of release %s, want %s", h.ID.Short(), id.Short())
 	}
-	tmp, err := writeTemp(filepath.Join(s.dir, "tmp"), b, 0o444)
+	return readTable(&decoder{rd: body, left: h.Size}, id, func() error { return checkBodyEnd(body, sum, id) }, tmpDir)
+}
+
+// PutFetched stores an envelope fetched from a peer, read from r, and
+// returns its chunk table, if it is release want signed by the trusted
+// key and its manifest passes every check UnmarshalBody makes. It is
+// copied to a temporary file as it arrives and checked from there,
+// streaming, and renamed into place only once it has passed: neither the
+// envelope nor its decoded body is ever in memory whole.
+func (s *Store) PutFetched(r io.Reader, trusted ed25519.PublicKey, want core.ReleaseID) (*Table, error) {
+	tmp, err := s.receive(r)
 	if err != nil {
-		return nil, fmt.Errorf("store manifest %s: %w", id.Short(), err)
+		return nil, fmt.Errorf("receive manifest %s: %w", want.Short(), err)
 	}
-	t, err := tableFromFile(tmp, id)
+	t, err := tableFromFile(tmp, want, trusted, filepath.Join(s.dir, "tmp"))
 	if err == nil {
-		dst := s.manifestPath(id)
+		dst := s.manifestPath(want)
 		if err = os.Rename(tmp, dst); err == nil {
 			err = syncDir(filepath.Dir(dst))
 		}
 		if err != nil {
-			err = fmt.Errorf("store manifest %s: %w", id.Short(), err)
+			err = fmt.Errorf("store manifest %s: %w", want.Short(), err)
 		}
 	}
 	if err != nil {
@@ -135,23 +97,42 @@ func (s *Store) PutFetched(b []byte, trusted ed25519.PublicKey, want core.Releas
 	return t, nil
 }
 
+// receive copies at most MaxEnvelopeSize bytes of r to a read-only
+// temporary file, synced, and returns its path.
+func (s *Store) receive(r io.Reader) (string, error) {
+	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "w-*")
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	n, err := io.Copy(f, io.LimitReader(r, MaxEnvelopeSize+1))
+	if err == nil && n > MaxEnvelopeSize {
+		err = fmt.Errorf("envelope exceeds %d bytes", MaxEnvelopeSize)
+	}
+	if err == nil {
+		err = f.Chmod(0o444)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
 // Table reads the stored manifest of release id and returns its chunk
 // table, once the trusted key's signature and the whole manifest check
-// out. Like PutFetched it holds the decoded body and the table one after
-// the other, not together.
+// out. Like PutFetched it streams the body.
 func (s *Store) Table(id core.ReleaseID, trusted ed25519.PublicKey) (*Table, error) {
-	b, err := s.ManifestEnvelope(id)
-	if err != nil {
-		return nil, err
+	t, err := tableFromFile(s.manifestPath(id), id, trusted, filepath.Join(s.dir, "tmp"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
 	}
-	got, _, err := verifyEnvelope(b, trusted)
-	if err != nil {
-		return nil, fmt.Errorf("release %s: %w", id.Short(), err)
-	}
-	if got != id {
-		return nil, fmt.Errorf("release %s: manifest file holds release %s", id.Short(), got.Short())
-	}
-	t, err := tableFromFile(s.manifestPath(id), id)
 	if err != nil {
 		return nil, fmt.Errorf("release %s: %w", id.Short(), err)
 	}
@@ -168,24 +149,31 @@ func (s *Store) manifestPath(id core.ReleaseID) string {
 // symlinks that leave the tree) is checked after the last entry: next
 // returns io.EOF only once the manifest has passed everything.
 type entryReader struct {
-	head  *Manifest // metadata and chunk table; Entries nil
+	head  *Manifest // metadata; Chunks and Entries nil
+	table *Table
 	r     *decoder
 	n, i  int
 	check *entryCheck
 	end   func() error // after the body's last byte; may be nil
 }
 
-// newEntryReader reads the head of a body; known is its chunk table if
-// the caller holds it already (see decodeHead), or nil.
-func newEntryReader(r *decoder, known []ChunkRef) (*entryReader, error) {
-	m, n := decodeHead(r, known)
+// newEntryReader reads the head of a body, handing its chunk table to sink.
+func newEntryReader(r *decoder, sink tableSink) (*entryReader, error) {
+	m, n := decodeHead(r, sink)
 	if r.err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", r.err)
+	}
+	if err := sink.finish(); err != nil {
+		return nil, fmt.Errorf("decode manifest: chunk table: %w", err)
 	}
 	if err := m.validHead(); err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
-	return &entryReader{head: m, r: r, n: n, check: newEntryCheck(m.Chunks)}, nil
+	t := sink.table(m)
+	if err := validTable(t, m.Chunking); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	return &entryReader{head: m, table: t, r: r, n: n, check: newEntryCheck(t)}, nil
 }
 
 // next returns the next entry, which the caller may keep.
@@ -218,7 +206,7 @@ func (er *entryReader) nextInto(e *Entry) error {
 		return errors.New("decode manifest: read past the end")
 	}
 	*e = Entry{Chunks: e.Chunks[:0]}
-	decodeEntry(er.r, er.i, len(er.head.Chunks), e)
+	decodeEntry(er.r, er.i, er.table.Len(), e)
 	er.i++
 	if er.r.err != nil {
 		return fmt.Errorf("decode manifest: %w", er.r.err)
@@ -231,17 +219,24 @@ func (er *entryReader) nextInto(e *Entry) error {
 
 // storedEntries streams the entries of release id from its stored
 // envelope: a few hundred KiB of buffers instead of the decoded body.
-// known is the release's chunk table if the caller holds it, or nil.
+// known is the release's chunk table if the caller holds it, or nil: then
+// the table is read to an unlinked file in the store's tmp directory.
 // The body was verified when it was stored; read back, it must hash to id
 // again, and next returns io.EOF only if it does. The caller calls the
 // returned function to close the stream.
-func (s *Store) storedEntries(id core.ReleaseID, known []ChunkRef) (*entryReader, func(), error) {
+func (s *Store) storedEntries(id core.ReleaseID, known *Table) (*entryReader, func(), error) {
 	body, size, sum, closeBody, err := s.openStoredBody(id)
 	if err != nil {
 		return nil, nil, err
 	}
-	er, err := newEntryReader(&decoder{rd: body, left: size}, known)
+	var sink tableSink = &knownSink{t: known}
+	fs := &fileSink{dir: filepath.Join(s.dir, "tmp")}
+	if known == nil {
+		sink = fs
+	}
+	er, err := newEntryReader(&decoder{rd: body, left: size}, sink)
 	if err != nil {
+		fs.abort()
 		closeBody()
 		return nil, nil, fmt.Errorf("release %s: %w", id.Short(), err)
 	}
@@ -250,6 +245,11 @@ func (s *Store) storedEntries(id core.ReleaseID, known []ChunkRef) (*entryReader
 			return fmt.Errorf("release %s: %w", id.Short(), err)
 		}
 		return nil
+	}
+	if known == nil {
+		closeBody = func(closeBody func()) func() {
+			return func() { closeBody(); er.table.Close() }
+		}(closeBody)
 	}
 	return er, closeBody, nil
 }
@@ -284,44 +284,39 @@ func checkBodyEnd(body io.Reader, sum hash.Hash, id core.ReleaseID) error {
 	return nil
 }
 
-// openStoredBody is openBody for the stored manifest of release id.
+// openStoredBody is openBody for the stored manifest of release id, whose
+// signature was checked when it was stored: the body must hash to id.
 func (s *Store) openStoredBody(id core.ReleaseID) (io.Reader, int, hash.Hash, func(), error) {
-	body, size, sum, closeBody, err := openBody(s.manifestPath(id))
+	h, body, sum, closeBody, err := openBody(s.manifestPath(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, nil, nil, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
 	}
 	if err != nil {
 		return nil, 0, nil, nil, fmt.Errorf("read manifest %s: %w", id.Short(), err)
 	}
-	return body, size, sum, closeBody, nil
+	return body, h.Size, sum, closeBody, nil
 }
 
-// openBody opens the envelope file at path and returns its body as a
-// stream of size bytes, hashed into sum as it is read. The signature is
-// not checked: the caller knows which release the body must hash to.
-func openBody(path string) (io.Reader, int, hash.Hash, func(), error) {
+// openBody opens the envelope file at path and returns its header and its
+// body as a stream of h.Size bytes, hashed into sum as it is read. Nothing
+// is checked but the header's form: the caller checks the signature
+// (h.verify) or knows which release the body must hash to.
+func openBody(path string) (*envelopeHeader, io.Reader, hash.Hash, func(), error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	fail := func(err error) (*envelopeHeader, io.Reader, hash.Hash, func(), error) {
+		f.Close()
+		return nil, nil, nil, nil, err
 	}
 	br := bufio.NewReader(f)
-	fail := func(err error) (io.Reader, int, hash.Hash, func(), error) {
-		f.Close()
-		return nil, 0, nil, nil, err
-	}
-	if _, err := br.Discard(len(envelopeMagic) + ed25519.PublicKeySize + ed25519.SignatureSize); err != nil {
-		return fail(err)
-	}
-	size, err := binary.ReadUvarint(br)
+	h, err := readHeader(br)
 	if err != nil {
 		return fail(err)
 	}
-	if size > maxBodySize {
-		return fail(errors.New("bad body length"))
-	}
-	// Manifests are compressed with a 1 MiB window (zstd.go); older ones
-	// with the chunk encoder's. Low-memory mode keeps the decoder's
-	// buffers near the window.
+	// Manifests are compressed with a 1 MiB window (zstd.go). Low-memory
+	// mode keeps the decoder's buffers near the window.
 	zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxMemory(maxBodySize+1), zstd.WithDecoderMaxWindow(maxBodySize+1))
 	if err != nil {
@@ -332,5 +327,5 @@ func openBody(path string) (io.Reader, int, hash.Hash, func(), error) {
 		zr.Close()
 		f.Close()
 	}
-	return io.TeeReader(zr, sum), int(size), sum, closeBody, nil
+	return h, io.TeeReader(zr, sum), sum, closeBody, nil
 }

@@ -81,13 +81,16 @@ func FuzzParseInfo(f *testing.F) {
 	info, _ := l.InfoBytes(func(core.ChunkID) ([]byte, error) { return make([]byte, 10), nil })
 	f.Add(info)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		l, err := ParseInfo(b, &artifact.Table{ID: core.ReleaseID{9}, Chunking: m.Chunking, Chunks: m.Chunks})
+		l, err := ParseInfo(b, artifact.ManifestTable(core.ReleaseID{9}, m))
 		if err != nil {
 			return
 		}
 		var sum int64
 		n := 0
-		for _, s := range l.Chunks {
+		for s, err := range l.Chunks {
+			if err != nil {
+				t.Fatal(err)
+			}
 			n++
 			if s.Off != sum || s.CSize <= 0 {
 				t.Fatal("layout spans not contiguous")

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"encoding/json"
-	"errors"
 	"fmt"
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
@@ -37,12 +36,20 @@ func (n *Node) handler() http.Handler {
 		if !ok {
 			return
 		}
-		b, err := r.st.ManifestEnvelope(id)
+		f, err := r.st.OpenManifest(id)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
-		n.serveMeta(w, req, b)
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		// Streamed from the file: a large release's envelope is megabytes,
+		// sent for a minute at the upload cap.
+		n.serveMeta(w, req, io.NewSectionReader(f, 0, fi.Size()))
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/torrent/{kind}", func(w http.ResponseWriter, req *http.Request) {
 		r, id, ok := n.lookup(w, req)
@@ -54,7 +61,7 @@ func (n *Node) handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
-		n.serveMeta(w, req, info)
+		n.serveMeta(w, req, bytes.NewReader(info))
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/data/{kind}", n.serveData)
 	mux.HandleFunc("GET /announce", n.announce)
@@ -88,21 +95,30 @@ func (n *Node) infoBytes(r *repo, id core.ReleaseID, kind string) ([]byte, error
 	return os.ReadFile(filepath.Join(r.dir, "torrents", id.String()+"."+kind))
 }
 
-// get fetches http://addr/path, reading at most limit bytes.
+// readAtMost reads r to its end, refusing more than limit bytes.
+func readAtMost(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("response exceeds %d bytes", limit)
+	}
+	return b, err
+}
+
+// getMeta GETs http://addr/path and hands the body to use as it arrives.
 // A node that stops sending for metaIdleTimeout is given up on; a slow
-// but steady one is not, whatever the size.
-func (n *Node) get(addr, path string, limit int64) ([]byte, error) {
+// but steady one is not, whatever the size. use bounds what it reads.
+func (n *Node) getMeta(addr, path string, use func(io.Reader) error) error {
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
 	idle := time.AfterFunc(metaIdleTimeout, cancel)
 	defer idle.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -111,27 +127,13 @@ func (n *Node) get(addr, path string, limit int64) ([]byte, error) {
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			err = fmt.Errorf("%w: %w", errBusy, err)
 		}
-		return nil, err
+		return err
 	}
-	// Read into one buffer of the announced size where there is one:
-	// io.ReadAll's doubling leaves up to three copies of a manifest of
-	// megabytes behind for the collector.
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 && resp.ContentLength <= limit {
-		buf.Grow(int(resp.ContentLength) + bytes.MinRead) // ReadFrom wants MinRead free to read EOF
+	err = use(&idleReader{r: resp.Body, idle: idle})
+	if err != nil && ctx.Err() != nil && n.ctx.Err() == nil {
+		err = fmt.Errorf("nothing received for %v: %w", metaIdleTimeout, err)
 	}
-	body := &idleReader{r: io.LimitReader(resp.Body, limit+1), idle: idle}
-	if _, err := buf.ReadFrom(body); err != nil {
-		if ctx.Err() != nil && n.ctx.Err() == nil {
-			err = fmt.Errorf("nothing received for %v: %w", metaIdleTimeout, err)
-		}
-		return nil, err
-	}
-	b := buf.Bytes()
-	if int64(len(b)) > limit {
-		return nil, errors.New("response too large")
-	}
-	return b, nil
+	return err
 }
 
 // writeFileAtomic writes a small file through a temp file and a rename.
@@ -267,18 +269,16 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 		}
 		k := min(size, slice, pieceEnd-off)
 		b := buf[:k]
-		for _, c := range l.overlapping(off, k) {
-			z, err := r.st.ReadCompressedChunk(c.ID)
+		for c, err := range l.overlapping(off, k) {
 			if err != nil {
 				n.cfg.Log.Warn("serve data", "release", id, "err", err)
-				return // the short body tells the client
-			}
-			if int64(len(z)) != c.CSize {
-				n.cfg.Log.Warn("serve data: stored frame differs from the layout", "release", id, "chunk", c.ID)
 				return
 			}
 			from, to := max(off, c.Off), min(off+k, c.Off+c.CSize)
-			copy(b[from-off:to-off], z[from-c.Off:to-c.Off])
+			if err := r.st.ReadFrameAt(c.ID, c.CSize, b[from-off:to-off], from-c.Off); err != nil {
+				n.cfg.Log.Warn("serve data", "release", id, "err", err)
+				return // the short body tells the client
+			}
 		}
 		if err := n.e.up.WaitN(req.Context(), int(k)); err != nil {
 			return

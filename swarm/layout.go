@@ -37,18 +37,23 @@ func (k Kind) String() string {
 }
 
 // Layout places a release's chunks, as stored zstd frames, one after the
-// other in a torrent's single file. It refers to the manifest's chunk table
+// other in a torrent's single file. It refers to the release's chunk table
 // rather than copying it: a 2 GiB release has some 160k chunks, and a span
-// per chunk with its ID cost 64 bytes each, where an offset costs 8.
+// per chunk with its ID cost 64 bytes each, where an offset costs 8 (the
+// table keeps its IDs on disk, artifact.Table).
 type Layout struct {
 	Release  core.ReleaseID
 	Kind     Kind
 	PieceLen int64
 	Length   int64
-	table    []artifact.ChunkRef // the manifest's chunk table, shared
-	index    []uint32            // each span's place in table; nil: span i is chunk i
-	off      []int64             // each span's offset, then Length
+	table    *artifact.Table // the release's chunk table, shared
+	index    []uint32        // each span's place in table; nil: span i is chunk i
+	off      []int64         // each span's offset, then Length
 }
+
+// maxInfoSize bounds the info bytes a node accepts from a peer: those of
+// a 2 GiB release are about 1 MB (a span costs 8 bytes, a piece 20).
+const maxInfoSize = 64 << 20
 
 // Span is one chunk's place in a torrent.
 type Span struct {
@@ -62,20 +67,30 @@ type Span struct {
 // Len returns the number of spans.
 func (l *Layout) Len() int { return len(l.off) - 1 }
 
-// Span returns span i, in torrent order.
-func (l *Layout) Span(i int) Span {
+// Span returns span i, in torrent order. It fails only when the chunk
+// table's file cannot be read.
+func (l *Layout) Span(i int) (Span, error) {
 	idx := i
 	if l.index != nil {
 		idx = int(l.index[i])
 	}
-	c := l.table[idx]
-	return Span{Index: idx, ID: c.ID, Size: c.Size, Off: l.off[i], CSize: l.off[i+1] - l.off[i]}
+	c, err := l.table.Ref(idx)
+	if err != nil {
+		return Span{}, err
+	}
+	return Span{Index: idx, ID: c.ID, Size: c.Size, Off: l.off[i], CSize: l.off[i+1] - l.off[i]}, nil
 }
 
-// Chunks yields the spans in torrent order: for i, s := range l.Chunks.
-func (l *Layout) Chunks(yield func(int, Span) bool) {
-	for i := range l.Len() {
-		if !yield(i, l.Span(i)) {
+// Chunks yields the spans in torrent order, and stops after an error:
+// for s, err := range l.Chunks.
+func (l *Layout) Chunks(yield func(Span, error) bool) {
+	l.spans(0, l.Len(), yield)
+}
+
+func (l *Layout) spans(from, to int, yield func(Span, error) bool) {
+	for i := from; i < to; i++ {
+		s, err := l.Span(i)
+		if !yield(s, err) || err != nil {
 			return
 		}
 	}
@@ -83,7 +98,7 @@ func (l *Layout) Chunks(yield func(int, Span) bool) {
 
 // newLayout starts an empty layout over table, with room for n spans;
 // delta layouts list which chunks they hold.
-func newLayout(id core.ReleaseID, kind Kind, table []artifact.ChunkRef, n int) *Layout {
+func newLayout(id core.ReleaseID, kind Kind, table *artifact.Table, n int) *Layout {
 	l := &Layout{Release: id, Kind: kind, table: table, off: make([]int64, 1, n+1)}
 	if kind == Delta {
 		l.index = make([]uint32, 0, n)
@@ -112,7 +127,7 @@ func NewLayout(id core.ReleaseID, m, parent *artifact.Manifest, kind Kind, csize
 			have[c.ID] = true
 		}
 	}
-	l := newLayout(id, kind, m.Chunks, max(len(m.Chunks)-len(have), 0))
+	l := newLayout(id, kind, artifact.ManifestTable(id, m), max(len(m.Chunks)-len(have), 0))
 	for i, c := range m.Chunks {
 		if have[c.ID] {
 			continue
@@ -152,15 +167,15 @@ func (l *Layout) Pieces() int {
 	return int((l.Length + l.PieceLen - 1) / l.PieceLen)
 }
 
-// overlapping yields the spans overlapping [off, off+n), with their places.
-func (l *Layout) overlapping(off, n int64) iter.Seq2[int, Span] {
-	return func(yield func(int, Span) bool) {
-		// From the first span ending after off.
-		for i := sort.Search(l.Len(), func(i int) bool { return l.off[i+1] > off }); i < l.Len() && l.off[i] < off+n; i++ {
-			if !yield(i, l.Span(i)) {
-				return
-			}
-		}
+// overlapping yields the spans overlapping [off, off+n), and stops after
+// an error.
+func (l *Layout) overlapping(off, n int64) iter.Seq2[Span, error] {
+	return func(yield func(Span, error) bool) {
+		// From the first span ending after off, to the first starting at
+		// or after its end.
+		from := sort.Search(l.Len(), func(i int) bool { return l.off[i+1] > off })
+		to := sort.Search(l.Len(), func(i int) bool { return l.off[i] >= off+n })
+		l.spans(from, max(from, to), yield)
 	}
 }
 
@@ -184,7 +199,10 @@ func (l *Layout) InfoBytes(read func(core.ChunkID) ([]byte, error)) ([]byte, err
 	var pieces []byte
 	h := sha1.New()
 	inPiece := int64(0)
-	for _, s := range l.Chunks {
+	for s, err := range l.Chunks {
+		if err != nil {
+			return nil, fmt.Errorf("torrent info: %w", err)
+		}
 		z, err := read(s.ID)
 		if err != nil {
 			return nil, fmt.Errorf("torrent info: %w", err)
@@ -219,10 +237,14 @@ func (l *Layout) encode() []byte {
 	b = append(b, byte(l.Kind))
 	b = binary.AppendUvarint(b, uint64(l.Len()))
 	prev := -1
-	for _, s := range l.Chunks {
-		b = binary.AppendUvarint(b, uint64(s.Index-prev-1))
-		b = binary.AppendUvarint(b, uint64(s.CSize))
-		prev = s.Index
+	for i := range l.Len() {
+		idx := i
+		if l.index != nil {
+			idx = int(l.index[i])
+		}
+		b = binary.AppendUvarint(b, uint64(idx-prev-1))
+		b = binary.AppendUvarint(b, uint64(l.off[i+1]-l.off[i]))
+		prev = idx
 	}
 	return b
 }
@@ -251,15 +273,16 @@ func ParseInfo(info []byte, t *artifact.Table) (*Layout, error) {
 	if d.PieceLength < 16<<10 || d.PieceLength > 16<<20 || d.PieceLength&(d.PieceLength-1) != 0 {
 		return nil, fmt.Errorf("torrent info: piece length %d", d.PieceLength)
 	}
+	chunks := uint64(t.Len())
 	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(t.Chunks)) {
+	if k <= 0 || n > chunks {
 		return nil, errors.New("torrent info: bad chunk count")
 	}
-	if kind == Full && n != uint64(len(t.Chunks)) {
+	if kind == Full && n != chunks {
 		return nil, errors.New("torrent info: a full layout must hold every chunk")
 	}
 	b = b[k:]
-	l := newLayout(id, kind, t.Chunks, int(n))
+	l := newLayout(id, kind, t, int(n))
 	l.PieceLen = d.PieceLength
 	prev := -1
 	for range n {
@@ -273,7 +296,7 @@ func ParseInfo(info []byte, t *artifact.Table) (*Layout, error) {
 		}
 		b = b[k1+k2:]
 		idx := uint64(prev) + 1 + step
-		if step >= uint64(len(t.Chunks)) || idx >= uint64(len(t.Chunks)) || cs == 0 || cs > 2*uint64(t.Chunking.Max)+1024 {
+		if step >= chunks || idx >= chunks || cs == 0 || cs > 2*uint64(t.Chunking.Max)+1024 {
 			return nil, errors.New("torrent info: layout entry out of range")
 		}
 		l.add(int(idx), int64(cs))
@@ -311,7 +334,10 @@ func MakeTorrent(st *artifact.Store, sm *artifact.Signed, parent *artifact.Manif
 	// origin's disk would otherwise be baked into the piece hashes, pass
 	// every SHA-1 check and fail every host's SHA-256 check, forever.
 	sizes := make(map[core.ChunkID]uint32, l.Len())
-	for _, c := range l.Chunks {
+	for c, err := range l.Chunks {
+		if err != nil {
+			return nil, err
+		}
 		sizes[c.ID] = c.Size
 	}
 	info, err := l.InfoBytes(func(id core.ChunkID) ([]byte, error) {

@@ -3,6 +3,7 @@ package swarm
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -69,7 +70,7 @@ var errBusy = errors.New("busy")
 // serveMeta sends b — a manifest envelope or info bytes — through one of
 // the node's metadata slots at its upload cap, or answers 503 when none is
 // free.
-func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b []byte) {
+func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b sizedReader) {
 	select {
 	case n.metaSlots <- struct{}{}:
 		defer func() { <-n.metaSlots }()
@@ -78,27 +79,38 @@ func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b []byte) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	// With a length the client reads into one buffer of that size.
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.Header().Set("Content-Length", strconv.FormatInt(b.Size(), 10))
 	const slice = 32 << 10
 	rc := http.NewResponseController(w)
 	// Headers at once: the asker gives up on a node that does not answer
 	// within metaHeaderTimeout, which must not count the wait for tokens.
 	w.WriteHeader(http.StatusOK)
 	rc.Flush()
-	for len(b) > 0 {
-		k := min(len(b), slice)
+	buf := make([]byte, slice)
+	for {
+		k, err := io.ReadFull(b, buf)
+		if k == 0 {
+			return // the end, or a read error: the asker sees a short body
+		}
 		if err := n.e.up.WaitN(req.Context(), k); err != nil {
 			return
 		}
 		// A client that stops reading must not hold the slot.
 		rc.SetWriteDeadline(time.Now().Add(stripeWriteTimeout))
-		if _, err := w.Write(b[:k]); err != nil {
+		if _, err := w.Write(buf[:k]); err != nil {
 			return
 		}
 		n.e.addMetaSent(int64(k))
-		b = b[k:]
+		if err != nil {
+			return
+		}
 	}
+}
+
+// sizedReader is what serveMeta sends: bytes.Reader, io.SectionReader.
+type sizedReader interface {
+	io.Reader
+	Size() int64
 }
 
 // fromPeers GETs path from peers until one answers with bytes that use
@@ -106,9 +118,9 @@ func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b []byte) {
 // (those in this node's datacenter first), then the origin. While some node
 // answered busy it waits and asks again, for up to metaPatience; when every
 // node answered otherwise (nobody has it, or what they had was bad) it
-// fails at once. The bytes are use's: fromPeers keeps no reference to
-// them, so that use can let a large response go as soon as it is done.
-func (n *Node) fromPeers(path string, limit int64, use func([]byte) error) error {
+// fails at once. use reads each answer as it arrives and bounds how much
+// it reads: a manifest goes to disk, not into memory.
+func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 	deadline := time.Now().Add(metaPatience)
 	wait := 20 * time.Millisecond
 	for {
@@ -119,10 +131,7 @@ func (n *Node) fromPeers(path string, limit int64, use func([]byte) error) error
 		var errs []string
 		busy := false
 		for _, p := range peers {
-			b, err := n.get(p.HTTP, path, limit)
-			if err == nil {
-				err = use(b)
-			}
+			err := n.getMeta(p.HTTP, path, use)
 			if err == nil {
 				return nil
 			}

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -37,13 +38,21 @@ func TestGetGivesUpOnlyOnSilence(t *testing.T) {
 	n := &Node{ctx: ctx, http: newMetaClient()}
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
+	get := func(path string) ([]byte, error) {
+		var b []byte
+		err := n.getMeta(addr, path, func(r io.Reader) (err error) {
+			b, err = readAtMost(r, 1000)
+			return err
+		})
+		return b, err
+	}
 	start := time.Now()
-	b, err := n.get(addr, "/steady", 1000)
+	b, err := get("/steady")
 	if err != nil || len(b) != 100 {
 		t.Fatalf("steady answer over %v: %d bytes, %v", time.Since(start), len(b), err)
 	}
 	start = time.Now()
-	_, err = n.get(addr, "/stall", 1000)
+	_, err = get("/stall")
 	if err == nil || !strings.Contains(err.Error(), "nothing received") {
 		t.Fatalf("stalled answer: err %v, want a give-up after silence", err)
 	}

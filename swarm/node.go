@@ -847,8 +847,9 @@ func (n *Node) holds(r *repo, id core.ReleaseID) bool {
 	if err != nil {
 		return false
 	}
-	for _, c := range t.Chunks {
-		if !r.st.HasChunk(c.ID) {
+	defer t.Close()
+	for i := range t.Len() {
+		if c, err := t.Ref(i); err != nil || !r.st.HasChunk(c.ID) {
 			return false
 		}
 	}
@@ -865,10 +866,10 @@ func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Table, error) {
 		return t, nil
 	}
 	var t *artifact.Table
-	// The envelope is not kept here: PutFetched stores it and lets it go
-	// before decoding the chunk table.
-	err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), artifact.MaxEnvelopeSize, func(b []byte) error {
-		got, err := r.st.PutFetched(b, n.cfg.PubKey, a.Release)
+	// The envelope goes to disk as it arrives: PutFetched checks it from
+	// there.
+	err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), func(body io.Reader) error {
+		got, err := r.st.PutFetched(body, n.cfg.PubKey, a.Release)
 		t = got
 		return err
 	})
@@ -888,7 +889,11 @@ func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (
 	path := filepath.Join(r.dir, "torrents", a.Release.String()+"."+kind.String())
 	info, err := os.ReadFile(path)
 	if err != nil || InfoHash(info) != want {
-		err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), 64<<20, func(b []byte) error {
+		err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), func(body io.Reader) error {
+			b, err := readAtMost(body, maxInfoSize)
+			if err != nil {
+				return err
+			}
 			if InfoHash(b) != want {
 				return errors.New("info hash does not match the announcement")
 			}

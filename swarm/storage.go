@@ -145,7 +145,10 @@ func (s *chunkStorage) finish() error {
 	if err := s.flushLocked(); err != nil {
 		return err
 	}
-	for _, c := range s.layout.Chunks {
+	for c, err := range s.layout.Chunks {
+		if err != nil {
+			return err
+		}
 		if !s.st.HasChunk(c.ID) {
 			return fmt.Errorf("chunk %s not stored", c.ID.Short())
 		}
@@ -176,7 +179,10 @@ func (p *chunkPiece) Completion() storage.Completion {
 	if done {
 		return storage.Completion{Ok: true, Complete: true}
 	}
-	for _, c := range p.s.layout.overlapping(p.off, p.n) {
+	for c, err := range p.s.layout.overlapping(p.off, p.n) {
+		if err != nil {
+			return storage.Completion{Err: err}
+		}
 		// A stored frame of another size (compressed by another build) is
 		// the same chunk but not the same torrent bytes.
 		if cs, err := p.s.st.CompressedSize(c.ID); err != nil || cs != c.CSize {
@@ -196,7 +202,10 @@ func (p *chunkPiece) ReadAt(b []byte, off int64) (int, error) {
 	abs := p.off + off
 	want := min(int64(len(b)), p.n-off)
 	read := int64(0)
-	for _, c := range p.s.layout.overlapping(abs, want) {
+	for c, err := range p.s.layout.overlapping(abs, want) {
+		if err != nil {
+			return int(read), err
+		}
 		from := max(abs, c.Off)
 		to := min(abs+want, c.Off+c.CSize)
 		dst := b[from-abs : to-abs]
@@ -215,8 +224,7 @@ func (p *chunkPiece) ReadAt(b []byte, off int64) (int, error) {
 // the store if it holds the chunk, else from the staging file.
 func (s *chunkStorage) readSpan(c Span, dst []byte, from int64) error {
 	for range 2 {
-		if z, err := s.st.ReadCompressedChunk(c.ID); err == nil && int64(len(z)) == c.CSize {
-			copy(dst, z[from-c.Off:])
+		if s.st.ReadFrameAt(c.ID, c.CSize, dst, from-c.Off) == nil {
 			return nil
 		}
 		s.mu.Lock()
@@ -262,7 +270,10 @@ func (p *chunkPiece) MarkComplete() error {
 	if _, err := s.doneMap.WriteAt([]byte{1}, int64(p.index)); err != nil {
 		return err
 	}
-	for _, c := range s.layout.overlapping(p.off, p.n) {
+	for c, err := range s.layout.overlapping(p.off, p.n) {
+		if err != nil {
+			return err
+		}
 		if s.st.HasChunk(c.ID) || !s.allDoneLocked(c) {
 			continue
 		}

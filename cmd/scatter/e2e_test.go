@@ -367,7 +367,10 @@ func TestE2EStockClientDownloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want []byte
-	for _, s := range l.Chunks {
+	for s, err := range l.Chunks {
+		if err != nil {
+			t.Fatal(err)
+		}
 		z, err := st.ReadCompressedChunk(s.ID)
 		if err != nil {
 			t.Fatal(err)
