@@ -257,7 +257,16 @@ func materializeInto(ctx context.Context, st *Store, chunks *Table, es entries, 
 			}
 		}()
 	}
-	var dirs, links []*Entry // directories for their modes, symlinks for the end
+	// Directories' modes, set at the end (a 2 GiB tree has 7k), and
+	// symlinks, made at the end (a handful).
+	type dirMode struct {
+		path string
+		mode fs.FileMode
+	}
+	var (
+		dirs  []dirMode
+		links []*Entry
+	)
 feed:
 	for {
 		e, err := es.next()
@@ -274,7 +283,7 @@ feed:
 				fail(err)
 				break feed
 			}
-			dirs = append(dirs, e)
+			dirs = append(dirs, dirMode{e.Path, e.Mode})
 		case TypeSymlink:
 			links = append(links, e)
 		case TypeFile:
@@ -306,7 +315,7 @@ feed:
 		}
 	}
 	for i := len(dirs) - 1; i >= 0; i-- { // children before parents
-		if err := os.Chmod(filepath.Join(dir, dirs[i].Path), dirs[i].Mode); err != nil {
+		if err := os.Chmod(filepath.Join(dir, dirs[i].path), dirs[i].mode); err != nil {
 			return nil, err
 		}
 	}

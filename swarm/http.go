@@ -95,13 +95,18 @@ func (n *Node) infoBytes(r *repo, id core.ReleaseID, kind string) ([]byte, error
 	return os.ReadFile(filepath.Join(r.dir, "torrents", id.String()+"."+kind))
 }
 
-// readAtMost reads r to its end, refusing more than limit bytes.
+// readAtMost reads r to its end, refusing more than limit bytes. The
+// bytes are returned in an array of their size: what they are read into
+// grows by doubling, and a torrent keeps its info bytes while it is served.
 func readAtMost(r io.Reader, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err == nil && int64(len(b)) > limit {
 		err = fmt.Errorf("response exceeds %d bytes", limit)
 	}
-	return b, err
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(b), nil
 }
 
 // getMeta GETs http://addr/path and hands the body to use as it arrives.

@@ -39,7 +39,7 @@ func (k Kind) String() string {
 // Layout places a release's chunks, as stored zstd frames, one after the
 // other in a torrent's single file. It refers to the release's chunk table
 // rather than copying it: a 2 GiB release has some 160k chunks, and a span
-// per chunk with its ID cost 64 bytes each, where an offset costs 8 (the
+// per chunk with its ID cost 64 bytes each, where an offset costs 4 (the
 // table keeps its IDs on disk, artifact.Table).
 type Layout struct {
 	Release  core.ReleaseID
@@ -48,8 +48,14 @@ type Layout struct {
 	Length   int64
 	table    *artifact.Table // the release's chunk table, shared
 	index    []uint32        // each span's place in table; nil: span i is chunk i
-	off      []int64         // each span's offset, then Length
+	// Span i starts at base[i/offBlock] + rel[i]: a frame is at most
+	// 32 MiB (ParseInfo), so a block of offBlock spans spans less than
+	// 4 GiB.
+	base []int64
+	rel  []uint32
 }
+
+const offBlock = 64
 
 // maxInfoSize bounds the info bytes a node accepts from a peer: those of
 // a 2 GiB release are about 1 MB (a span costs 8 bytes, a piece 20).
@@ -65,7 +71,15 @@ type Span struct {
 }
 
 // Len returns the number of spans.
-func (l *Layout) Len() int { return len(l.off) - 1 }
+func (l *Layout) Len() int { return len(l.rel) }
+
+// off returns the offset of span i, or Length for i == Len().
+func (l *Layout) off(i int) int64 {
+	if i == len(l.rel) {
+		return l.Length
+	}
+	return l.base[i/offBlock] + int64(l.rel[i])
+}
 
 // Span returns span i, in torrent order. It fails only when the chunk
 // table's file cannot be read.
@@ -78,7 +92,8 @@ func (l *Layout) Span(i int) (Span, error) {
 	if err != nil {
 		return Span{}, err
 	}
-	return Span{Index: idx, ID: c.ID, Size: c.Size, Off: l.off[i], CSize: l.off[i+1] - l.off[i]}, nil
+	off := l.off(i)
+	return Span{Index: idx, ID: c.ID, Size: c.Size, Off: off, CSize: l.off(i+1) - off}, nil
 }
 
 // Chunks yields the spans in torrent order, and stops after an error:
@@ -99,7 +114,7 @@ func (l *Layout) spans(from, to int, yield func(Span, error) bool) {
 // newLayout starts an empty layout over table, with room for n spans;
 // delta layouts list which chunks they hold.
 func newLayout(id core.ReleaseID, kind Kind, table *artifact.Table, n int) *Layout {
-	l := &Layout{Release: id, Kind: kind, table: table, off: make([]int64, 1, n+1)}
+	l := &Layout{Release: id, Kind: kind, table: table, base: make([]int64, 0, n/offBlock+1), rel: make([]uint32, 0, n)}
 	if kind == Delta {
 		l.index = make([]uint32, 0, n)
 	}
@@ -111,8 +126,12 @@ func (l *Layout) add(idx int, csize int64) {
 	if l.index != nil {
 		l.index = append(l.index, uint32(idx))
 	}
+	i := len(l.rel)
+	if i%offBlock == 0 {
+		l.base = append(l.base, l.Length)
+	}
+	l.rel = append(l.rel, uint32(l.Length-l.base[i/offBlock]))
 	l.Length += csize
-	l.off = append(l.off, l.Length)
 }
 
 // NewLayout lays out the chunks of m (all of them for Full; those parent
@@ -173,8 +192,8 @@ func (l *Layout) overlapping(off, n int64) iter.Seq2[Span, error] {
 	return func(yield func(Span, error) bool) {
 		// From the first span ending after off, to the first starting at
 		// or after its end.
-		from := sort.Search(l.Len(), func(i int) bool { return l.off[i+1] > off })
-		to := sort.Search(l.Len(), func(i int) bool { return l.off[i] >= off+n })
+		from := sort.Search(l.Len(), func(i int) bool { return l.off(i+1) > off })
+		to := sort.Search(l.Len(), func(i int) bool { return l.off(i) >= off+n })
 		l.spans(from, max(from, to), yield)
 	}
 }
@@ -243,7 +262,7 @@ func (l *Layout) encode() []byte {
 			idx = int(l.index[i])
 		}
 		b = binary.AppendUvarint(b, uint64(idx-prev-1))
-		b = binary.AppendUvarint(b, uint64(l.off[i+1]-l.off[i]))
+		b = binary.AppendUvarint(b, uint64(l.off(i+1)-l.off(i)))
 		prev = idx
 	}
 	return b

@@ -11,7 +11,7 @@
 # Environment: SCATTER (binary, default /tmp/scatter), WORK (scratch
 # directory, default /tmp/scatter-rss; generated trees are kept there and
 # reused, about SIZE each). Prints one line: size, files, chunks, host and
-# origin VmHWM in KiB, fetch-and-stage seconds.
+# origin VmHWM in KiB, the host's CPU seconds, fetch-and-stage seconds.
 set -euo pipefail
 
 size=${1:-256MiB}
@@ -89,8 +89,10 @@ end=$(date +%s.%N)
 diff -rq --no-dereference "$src" "$run/host/mw/releases/$id" >/dev/null
 
 hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# CPU seconds (user + system) the process has used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 files=$(find "$src" -type f | wc -l)
 chunks=$("$bin" releases --store "$run/origin/mw" --json 2>/dev/null | grep -o '"chunks": *[0-9]*' | head -1 | grep -o '[0-9]*$' || echo "?")
-printf 'size=%s files=%s chunks=%s host_vmhwm_kib=%s origin_vmhwm_kib=%s publish_s=%.1f fetch_stage_s=%.1f\n' \
-	"$size" "$files" "$chunks" "$(hwm "$host_pid")" "$(hwm "$origin_pid")" \
+printf 'size=%s files=%s chunks=%s host_vmhwm_kib=%s origin_vmhwm_kib=%s host_cpu_s=%s publish_s=%.1f fetch_stage_s=%.1f\n' \
+	"$size" "$files" "$chunks" "$(hwm "$host_pid")" "$(hwm "$origin_pid")" "$(cpu "$host_pid")" \
 	"$(echo "$pub - $start" | bc)" "$(echo "$end - $pub" | bc)"
