@@ -2,8 +2,10 @@ package artifact
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 
@@ -17,19 +19,18 @@ import (
 // and are read from there when the tree is materialized
 // (MaterializeStored).
 //
-// A table read from a stored envelope keeps the chunk IDs on disk, in an
-// unlinked temporary file, and only their sizes in memory: 4 bytes a chunk
-// instead of 36. A 2 GiB release has some 160k chunks, and its IDs were the
-// largest thing a fetching host held. A table of a decoded manifest
-// (Signed.Table, ManifestTable) shares the manifest's array.
+// A table read from a stored envelope is kept on disk, in an unlinked
+// temporary file, instead of 36 bytes a chunk in memory: a 2 GiB release
+// has some 160k chunks, and its table was the largest thing a fetching
+// host held. A table of a decoded manifest (Signed.Table, ManifestTable)
+// shares the manifest's array.
 type Table struct {
 	ID       core.ReleaseID
 	Parent   core.ReleaseID
 	Chunking chunker.Params
 
-	refs  []ChunkRef // in memory; or
-	sizes []uint32   // with ids on disk
-	ids   *idFile
+	refs []ChunkRef // in memory; or
+	file *refFile   // on disk
 }
 
 // ManifestTable returns the chunk table of m, release id, sharing its array.
@@ -42,74 +43,76 @@ func (s *Signed) Table() *Table { return ManifestTable(s.ID, s.Manifest) }
 
 // Len returns the number of chunks.
 func (t *Table) Len() int {
-	if t.ids != nil {
-		return len(t.sizes)
+	if t.file != nil {
+		return t.file.n
 	}
 	return len(t.refs)
-}
-
-// Size returns the uncompressed size of chunk i.
-func (t *Table) Size(i int) uint32 {
-	if t.ids != nil {
-		return t.sizes[i]
-	}
-	return t.refs[i].Size
 }
 
 // Ref returns chunk i's ID and size. Only a table on disk can fail, when
 // its file cannot be read.
 func (t *Table) Ref(i int) (ChunkRef, error) {
-	if t.ids == nil {
+	if t.file == nil {
 		return t.refs[i], nil
 	}
-	id, err := t.ids.id(i)
+	ref, err := t.file.ref(i)
 	if err != nil {
 		return ChunkRef{}, fmt.Errorf("chunk table of %s: %w", t.ID.Short(), err)
 	}
-	return ChunkRef{ID: id, Size: t.sizes[i]}, nil
+	return ref, nil
 }
 
 // Close releases the file of a table on disk. A table that is dropped
 // without Close lets the file go when it is collected (os.File's cleanup).
 func (t *Table) Close() error {
-	if t.ids == nil {
+	if t.file == nil {
 		return nil
 	}
-	return t.ids.f.Close()
+	return t.file.f.Close()
 }
 
-// idFile holds chunk IDs, 32 bytes each in table order, in an unlinked
-// file. Reads come in blocks, and the last block read is kept: tables
-// are mostly walked in order (pieces, files), so most lookups are one
-// copy from memory.
-type idFile struct {
+// refSize is a chunk's record in a refFile: its ID, then its size as 4
+// bytes, little-endian.
+const refSize = core.HashSize + 4
+
+// refFile holds a chunk table, refSize bytes a chunk in table order, in an
+// unlinked file. Reads come in blocks, and the last block read is kept:
+// tables are mostly walked in order (pieces, files), so most lookups are
+// one copy from memory.
+type refFile struct {
 	f  *os.File
+	n  int // chunks
 	mu sync.Mutex
-	at int // first ID in buf; -1: none
-	n  int // IDs in buf
-	// buf: a 4 KiB block of IDs
-	buf [128 * core.HashSize]byte
+	at int // first record in buf; -1: none
+	k  int // records in buf
+	// buf: a block of records, about 4.5 KiB
+	buf [128 * refSize]byte
 }
 
-func (x *idFile) id(i int) (core.ChunkID, error) {
+func (x *refFile) ref(i int) (ChunkRef, error) {
+	if i < 0 || i >= x.n {
+		return ChunkRef{}, fmt.Errorf("chunk %d of %d", i, x.n)
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.at < 0 || i < x.at || i >= x.at+x.n {
-		const per = len(x.buf) / core.HashSize
+	if x.at < 0 || i < x.at || i >= x.at+x.k {
+		const per = len(x.buf) / refSize
 		at := i - i%per
-		n, err := x.f.ReadAt(x.buf[:], int64(at)*core.HashSize)
-		if n < (i-at+1)*core.HashSize {
+		n, err := x.f.ReadAt(x.buf[:], int64(at)*refSize)
+		if n < (i-at+1)*refSize {
 			x.at = -1
-			if err == nil {
-				err = errors.New("short read")
+			if err == nil || errors.Is(err, io.EOF) {
+				err = fmt.Errorf("short read: %v", err)
 			}
-			return core.ChunkID{}, err
+			return ChunkRef{}, err
 		}
-		x.at, x.n = at, n/core.HashSize
+		x.at, x.k = at, n/refSize
 	}
-	var id core.ChunkID
-	copy(id[:], x.buf[(i-x.at)*core.HashSize:])
-	return id, nil
+	b := x.buf[(i-x.at)*refSize:]
+	var ref ChunkRef
+	copy(ref.ID[:], b)
+	ref.Size = binary.LittleEndian.Uint32(b[core.HashSize:])
+	return ref, nil
 }
 
 // tableSink receives a body's chunk table as decodeHead reads it.
@@ -144,12 +147,12 @@ func (s *memSink) table(m *Manifest) *Table {
 	return &Table{Parent: m.Parent, Chunking: m.Chunking, refs: s.chunks}
 }
 
-// fileSink writes the IDs to an unlinked file in dir and keeps the sizes.
+// fileSink writes the table to an unlinked file in dir.
 type fileSink struct {
-	dir   string
-	f     *os.File
-	w     *bufio.Writer
-	sizes []uint32
+	dir string
+	f   *os.File
+	w   *bufio.Writer
+	n   int
 }
 
 func (s *fileSink) start(n int) error {
@@ -162,13 +165,15 @@ func (s *fileSink) start(n int) error {
 		f.Close()
 		return err
 	}
-	s.f, s.w, s.sizes = f, bufio.NewWriterSize(f, 32<<10), make([]uint32, n)
+	s.f, s.w, s.n = f, bufio.NewWriterSize(f, 32<<10), n
 	return nil
 }
 
 func (s *fileSink) chunk(i int, id []byte, size uint32) error {
-	s.sizes[i] = size
-	_, err := s.w.Write(id)
+	var rec [refSize]byte
+	copy(rec[:], id)
+	binary.LittleEndian.PutUint32(rec[core.HashSize:], size)
+	_, err := s.w.Write(rec[:])
 	return err
 }
 
@@ -182,13 +187,13 @@ func (s *fileSink) abort() {
 }
 
 func (s *fileSink) table(m *Manifest) *Table {
-	return &Table{Parent: m.Parent, Chunking: m.Chunking, sizes: s.sizes, ids: &idFile{f: s.f, at: -1}}
+	return &Table{Parent: m.Parent, Chunking: m.Chunking, file: &refFile{f: s.f, n: s.n, at: -1}}
 }
 
 // knownSink checks a body's table against the one the caller holds,
-// which the body was read into before. IDs on disk are not read back:
-// the hash of the whole body, which the caller checks before trusting what
-// it read, covers them.
+// which the body was read into before. The hash of the whole body, which
+// the caller checks before trusting what it read, covers the table too;
+// this check finds a mismatch before any entry is used.
 type knownSink struct{ t *Table }
 
 func (s *knownSink) start(n int) error {
@@ -199,7 +204,11 @@ func (s *knownSink) start(n int) error {
 }
 
 func (s *knownSink) chunk(i int, id []byte, size uint32) error {
-	if size != s.t.Size(i) || s.t.ids == nil && string(id) != string(s.t.refs[i].ID[:]) {
+	ref, err := s.t.Ref(i)
+	if err != nil {
+		return err
+	}
+	if size != ref.Size || string(id) != string(ref.ID[:]) {
 		return fmt.Errorf("chunk %d differs from the known table", i)
 	}
 	return nil

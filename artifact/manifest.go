@@ -428,7 +428,11 @@ func (c *entryCheck) check(e *Entry) error {
 			if i == c.nextChunk {
 				c.nextChunk++
 			}
-			sum += int64(c.chunks.Size(int(i)))
+			ref, err := c.chunks.Ref(int(i))
+			if err != nil {
+				return err
+			}
+			sum += int64(ref.Size)
 		}
 		if sum != e.Size {
 			return fmt.Errorf("%s: size %d but chunks hold %d bytes", e.Path, e.Size, sum)

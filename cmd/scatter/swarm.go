@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
@@ -22,6 +23,25 @@ import (
 	"scatter/swarm"
 )
 
+// daemonGCPercent is the daemon's GOGC unless its environment sets one.
+// Its heap is mostly flat tables (chunk index, layout offsets) that cost
+// little to scan: at 50, a host fetching and staging a 2 GiB release
+// peaked at 41 MiB RSS instead of 46-48, and its collector used 0.58 s of
+// CPU instead of 0.26 s (swarm/testdata/rss.sh, GODEBUG=gctrace=1).
+const daemonGCPercent = 50
+
+// tuneGC sets daemonGCPercent unless GOGC is set, and returns the
+// percentage in effect.
+func tuneGC() int {
+	if _, set := os.LookupEnv("GOGC"); set {
+		p := debug.SetGCPercent(100) // reads the runtime's setting back
+		debug.SetGCPercent(p)
+		return p
+	}
+	debug.SetGCPercent(daemonGCPercent)
+	return daemonGCPercent
+}
+
 func seedCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "seed",
@@ -34,7 +54,9 @@ func seedCommand() *cli.Command {
 			"Each repo's named actions (what `restart` means here, what each check does, the hooks,\n" +
 			"and the user they run as) come from --config; the deploy host can only name them.\n\n" +
 			"All services bind to --bind: gossip (--gossip-port, TCP and UDP), the BitTorrent peer\n" +
-			"wire (--bt-port) and the metadata server (--http-port). Run it as an unprivileged user.",
+			"wire (--bt-port) and the metadata server (--http-port). Run it as an unprivileged user.\n\n" +
+			"It shares the host with the application, so it runs the Go collector at GOGC=50 (heap\n" +
+			"headroom half the default, for under 1% more CPU) unless GOGC is set in its environment.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "daemon config file (seed.yaml): settings, and the named actions per repo; flags override its settings"},
 			&cli.StringFlag{Name: "data", Usage: "data directory (required here or in --config)"},
@@ -60,6 +82,7 @@ func seedCommand() *cli.Command {
 			if _, err := args(c); err != nil {
 				return err
 			}
+			tuneGC()
 			if a := c.String("debug-addr"); a != "" {
 				stop, err := serveDebug(a)
 				if err != nil {
