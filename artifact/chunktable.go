@@ -102,7 +102,7 @@ func (x *refFile) ref(i int) (ChunkRef, error) {
 		if n < (i-at+1)*refSize {
 			x.at = -1
 			if err == nil || errors.Is(err, io.EOF) {
-				err = fmt.Errorf("short read: %v", err)
+				err = fmt.Errorf("file ends at record %d", at+n/refSize)
 			}
 			return ChunkRef{}, err
 		}

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -171,13 +170,7 @@ func TestReproducibleReleaseID(t *testing.T) {
 // stream, with or without the chunk table known beforehand, as from memory:
 // fields that cross a refill of the window come out whole.
 func TestEntryReaderStream(t *testing.T) {
-	m := &Manifest{Repo: "mw", Version: "1", Time: fixedTime, Chunking: chunker.Default}
-	m.Entries = append(m.Entries, Entry{Path: "d", Type: TypeDir, Mode: 0o755})
-	for i := range 5000 {
-		m.Chunks = append(m.Chunks, ChunkRef{ID: core.ChunkIDOf(fmt.Appendf(nil, "chunk %d", i)), Size: uint32(1 + i%1000)})
-		m.Entries = append(m.Entries, Entry{Path: fmt.Sprintf("d/f%05d", i), Type: TypeFile, Mode: 0o644,
-			Size: int64(1 + i%1000), Chunks: []uint32{uint32(i)}})
-	}
+	m := bigManifest(5000)
 	// Messages of every length up to a table record's shift where the
 	// window's refills fall, so that some falls inside a record.
 	var body []byte

@@ -38,7 +38,7 @@ func (n *Node) handler() http.Handler {
 		}
 		f, err := r.st.OpenManifest(id)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
+			n.notHeld(w, req, err)
 			return
 		}
 		defer f.Close()
@@ -58,7 +58,7 @@ func (n *Node) handler() http.Handler {
 		}
 		info, err := n.infoBytes(r, id, req.PathValue("kind"))
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
+			n.notHeld(w, req, err)
 			return
 		}
 		n.serveMeta(w, req, bytes.NewReader(info))

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -58,5 +59,21 @@ func TestGetGivesUpOnlyOnSilence(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("gave up after %v, want about %v", d, metaIdleTimeout)
+	}
+}
+
+// A node asked for metadata it is receiving says busy (ask again), so that
+// the asker waits for it instead of going to the origin; for anything else
+// it does not hold it says not found.
+func TestNotHeldWhileReceiving(t *testing.T) {
+	n := &Node{}
+	const path = "/v1/repos/mw/releases/ab/manifest"
+	n.receiving.Store(path, true)
+	for p, want := range map[string]int{path: http.StatusServiceUnavailable, "/v1/repos/mw/releases/cd/manifest": http.StatusNotFound} {
+		rec := httptest.NewRecorder()
+		n.notHeld(rec, httptest.NewRequest(http.MethodGet, p, nil), errors.New("not in store"))
+		if rec.Code != want {
+			t.Errorf("%s: %d, want %d", p, rec.Code, want)
+		}
 	}
 }

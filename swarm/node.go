@@ -131,6 +131,9 @@ type Node struct {
 	// metaSlots bounds the manifests and infos this node sends at once
 	// (metadata.go).
 	metaSlots chan struct{}
+	// receiving is the metadata paths this node is receiving now, which
+	// it tells askers to ask again for instead of "not found".
+	receiving sync.Map
 
 	mu      sync.Mutex
 	repos   map[string]*repo
