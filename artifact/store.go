@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -350,12 +351,22 @@ func writeAtomic(tmpDir, dst string, data []byte, mode fs.FileMode) error {
 // writeTemp writes data to a new synced file in tmpDir and returns its
 // path; on error it leaves nothing behind.
 func writeTemp(tmpDir string, data []byte, mode fs.FileMode) (string, error) {
+	return writeTempFrom(tmpDir, bytes.NewReader(data), int64(len(data)), mode)
+}
+
+// writeTempFrom copies r, which must hold at most limit bytes, to a new
+// file in tmpDir with the given mode, synced, and returns its path. On
+// error nothing is left behind.
+func writeTempFrom(tmpDir string, r io.Reader, limit int64, mode fs.FileMode) (string, error) {
 	f, err := os.CreateTemp(tmpDir, "w-*")
 	if err != nil {
 		return "", err
 	}
 	tmp := f.Name()
-	_, err = f.Write(data)
+	n, err := io.Copy(f, io.LimitReader(r, limit+1))
+	if err == nil && n > limit {
+		err = fmt.Errorf("more than %d bytes", limit)
+	}
 	if err == nil {
 		err = f.Chmod(mode)
 	}

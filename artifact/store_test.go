@@ -430,3 +430,21 @@ func TestPutFetched(t *testing.T) {
 		t.Fatal("table differs from the manifest's")
 	}
 }
+
+// writeTempFrom refuses more than its limit and leaves nothing behind.
+func TestWriteTempFromLimit(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := writeTempFrom(dir, strings.NewReader("12345"), 4, 0o444); err == nil || !strings.Contains(err.Error(), "more than 4 bytes") {
+		t.Fatalf("5 bytes, limit 4: %v", err)
+	}
+	if names, _ := readDirNames(dir); len(names) != 0 {
+		t.Fatalf("left %v behind", names)
+	}
+	path, err := writeTempFrom(dir, strings.NewReader("1234"), 4, 0o444)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "1234" {
+		t.Fatalf("read back %q, %v", b, err)
+	}
+}

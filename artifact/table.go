@@ -76,7 +76,7 @@ func tableFromFile(path string, id core.ReleaseID, trusted ed25519.PublicKey, tm
 // streaming, and renamed into place only once it has passed: neither the
 // envelope nor its decoded body is ever in memory whole.
 func (s *Store) PutFetched(r io.Reader, trusted ed25519.PublicKey, want core.ReleaseID) (*Table, error) {
-	tmp, err := s.receive(r)
+	tmp, err := writeTempFrom(filepath.Join(s.dir, "tmp"), r, MaxEnvelopeSize, 0o444)
 	if err != nil {
 		return nil, fmt.Errorf("receive manifest %s: %w", want.Short(), err)
 	}
@@ -95,34 +95,6 @@ func (s *Store) PutFetched(r io.Reader, trusted ed25519.PublicKey, want core.Rel
 		return nil, err
 	}
 	return t, nil
-}
-
-// receive copies at most MaxEnvelopeSize bytes of r to a read-only
-// temporary file, synced, and returns its path.
-func (s *Store) receive(r io.Reader) (string, error) {
-	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "w-*")
-	if err != nil {
-		return "", err
-	}
-	tmp := f.Name()
-	n, err := io.Copy(f, io.LimitReader(r, MaxEnvelopeSize+1))
-	if err == nil && n > MaxEnvelopeSize {
-		err = fmt.Errorf("envelope exceeds %d bytes", MaxEnvelopeSize)
-	}
-	if err == nil {
-		err = f.Chmod(0o444)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return "", err
-	}
-	return tmp, nil
 }
 
 // Table reads the stored manifest of release id and returns its chunk
