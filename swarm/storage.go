@@ -181,7 +181,11 @@ func (p *chunkPiece) Completion() storage.Completion {
 	}
 	for c, err := range p.s.layout.overlapping(p.off, p.n) {
 		if err != nil {
-			return storage.Completion{Err: err}
+			// Not Err: anacrolix answers a completion error by refusing
+			// to download anything more of the torrent, for good. Unknown
+			// makes it hash the piece, and that read reports the error.
+			p.s.log.Warn("piece completion unknown", "release", p.s.layout.Release, "piece", p.index, "err", err)
+			return storage.Completion{Ok: false}
 		}
 		// A stored frame of another size (compressed by another build) is
 		// the same chunk but not the same torrent bytes.
