@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	alog "github.com/anacrolix/log"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
 
@@ -41,9 +43,14 @@ type Engine struct {
 	up *rate.Limiter
 
 	mu       sync.Mutex
-	received map[netip.Addr]int64 // useful piece bytes received, by peer IP
-	httpUp   int64                // stripe bytes served over HTTP
-	metaUp   int64                // manifest and info bytes served over HTTP
+	received map[netip.Addr]int64    // useful piece bytes received, by peer IP
+	httpUp   int64                   // stripe bytes served over HTTP
+	metaUp   int64                   // manifest and info bytes served over HTTP
+	rejected map[metainfo.Hash]int64 // our requests peers rejected, by torrent
+
+	// wrapStorage, if set, wraps each transfer's storage: tests inject
+	// faults with it.
+	wrapStorage func(storage.ClientImpl) storage.ClientImpl
 }
 
 // addReceived counts bytes received from ip outside the peer wire.
@@ -92,7 +99,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.ListenAddr == "" {
 		return nil, errors.New("swarm engine: ListenAddr is required")
 	}
-	e := &Engine{log: cfg.Log, received: map[netip.Addr]int64{}}
+	e := &Engine{log: cfg.Log, received: map[netip.Addr]int64{}, rejected: map[metainfo.Hash]int64{}}
 	c := torrent.NewDefaultClientConfig()
 	c.SetListenAddr(cfg.ListenAddr)
 	c.NoDHT = true
@@ -115,6 +122,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	c.Logger = alog.Default.FilterLevel(alog.Critical)
 	c.Slogger = cfg.Log.With("component", "anacrolix")
 	c.Callbacks.ReceivedUsefulData = append(c.Callbacks.ReceivedUsefulData, e.countReceived)
+	c.Callbacks.ReadMessage = e.countRejected
 	// Dial peers from the listen address, not from whatever source the
 	// routing table picks: peers see (and count, and ban) the address this
 	// host announces, which matters on multi-homed hosts and for hosts
@@ -148,6 +156,19 @@ func (e *Engine) countReceived(ev torrent.ReceivedUsefulDataEvent) {
 	}
 	e.mu.Lock()
 	e.received[addr] += int64(len(ev.Message.Piece))
+	e.mu.Unlock()
+}
+
+// countRejected counts Reject messages: a peer refusing a block we asked
+// for. Some acknowledge our own cancels; others mean the peer could not
+// serve it, and status says so when a transfer stalls.
+func (e *Engine) countRejected(pc *torrent.PeerConn, m *pp.Message) {
+	if m.Type != pp.Reject {
+		return
+	}
+	ih := pc.Torrent().InfoHash()
+	e.mu.Lock()
+	e.rejected[ih]++
 	e.mu.Unlock()
 }
 
@@ -210,10 +231,14 @@ type Transfer struct {
 // not yet verified are staged in files under partialDir.
 func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, partialDir string) (*Transfer, error) {
 	cs := newChunkStorage(store, l, partialDir, e.log)
+	var impl storage.ClientImpl = cs
+	if e.wrapStorage != nil {
+		impl = e.wrapStorage(cs)
+	}
 	t, isNew := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  InfoHash(info),
 		InfoBytes: info,
-		Storage:   cs,
+		Storage:   impl,
 	})
 	if !isNew {
 		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHash(info))
@@ -302,6 +327,16 @@ func (x *Transfer) Progress() (done, total int64) {
 // Stats returns anacrolix's counters for this torrent.
 func (x *Transfer) Stats() torrent.TorrentStats { return x.t.Stats() }
 
+// Status describes the engine in anacrolix's words: every torrent's piece
+// states and, per connection, choke and interest flags ("flags: ic:...:ic"
+// is ours, then the peer's), requests in flight either way ("reqq") and
+// chunks received. For logs, when a transfer stalls.
+func (e *Engine) Status() string {
+	var b strings.Builder
+	e.cl.WriteStatus(&b)
+	return b.String()
+}
+
 // SetUpload allows or stops uploads of this torrent. anacrolix v1.59.1
 // only applies the change when a connection's writer next wakes, so a peer
 // could wait forever for blocks it requested before the switch, never told
@@ -318,8 +353,56 @@ func (x *Transfer) SetUpload(allow bool) {
 	}
 }
 
+// PeersWithMissing counts the connected peers that claim a piece this host
+// lacks.
+func (x *Transfer) PeersWithMissing() int {
+	var missing []uint32
+	for i := range x.Pieces() {
+		if !x.HasPiece(i) {
+			missing = append(missing, uint32(i))
+		}
+	}
+	n := 0
+	for _, pc := range x.t.PeerConns() {
+		has := pc.PeerPieces()
+		for _, i := range missing {
+			if has.Contains(i) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// Reconnect closes the transfer's connections; the next AddPeers dials
+// them again. It is how a stalled transfer gets its pieces asked for
+// again: anacrolix v1.59.1 has no request timeout, and when a peer rejects
+// a request (its read failed, say) it asks no other peer for that block
+// until something else changes (a have, an unchoke, a closed connection).
+// With one piece left and every peer already connected, nothing else
+// changes. A fresh connection starts with no requests and asks anew.
+func (x *Transfer) Reconnect() {
+	for _, pc := range x.t.PeerConns() {
+		pc.Close()
+	}
+}
+
+// Rejected returns how many of this host's requests peers have rejected.
+func (x *Transfer) Rejected() int64 {
+	x.e.mu.Lock()
+	defer x.e.mu.Unlock()
+	return x.e.rejected[x.t.InfoHash()]
+}
+
 // Drop stops the transfer.
-func (x *Transfer) Drop() { x.t.Drop() }
+func (x *Transfer) Drop() {
+	ih := x.t.InfoHash()
+	x.t.Drop()
+	x.e.mu.Lock()
+	delete(x.e.rejected, ih)
+	x.e.mu.Unlock()
+}
 
 // refuseStorage is the client's default storage: every scatter torrent
 // brings its own, so anything else is a bug, not a reason to write files.

@@ -600,6 +600,11 @@ func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
 // wait follows a transfer, adding peers as membership finds them and
 // noting why it stalls, until it completes.
 //
+// A transfer that makes no progress for reconnectAfter (or StallAfter, if
+// shorter) while a connected peer holds a piece it lacks closes its
+// connections, and again after as long if that does not help: see
+// Transfer.Reconnect. Peers dial each other again within a tick.
+//
 // A host whose own stripe is done and which then makes no progress for
 // orphanAfter falls back to the origin at once instead of after
 // StallAfter: what it misses is most likely a stripe nobody took — its
@@ -611,6 +616,7 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last, lastProgress := int64(-1), time.Now()
+	var lastReconnect time.Time
 	for {
 		n.mu.Lock()
 		withOrigin := rel.fallback
@@ -640,6 +646,15 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 				"release", rel.ann.Release, "stalled", stalled.Round(time.Millisecond))
 			n.setFallback(rel)
 		}
+		if every := min(reconnectAfter, n.cfg.StallAfter); stalled > every && time.Since(lastReconnect) > every {
+			if holding := x.PeersWithMissing(); holding > 0 {
+				n.cfg.Log.Info("no progress although peers hold missing pieces: reconnecting to them",
+					"release", rel.ann.Release, "stalled", stalled.Round(time.Millisecond),
+					"peers_holding", holding, "rejected_requests", x.Rejected())
+				x.Reconnect()
+				lastReconnect = time.Now()
+			}
+		}
 		if stalled > n.cfg.StallAfter {
 			n.setStuck(rel, n.diagnose(x, len(addrs)))
 			n.setFallback(rel)
@@ -648,8 +663,11 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 	}
 }
 
-// orphanAfter: see wait.
-const orphanAfter = 3 * time.Second
+// orphanAfter and reconnectAfter: see wait.
+const (
+	orphanAfter    = 3 * time.Second
+	reconnectAfter = 5 * time.Second
+)
 
 func closed(c <-chan struct{}) bool {
 	select {
@@ -660,28 +678,32 @@ func closed(c <-chan struct{}) bool {
 	}
 }
 
+// setStuck records why rel's transfer makes no progress ("" once it
+// moves again) and logs each new reason. When a stall begins it also logs
+// the engine's state (each connection's choke and interest flags, requests
+// in flight either way, pieces held): what tells a peer that will not send
+// from a host that does not ask.
 func (n *Node) setStuck(rel *release, why string) {
 	n.mu.Lock()
-	changed := rel.stuck != why
+	was := rel.stuck
 	rel.stuck = why
 	n.mu.Unlock()
-	if changed {
-		if why != "" {
-			n.cfg.Log.Warn("fetch stalled", "release", rel.ann.Release, "why", why)
-		}
-		n.cfg.OnChange()
+	if why == was {
+		return
 	}
+	if why != "" {
+		n.cfg.Log.Warn("fetch stalled", "release", rel.ann.Release, "why", why)
+		if was == "" {
+			n.cfg.Log.Info("engine state at the stall", "release", rel.ann.Release, "state", n.e.Status())
+		}
+	}
+	n.cfg.OnChange()
 }
 
 // diagnose says in words why a transfer makes no progress.
 func (n *Node) diagnose(x *Transfer, known int) string {
 	st := x.Stats()
-	var holding int
-	for _, pc := range x.t.PeerConns() {
-		if pc.Stats().RemotePieceCount > 0 {
-			holding++
-		}
-	}
+	holding := x.PeersWithMissing()
 	bad := len(n.e.cl.BadPeerIPs())
 	switch {
 	case known == 0:
@@ -691,11 +713,14 @@ func (n *Node) diagnose(x *Transfer, known int) string {
 	case st.ActivePeers == 0:
 		return fmt.Sprintf("not connected to any of %d known peers", known)
 	case holding == 0:
-		return fmt.Sprintf("connected to %d peers, none holds any missing piece", st.ActivePeers)
+		return fmt.Sprintf("connected to %d peers, none holds a missing piece", st.ActivePeers)
 	case st.PiecesDirtiedBad.Int64() > 0:
 		return fmt.Sprintf("%d pieces failed verification", st.PiecesDirtiedBad.Int64())
+	case x.Rejected() > 0:
+		return fmt.Sprintf("%d peers hold missing pieces but none is sending; peers rejected %d requests (reconnecting every %s)",
+			holding, x.Rejected(), min(reconnectAfter, n.cfg.StallAfter))
 	default:
-		return fmt.Sprintf("%d peers hold pieces but none is sending: all choking or rate-limited", holding)
+		return fmt.Sprintf("%d peers hold missing pieces but none is sending: all choking or rate-limited", holding)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -36,6 +37,23 @@ type cluster struct {
 	stallAfter time.Duration
 	// dcs labels hosts with datacenters (nil: none).
 	dcs map[string]string
+	// logs holds every node's log, printed if the test fails.
+	logs *testLog
+}
+
+// testLog collects nodes' logs (info and above) for a failed test.
+type testLog struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) < 16<<20 {
+		l.buf = append(l.buf, p...)
+	}
+	return len(p), nil
 }
 
 func (p *staticPeers) Peers() []Peer { return nil }
@@ -62,7 +80,16 @@ func (c *cluster) peers(self string) []Peer {
 
 func newCluster(t testing.TB) *cluster {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	return &cluster{t: t, key: key, nodes: map[string]*Node{}, dirs: map[string]string{}, stallAfter: 2 * time.Second}
+	c := &cluster{t: t, key: key, nodes: map[string]*Node{}, dirs: map[string]string{}, stallAfter: 2 * time.Second, logs: &testLog{}}
+	// Registered first, so it runs after every node has closed.
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.logs.mu.Lock()
+			defer c.logs.mu.Unlock()
+			t.Logf("nodes' logs:\n%s", c.logs.buf)
+		}
+	})
+	return c
 }
 
 // start adds a node on 127.0.0.<ip>; upload caps its upload rate.
@@ -78,7 +105,7 @@ func (c *cluster) start(name string, ip int, origin bool, upload int64) *Node {
 		Name: name, DataDir: dir, PubKey: c.key.Public().(ed25519.PublicKey), Origin: origin,
 		Engine:   EngineConfig{ListenAddr: addr + ":0", UploadRate: upload},
 		HTTPAddr: addr + ":0", Peers: c.peersOf(name), StallAfter: c.stallAfter, SkipStage: c.skipStage,
-		DC: c.dcs[name],
+		DC: c.dcs[name], Log: slog.New(slog.NewTextHandler(c.logs, nil)).With("node", name),
 	})
 	if err != nil {
 		c.t.Fatal(err)
@@ -92,7 +119,12 @@ func (c *cluster) start(name string, ip int, origin bool, upload int64) *Node {
 		c.origin = n
 	}
 	c.mu.Unlock()
-	c.t.Cleanup(func() { n.Close() })
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			c.t.Logf("%s's engine:\n%s", name, n.Engine().Status())
+		}
+		n.Close()
+	})
 	return n
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	g "github.com/anacrolix/generics"
@@ -47,6 +48,7 @@ type chunkStorage struct {
 	flushed  time.Time
 	closed   bool
 	finished bool // every chunk stored, staging file removed
+	readErrs atomic.Int64
 }
 
 // flushEvery and flushAfter bound what a crash can lose: chunks written to
@@ -198,8 +200,21 @@ func (p *chunkPiece) Completion() storage.Completion {
 }
 
 // ReadAt serves piece bytes from the store's frames, or from the partial
-// file for chunks not stored yet.
+// file for chunks not stored yet. A failure is logged (the first, then
+// every 100th of the transfer): anacrolix answers a peer's request it
+// cannot read with a reject and says nothing we would see.
 func (p *chunkPiece) ReadAt(b []byte, off int64) (int, error) {
+	n, err := p.readAt(b, off)
+	if err != nil && err != io.EOF {
+		if k := p.s.readErrs.Add(1); k%100 == 1 {
+			p.s.log.Warn("piece read failed", "release", p.s.layout.Release, "kind", p.s.layout.Kind,
+				"piece", p.index, "off", off, "len", len(b), "failures", k, "err", err)
+		}
+	}
+	return n, err
+}
+
+func (p *chunkPiece) readAt(b []byte, off int64) (int, error) {
 	if off < 0 || off >= p.n {
 		return 0, io.EOF
 	}

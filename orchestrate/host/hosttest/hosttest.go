@@ -9,7 +9,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +33,7 @@ type Cluster struct {
 	// Configure, if set, adjusts each host's config before it starts.
 	Configure func(*host.Config)
 	seed      string
+	logs      *logBuffer
 }
 
 // New returns an empty cluster with fresh keys.
@@ -38,7 +41,40 @@ func New(t testing.TB) *Cluster {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	ckey := make([]byte, 32)
 	rand.Read(ckey)
-	return &Cluster{T: t, Key: key, CKey: ckey, Hosts: map[string]*host.Host{}, Dirs: map[string]string{}}
+	c := &Cluster{T: t, Key: key, CKey: ckey, Hosts: map[string]*host.Host{}, Dirs: map[string]string{}, logs: &logBuffer{}}
+	// Registered first, so it runs after every host has closed.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("hosts' logs (info and above):\n%s", c.logs)
+		}
+	})
+	return c
+}
+
+// logBuffer keeps the hosts' logs, printed if the test fails: a failure
+// seen once in CI must carry what the hosts said. It keeps the last
+// logKeep bytes.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const logKeep = 8 << 20
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > logKeep {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-logKeep/2:]...)
+	}
+	return len(p), nil
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
 }
 
 // Start starts (or restarts, keeping its data directory) a host on
@@ -52,6 +88,7 @@ func (c *Cluster) Start(name string, ip int, origin bool) *host.Host {
 		Name: name, DataDir: c.Dirs[name], PubKey: c.Key.Public().(ed25519.PublicKey), Origin: origin,
 		BindAddr: fmt.Sprintf("127.0.0.%d", ip), ClusterKey: c.CKey, Label: "test",
 		PushPullInterval: time.Second,
+		Log:              slog.New(slog.NewTextHandler(c.logs, nil)),
 	}
 	if c.Repos != nil {
 		cfg.Repos = c.Repos(name, c.Dirs[name])
@@ -72,7 +109,13 @@ func (c *Cluster) Start(name string, ip int, origin bool) *host.Host {
 		c.seed = h.GossipAddr()
 	}
 	c.Hosts[name] = h
-	c.T.Cleanup(func() { h.Close() })
+	c.T.Cleanup(func() {
+		if c.T.Failed() {
+			// Before it closes: which connection waits on what.
+			c.T.Logf("%s's engine:\n%s", name, h.Swarm().Engine().Status())
+		}
+		h.Close()
+	})
 	return h
 }
 
