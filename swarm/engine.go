@@ -224,6 +224,10 @@ type Transfer struct {
 	t      *torrent.Torrent
 	st     *chunkStorage
 	Layout *Layout
+
+	mu         sync.Mutex
+	writeErr   error // the last failed write of a received block
+	writeErrAt time.Time
 }
 
 // Add starts serving (and, with Download, fetching) a release layout whose
@@ -243,7 +247,46 @@ func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, partialDir s
 	if !isNew {
 		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHash(info))
 	}
-	return &Transfer{e: e, t: t, st: cs, Layout: l}, nil
+	x := &Transfer{e: e, t: t, st: cs, Layout: l}
+	t.SetOnWriteChunkError(x.writeFailed)
+	return x, nil
+}
+
+// writeRetry is how long a transfer pauses after a received block could not
+// be written.
+const writeRetry = 5 * time.Second
+
+// writeFailed handles a received block that could not be written (disk
+// full, I/O error). anacrolix's default stops the torrent's downloads for
+// good, silently: a host would sit stalled until restarted. Instead the
+// transfer logs it, pauses its downloads for writeRetry (not hammering
+// peers for blocks it cannot keep) and tries again; status shows the error
+// while the fetch stalls.
+func (x *Transfer) writeFailed(err error) {
+	x.e.log.Error("writing a received block failed; downloads pause and retry", "release", x.Layout.Release,
+		"kind", x.Layout.Kind, "retry_in", writeRetry, "err", err)
+	x.mu.Lock()
+	x.writeErr, x.writeErrAt = err, time.Now()
+	x.mu.Unlock()
+	x.t.DisallowDataDownload()
+	time.AfterFunc(writeRetry, func() {
+		select {
+		case <-x.t.Closed():
+		default:
+			x.t.AllowDataDownload()
+		}
+	})
+}
+
+// WriteErr returns the error of a received block that could not be
+// written in the last minute, if any.
+func (x *Transfer) WriteErr() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if time.Since(x.writeErrAt) > time.Minute {
+		return nil
+	}
+	return x.writeErr
 }
 
 // InfoHash returns the torrent's info hash.

@@ -714,6 +714,8 @@ func (n *Node) diagnose(x *Transfer, known int) string {
 		return fmt.Sprintf("not connected to any of %d known peers", known)
 	case holding == 0:
 		return fmt.Sprintf("connected to %d peers, none holds a missing piece", st.ActivePeers)
+	case x.WriteErr() != nil:
+		return fmt.Sprintf("writing received blocks fails: %v", x.WriteErr())
 	case st.PiecesDirtiedBad.Int64() > 0:
 		return fmt.Sprintf("%d pieces failed verification", st.PiecesDirtiedBad.Int64())
 	case x.Rejected() > 0:

@@ -17,55 +17,60 @@ import (
 	"scatter/bench/gen"
 )
 
-// failingReads wraps a transfer's storage so that, once armed, its next
-// reads fail: what a peer whose disk hiccups does. anacrolix answers a
+// faultyStorage wraps a transfer's storage so that, once armed, its next
+// reads or writes fail: what a disk that hiccups does. anacrolix answers a
 // request it cannot read with a reject.
-type failingReads struct {
+type faultyStorage struct {
 	storage.ClientImpl
-	left *atomic.Int32
+	reads, writes *atomic.Int32 // how many more to fail
 }
 
-func (f failingReads) OpenTorrent(ctx context.Context, info *metainfo.Info, ih metainfo.Hash) (storage.TorrentImpl, error) {
+func (f faultyStorage) OpenTorrent(ctx context.Context, info *metainfo.Info, ih metainfo.Hash) (storage.TorrentImpl, error) {
 	t, err := f.ClientImpl.OpenTorrent(ctx, info, ih)
 	if err != nil {
 		return t, err
 	}
 	inner := t.PieceWithHash
 	t.PieceWithHash = func(p metainfo.Piece, h g.Option[[]byte]) storage.PieceImpl {
-		return failingPiece{inner(p, h), f.left}
+		return faultyPiece{inner(p, h), f}
 	}
 	return t, nil
 }
 
-type failingPiece struct {
+type faultyPiece struct {
 	storage.PieceImpl
-	left *atomic.Int32
+	f faultyStorage
 }
 
-func (p failingPiece) ReadAt(b []byte, off int64) (int, error) {
-	if p.left.Add(-1) >= 0 {
+func (p faultyPiece) ReadAt(b []byte, off int64) (int, error) {
+	if p.f.reads.Add(-1) >= 0 {
 		return 0, errors.New("injected read failure")
 	}
 	return p.PieceImpl.ReadAt(b, off)
 }
 
-// A host that starts a one-piece delta after every peer holds it, and
-// whose first request is rejected (the peer's read failed), still gets
-// it. anacrolix v1.59.1 asks no other peer after a reject until something
-// changes, and here nothing would: the peers already said what they hold,
-// and the origin has stopped uploading. This is how a host hung for a
-// minute on a 10-byte delta in CI; the node now reconnects to its peers
-// when it makes no progress while they hold what it lacks.
-func TestRejectedRequestIsAskedAgain(t *testing.T) {
+func (p faultyPiece) WriteAt(b []byte, off int64) (int, error) {
+	if p.f.writes.Add(-1) >= 0 {
+		return 0, errors.New("injected write failure")
+	}
+	return p.PieceImpl.WriteAt(b, off)
+}
+
+// lateDelta sets up the case of the CI stall: a host ("late") starts a
+// one-piece delta after every other host holds it and the origin has
+// stopped uploading it. Before late starts, arm sets faults on the hosts'
+// storage; lateDelta returns once late has staged the delta, with late's
+// transfer of it.
+func lateDelta(t *testing.T, arm func(faults map[string]faultyStorage)) *Transfer {
 	c := newCluster(t)
 	origin := c.start("origin", 140, true, 0)
 	names := []string{"host1", "host2"}
-	fails := map[string]*atomic.Int32{}
+	faults := map[string]faultyStorage{}
 	for i, name := range append(names, "late") {
 		n := c.start(name, 141+i, false, 0)
-		left := &atomic.Int32{}
-		fails[name] = left
-		n.e.wrapStorage = func(s storage.ClientImpl) storage.ClientImpl { return failingReads{s, left} }
+		f := faultyStorage{reads: &atomic.Int32{}, writes: &atomic.Int32{}}
+		faults[name] = f
+		n.e.wrapStorage = func(s storage.ClientImpl) storage.ClientImpl { f.ClientImpl = s; return f }
 	}
 	src := filepath.Join(t.TempDir(), "src")
 	if _, err := gen.Generate(src, gen.Config{Seed: 7, TotalBytes: 1 << 20}); err != nil {
@@ -90,23 +95,53 @@ func TestRejectedRequestIsAskedAgain(t *testing.T) {
 			t.Fatal("the origin still uploads release 2 with two hosts holding it")
 		}
 	}
-	// Each host now fails the next read a peer asks of it.
-	for _, name := range names {
-		fails[name].Store(1)
-	}
+	arm(faults)
 	late := c.nodes["late"]
 	if _, err := late.Announce(ann); err != nil {
 		t.Fatal(err)
 	}
 	c.waitStaged(sm2, []string{"late"}, 30*time.Second)
-	if fails["host1"].Load() >= 0 && fails["host2"].Load() >= 0 {
+	late.mu.Lock()
+	defer late.mu.Unlock()
+	return late.repos["mw"].rels[sm2.ID].seeds[0] // the delta it fetched
+}
+
+// A host whose one request is rejected (the peer's read failed) still
+// gets the piece. anacrolix v1.59.1 asks no other peer after a reject
+// until something changes, and here nothing would: the peers already said
+// what they hold, and the origin has stopped uploading. This is the
+// signature of a host that hung for a minute on a 10-byte delta in CI
+// ("peers hold pieces but none is sending"); the node now reconnects to
+// its peers when it makes no progress while they hold what it lacks.
+func TestRejectedRequestIsAskedAgain(t *testing.T) {
+	var faults map[string]faultyStorage
+	x := lateDelta(t, func(f map[string]faultyStorage) {
+		faults = f
+		faults["host1"].reads.Store(1) // each fails the next read a peer asks of it
+		faults["host2"].reads.Store(1)
+	})
+	if faults["host1"].reads.Load() >= 0 && faults["host2"].reads.Load() >= 0 {
 		t.Fatal("no peer failed a read: the test did not exercise a reject")
 	}
-	late.mu.Lock()
-	x := late.repos["mw"].rels[sm2.ID].seeds[0] // the delta it fetched
-	late.mu.Unlock()
 	if x.Rejected() == 0 {
 		t.Fatal("the late host saw no reject")
+	}
+}
+
+// A block that cannot be written (disk full for a moment) pauses the
+// transfer and it tries again; anacrolix's default handler would stop
+// its downloads for good.
+func TestFailedWriteIsRetried(t *testing.T) {
+	var left *atomic.Int32
+	x := lateDelta(t, func(f map[string]faultyStorage) {
+		left = f["late"].writes
+		left.Store(1)
+	})
+	if left.Load() >= 0 {
+		t.Fatal("no write failed: the test did not exercise the handler")
+	}
+	if x.WriteErr() == nil {
+		t.Fatal("the transfer does not report the failed write")
 	}
 }
 
