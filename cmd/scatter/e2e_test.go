@@ -92,10 +92,17 @@ func launch(t *testing.T, data string, cmd *exec.Cmd) *daemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		var engine string
+		if t.Failed() {
+			// Before it dies: which connection waits on what.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			engine, _ = host.DialControl(d.data).Engine(ctx)
+			cancel()
+		}
 		d.cmd.Process.Kill()
 		d.cmd.Wait()
 		if t.Failed() {
-			t.Logf("daemon %s log:\n%s", d.data, d.log.String())
+			t.Logf("daemon %s log:\n%s\nengine:\n%s", d.data, d.log.String(), engine)
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
@@ -171,6 +178,14 @@ func TestE2EPublishAndStage(t *testing.T) {
 	for _, want := range []string{"origin", "h0", "h1", "h2", id[:12], "staged"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("status lacks %q:\n%s", want, out)
+		}
+	}
+	// The engine as anacrolix sees it: the release's torrents (a full one,
+	// and no delta: it has no parent) and their connections.
+	out = runBin(t, bin, "status", "--engine", "--data", hosts[0].data)
+	for _, want := range []string{"# Torrents: 1 (0 incomplete)", "peer conns", "flags:"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("status --engine lacks %q:\n%s", want, out)
 		}
 	}
 }

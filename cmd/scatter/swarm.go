@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -281,13 +282,29 @@ func statusCommand() *cli.Command {
 			"A second table shows what runs: each host's current and previous release per repo,\n" +
 			"its health after the last checks and its last deploy step, as gossip reports them. On\n" +
 			"the deploy host, a host whose current differs from the last successful deploy is\n" +
-			"flagged DRIFT.",
+			"flagged DRIFT.\n\n" +
+			"--engine prints instead the local daemon's BitTorrent engine as anacrolix sees it:\n" +
+			"each torrent's pieces and, per connection, the choke and interest flags (\"flags:\n" +
+			"ic:...:ic\" is ours, then the peer's) and requests in flight (\"reqq\"). A stalled\n" +
+			"fetch logs the same once, when it stalls.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the local daemon's data directory"},
 			&cli.BoolFlag{Name: "json", Usage: "print the full status as JSON"},
+			&cli.BoolFlag{Name: "engine", Usage: "print the local BitTorrent engine's connections and requests"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
+				return err
+			}
+			if c.Bool("engine") {
+				if c.Bool("json") {
+					return errors.New("--engine prints text; it does not combine with --json")
+				}
+				s, err := host.DialControl(c.String("data")).Engine(c.Context)
+				if err != nil {
+					return err
+				}
+				_, err = io.WriteString(c.App.Writer, s)
 				return err
 			}
 			s, err := host.DialControl(c.String("data")).Status(c.Context)

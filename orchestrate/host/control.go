@@ -134,6 +134,10 @@ func (h *Host) ServeControl() error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(h.ClusterStatus(r.Context()))
 	})
+	mux.HandleFunc("GET /v1/engine", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, h.sw.Engine().Status())
+	})
 	mux.HandleFunc("POST /v1/announce", func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
 		if err == nil {
@@ -266,6 +270,22 @@ func (c *Control) Status(ctx context.Context) (*ClusterStatus, error) {
 		return nil, fmt.Errorf("daemon status: %w", err)
 	}
 	return &s, nil
+}
+
+// Engine returns the local BitTorrent engine's state in anacrolix's words:
+// each torrent's pieces and, per connection, choke and interest flags and
+// requests in flight either way.
+func (c *Control) Engine(ctx context.Context) (string, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/engine", nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("daemon engine state: %w", err)
+	}
+	return string(b), nil
 }
 
 // Announce hands a signed announcement to the daemon to publish.
