@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	alog "github.com/anacrolix/log"
@@ -166,7 +168,13 @@ func (e *Engine) countRejected(pc *torrent.PeerConn, m *pp.Message) {
 	if m.Type != pp.Reject {
 		return
 	}
-	ih := pc.Torrent().InfoHash()
+	t := pc.Torrent()
+	select {
+	case <-t.Closed(): // dropped: its count is gone
+		return
+	default:
+	}
+	ih := t.InfoHash()
 	e.mu.Lock()
 	e.rejected[ih]++
 	e.mu.Unlock()
@@ -225,9 +233,13 @@ type Transfer struct {
 	st     *chunkStorage
 	Layout *Layout
 
+	reconnects atomic.Int64
+
 	mu         sync.Mutex
 	writeErr   error // the last failed write of a received block
 	writeErrAt time.Time
+	writeFails int64
+	paused     bool // downloads paused after a failed write
 }
 
 // Add starts serving (and, with Download, fetching) a release layout whose
@@ -259,17 +271,29 @@ const writeRetry = 5 * time.Second
 // writeFailed handles a received block that could not be written (disk
 // full, I/O error). anacrolix's default stops the torrent's downloads for
 // good, silently: a host would sit stalled until restarted. Instead the
-// transfer logs it, pauses its downloads for writeRetry (not hammering
-// peers for blocks it cannot keep) and tries again; status shows the error
-// while the fetch stalls.
+// transfer pauses its downloads for writeRetry (not fetching blocks it
+// cannot keep) and tries again; status shows the error while the fetch
+// stalls. The blocks in flight fail together: one pause covers them, and
+// the log has the first failure and every 100th.
 func (x *Transfer) writeFailed(err error) {
-	x.e.log.Error("writing a received block failed; downloads pause and retry", "release", x.Layout.Release,
-		"kind", x.Layout.Kind, "retry_in", writeRetry, "err", err)
 	x.mu.Lock()
 	x.writeErr, x.writeErrAt = err, time.Now()
+	x.writeFails++
+	fails, paused := x.writeFails, x.paused
+	x.paused = true
 	x.mu.Unlock()
+	if fails%100 == 1 {
+		x.e.log.Error("writing a received block failed; downloads pause and retry", "release", x.Layout.Release,
+			"kind", x.Layout.Kind, "retry_in", writeRetry, "failures", fails, "err", err)
+	}
+	if paused {
+		return
+	}
 	x.t.DisallowDataDownload()
 	time.AfterFunc(writeRetry, func() {
+		x.mu.Lock()
+		x.paused = false
+		x.mu.Unlock()
 		select {
 		case <-x.t.Closed():
 		default:
@@ -278,15 +302,19 @@ func (x *Transfer) writeFailed(err error) {
 	})
 }
 
-// WriteErr returns the error of a received block that could not be
-// written in the last minute, if any.
-func (x *Transfer) WriteErr() error {
+// WriteErr returns the last error writing a received block and when it
+// happened (nil if none).
+func (x *Transfer) WriteErr() (error, time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if time.Since(x.writeErrAt) > time.Minute {
-		return nil
-	}
-	return x.writeErr
+	return x.writeErr, x.writeErrAt
+}
+
+// Paused reports whether downloads pause after a failed write.
+func (x *Transfer) Paused() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.paused
 }
 
 // InfoHash returns the torrent's info hash.
@@ -380,6 +408,34 @@ func (e *Engine) Status() string {
 	return b.String()
 }
 
+// Status is the part of Engine.Status about this transfer's torrent,
+// at most 32 KiB of it: for the log, when the transfer stalls.
+func (x *Transfer) Status() string {
+	all := x.e.Status()
+	i := strings.Index(all, "Infohash: "+x.t.InfoHash().HexString())
+	if i < 0 {
+		return "torrent not in the engine"
+	}
+	// The section starts two lines up, at the torrent's name, and ends
+	// where the next torrent's name does.
+	start := i
+	for range 2 {
+		start = strings.LastIndex(all[:max(start-1, 0)], "\n") + 1
+	}
+	end := len(all)
+	if j := strings.Index(all[i+1:], "\nInfohash: "); j >= 0 {
+		end = i + 1 + j
+		for range 2 {
+			end = strings.LastIndex(all[:end], "\n")
+		}
+	}
+	sec := all[start:end]
+	if len(sec) > 32<<10 {
+		sec = sec[:32<<10] + "\n[cut at 32 KiB]"
+	}
+	return sec
+}
+
 // SetUpload allows or stops uploads of this torrent. anacrolix v1.59.1
 // only applies the change when a connection's writer next wakes, so a peer
 // could wait forever for blocks it requested before the switch, never told
@@ -418,16 +474,31 @@ func (x *Transfer) PeersWithMissing() int {
 	return n
 }
 
-// Reconnect closes the transfer's connections; the next AddPeers dials
-// them again. It is how a stalled transfer gets its pieces asked for
-// again: anacrolix v1.59.1 has no request timeout, and when a peer rejects
-// a request (its read failed, say) it asks no other peer for that block
-// until something else changes (a have, an unchoke, a closed connection).
-// With one piece left and every peer already connected, nothing else
-// changes. A fresh connection starts with no requests and asks anew.
+// Reconnect closes the transfer's connections and returns once they are
+// gone, so that AddPeers dials them again at once (anacrolix skips a dial
+// to an address it still has a connection with). It is how a stalled
+// transfer gets its pieces asked for again: anacrolix v1.59.1 has no
+// request timeout, and when a peer rejects a request (its read failed,
+// say) it asks no other peer for that block until something else changes
+// (a have, an unchoke, a closed connection that held requests). With one
+// piece left and every peer already connected, nothing else changes. A
+// fresh connection starts with no requests and asks anew.
 func (x *Transfer) Reconnect() {
-	for _, pc := range x.t.PeerConns() {
+	x.reconnects.Add(1)
+	old := x.t.PeerConns()
+	for _, pc := range old {
 		pc.Close()
+	}
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		left := false
+		for _, pc := range x.t.PeerConns() {
+			left = left || slices.Contains(old, pc)
+		}
+		if !left {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -600,10 +600,12 @@ func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
 // wait follows a transfer, adding peers as membership finds them and
 // noting why it stalls, until it completes.
 //
-// A transfer that makes no progress for reconnectAfter (or StallAfter, if
-// shorter) while a connected peer holds a piece it lacks closes its
-// connections, and again after as long if that does not help: see
-// Transfer.Reconnect. Peers dial each other again within a tick.
+// A transfer that makes no progress while a connected peer holds a piece
+// it lacks closes its connections and dials them again (see
+// Transfer.Reconnect): after reconnectAfter (or StallAfter, if shorter)
+// when peers rejected requests during the stall, after StallAfter
+// otherwise, and again as often while the stall lasts. Not while
+// downloads pause after a failed write: fresh connections would not help.
 //
 // A host whose own stripe is done and which then makes no progress for
 // orphanAfter falls back to the origin at once instead of after
@@ -615,7 +617,9 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 	go func() { done <- x.Wait(n.ctx) }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	last, lastProgress := int64(-1), time.Now()
+	last, _ := x.Progress()
+	lastProgress := time.Now()
+	rejectedBefore := x.Rejected() // rejects counted before the stall
 	var lastReconnect time.Time
 	for {
 		n.mu.Lock()
@@ -636,8 +640,8 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 		}
 		got, _ := x.Progress()
 		if got != last {
-			last, lastProgress = got, time.Now()
-			n.setStuck(rel, "")
+			last, lastProgress, rejectedBefore = got, time.Now(), x.Rejected()
+			n.setStuck(rel, x, "")
 			continue
 		}
 		stalled := time.Since(lastProgress)
@@ -646,27 +650,36 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 				"release", rel.ann.Release, "stalled", stalled.Round(time.Millisecond))
 			n.setFallback(rel)
 		}
-		if every := min(reconnectAfter, n.cfg.StallAfter); stalled > every && time.Since(lastReconnect) > every {
+		rejected := x.Rejected() - rejectedBefore
+		if stalled >= n.cfg.StallAfter {
+			n.setFallback(rel)
+			// Right after a reconnect the host is briefly unconnected: not
+			// a reason worth reporting.
+			if time.Since(lastReconnect) >= reconnectGrace {
+				n.setStuck(rel, x, n.diagnose(x, len(addrs), rejected, lastProgress))
+			}
+		}
+		every := min(reconnectAfter, n.cfg.StallAfter)
+		evidence := rejected > 0 || stalled >= n.cfg.StallAfter
+		if stalled >= every && time.Since(lastReconnect) >= every && evidence && !x.Paused() {
 			if holding := x.PeersWithMissing(); holding > 0 {
 				n.cfg.Log.Info("no progress although peers hold missing pieces: reconnecting to them",
 					"release", rel.ann.Release, "stalled", stalled.Round(time.Millisecond),
-					"peers_holding", holding, "rejected_requests", x.Rejected())
+					"peers_holding", holding, "rejected_requests", rejected)
 				x.Reconnect()
+				x.AddPeers(n.peerAddrsFor(withOrigin))
 				lastReconnect = time.Now()
 			}
-		}
-		if stalled > n.cfg.StallAfter {
-			n.setStuck(rel, n.diagnose(x, len(addrs)))
-			n.setFallback(rel)
 		}
 		n.reportBadPeers()
 	}
 }
 
-// orphanAfter and reconnectAfter: see wait.
+// orphanAfter, reconnectAfter and reconnectGrace: see wait.
 const (
 	orphanAfter    = 3 * time.Second
 	reconnectAfter = 5 * time.Second
+	reconnectGrace = 2 * time.Second
 )
 
 func closed(c <-chan struct{}) bool {
@@ -678,12 +691,12 @@ func closed(c <-chan struct{}) bool {
 	}
 }
 
-// setStuck records why rel's transfer makes no progress ("" once it
+// setStuck records why rel's transfer x makes no progress ("" once it
 // moves again) and logs each new reason. When a stall begins it also logs
-// the engine's state (each connection's choke and interest flags, requests
+// the transfer's state in the engine (each connection's choke and interest flags, requests
 // in flight either way, pieces held): what tells a peer that will not send
 // from a host that does not ask.
-func (n *Node) setStuck(rel *release, why string) {
+func (n *Node) setStuck(rel *release, x *Transfer, why string) {
 	n.mu.Lock()
 	was := rel.stuck
 	rel.stuck = why
@@ -694,35 +707,39 @@ func (n *Node) setStuck(rel *release, why string) {
 	if why != "" {
 		n.cfg.Log.Warn("fetch stalled", "release", rel.ann.Release, "why", why)
 		if was == "" {
-			n.cfg.Log.Info("engine state at the stall", "release", rel.ann.Release, "state", n.e.Status())
+			n.cfg.Log.Info("engine state at the stall", "release", rel.ann.Release, "state", x.Status())
 		}
 	}
 	n.cfg.OnChange()
 }
 
-// diagnose says in words why a transfer makes no progress.
-func (n *Node) diagnose(x *Transfer, known int) string {
+// diagnose says in words why a transfer makes no progress. rejected is
+// how many Reject messages peers sent since progress stopped at since.
+func (n *Node) diagnose(x *Transfer, known int, rejected int64, since time.Time) string {
 	st := x.Stats()
 	holding := x.PeersWithMissing()
 	bad := len(n.e.cl.BadPeerIPs())
+	werr, werrAt := x.WriteErr()
 	switch {
 	case known == 0:
 		return "no peers: membership knows no other host"
+	case werr != nil && werrAt.After(since):
+		return fmt.Sprintf("writing received blocks fails (downloads pause %s, then retry): %v", writeRetry, werr)
 	case st.ActivePeers == 0 && bad > 0:
 		return fmt.Sprintf("no usable peers: %d banned for sending data that failed verification", bad)
 	case st.ActivePeers == 0:
 		return fmt.Sprintf("not connected to any of %d known peers", known)
 	case holding == 0:
 		return fmt.Sprintf("connected to %d peers, none holds a missing piece", st.ActivePeers)
-	case x.WriteErr() != nil:
-		return fmt.Sprintf("writing received blocks fails: %v", x.WriteErr())
 	case st.PiecesDirtiedBad.Int64() > 0:
 		return fmt.Sprintf("%d pieces failed verification", st.PiecesDirtiedBad.Int64())
-	case x.Rejected() > 0:
-		return fmt.Sprintf("%d peers hold missing pieces but none is sending; peers rejected %d requests (reconnecting every %s)",
-			holding, x.Rejected(), min(reconnectAfter, n.cfg.StallAfter))
+	case rejected > 0:
+		return fmt.Sprintf("%d peers hold missing pieces but none is sending; they sent %d rejects since the stall began "+
+			"(failed reads, or answers to our cancels); reconnecting about every %s",
+			holding, rejected, min(reconnectAfter, n.cfg.StallAfter))
 	default:
-		return fmt.Sprintf("%d peers hold missing pieces but none is sending: all choking or rate-limited", holding)
+		return fmt.Sprintf("%d peers hold missing pieces but none is sending: choking, rate-limited, or not answering "+
+			"(reconnecting about every %s)", holding, min(reconnectAfter, n.cfg.StallAfter))
 	}
 }
 

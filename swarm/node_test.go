@@ -41,7 +41,8 @@ type cluster struct {
 	logs *testLog
 }
 
-// testLog collects nodes' logs (info and above) for a failed test.
+// testLog collects nodes' logs (info and above) for a failed test: the
+// last 8 to 16 MiB of them.
 type testLog struct {
 	mu  sync.Mutex
 	buf []byte
@@ -50,8 +51,9 @@ type testLog struct {
 func (l *testLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.buf) < 16<<20 {
-		l.buf = append(l.buf, p...)
+	l.buf = append(l.buf, p...)
+	if len(l.buf) > 16<<20 {
+		l.buf = append(l.buf[:0], l.buf[len(l.buf)-8<<20:]...)
 	}
 	return len(p), nil
 }

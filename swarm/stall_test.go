@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,6 +127,16 @@ func TestRejectedRequestIsAskedAgain(t *testing.T) {
 	if x.Rejected() == 0 {
 		t.Fatal("the late host saw no reject")
 	}
+	if x.reconnects.Load() == 0 {
+		t.Fatal("the late host got the piece without reconnecting: the test did not exercise the stall")
+	}
+	// What the stall log carries: this torrent's section of the engine
+	// state, not the others'.
+	st := x.Status()
+	if !strings.HasPrefix(st, x.Layout.Release.String()+".delta\n") || !strings.Contains(st, "Infohash: "+x.InfoHash().HexString()) ||
+		strings.Count(st, "Infohash: ") != 1 {
+		t.Fatalf("transfer status is not its torrent's section:\n%s", st)
+	}
 }
 
 // A block that cannot be written (disk full for a moment) pauses the
@@ -140,7 +151,7 @@ func TestFailedWriteIsRetried(t *testing.T) {
 	if left.Load() >= 0 {
 		t.Fatal("no write failed: the test did not exercise the handler")
 	}
-	if x.WriteErr() == nil {
+	if err, _ := x.WriteErr(); err == nil {
 		t.Fatal("the transfer does not report the failed write")
 	}
 }

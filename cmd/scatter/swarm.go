@@ -284,9 +284,11 @@ func statusCommand() *cli.Command {
 			"the deploy host, a host whose current differs from the last successful deploy is\n" +
 			"flagged DRIFT.\n\n" +
 			"--engine prints instead the local daemon's BitTorrent engine as anacrolix sees it:\n" +
-			"each torrent's pieces and, per connection, the choke and interest flags (\"flags:\n" +
-			"ic:...:ic\" is ours, then the peer's) and requests in flight (\"reqq\"). A stalled\n" +
-			"fetch logs the same once, when it stalls.",
+			"each torrent's pieces and, per connection, its flags and requests. In \"flags:\n" +
+			"A:conn:B\", A is this host towards the peer and B the peer towards it: i =\n" +
+			"interested, c = choking the other side. \"reqq: R+C/...:P/...\" counts our requests\n" +
+			"in flight (R) and cancelled (C), and the peer's requests waiting on us (P). A stalled\n" +
+			"fetch logs its torrent's part of this once, when it stalls.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the local daemon's data directory"},
 			&cli.BoolFlag{Name: "json", Usage: "print the full status as JSON"},
