@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,4 +164,30 @@ func offloaded(n *Node, id core.ReleaseID) bool {
 		}
 	}
 	return false
+}
+
+// A piece that cannot be read (its chunk neither stored nor staged) is
+// logged, the first failure and every 100th: anacrolix turns it into a
+// reject and says nothing we would see.
+func TestPieceReadFailureIsLogged(t *testing.T) {
+	origin := openStore(t)
+	r1, _ := buildReleases(t, origin, 1<<20)
+	tor, err := MakeTorrent(origin, r1.sm, nil, Full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testLog
+	s := newChunkStorage(openStore(t), tor.Layout, t.TempDir(), slog.New(slog.NewTextHandler(&logs, nil)))
+	defer s.close()
+	p := &chunkPiece{s: s, index: 0, off: 0, n: min(tor.Layout.PieceLen, tor.Layout.Length)}
+	b := make([]byte, 16<<10)
+	for range 101 {
+		if _, err := p.ReadAt(b, 0); err == nil {
+			t.Fatal("read a piece the host does not have")
+		}
+	}
+	got := strings.Count(string(logs.buf), `msg="piece read failed"`)
+	if got != 2 || !strings.Contains(string(logs.buf), "failures=101") {
+		t.Fatalf("want the 1st and 101st failure logged, got %d lines:\n%s", got, logs.buf)
+	}
 }
