@@ -398,10 +398,11 @@ func (x *Transfer) Progress() (done, total int64) {
 // Stats returns anacrolix's counters for this torrent.
 func (x *Transfer) Stats() torrent.TorrentStats { return x.t.Stats() }
 
-// Status describes the engine in anacrolix's words: every torrent's piece
-// states and, per connection, choke and interest flags ("flags: ic:...:ic"
-// is ours, then the peer's), requests in flight either way ("reqq") and
-// chunks received. For logs, when a transfer stalls.
+// Status describes the engine in anacrolix's words, for `scatter status
+// --engine`: every torrent's piece states and, per connection, choke and
+// interest flags ("flags: A:conn:B", A ours towards the peer, B the
+// peer's towards us), requests in flight either way ("reqq") and chunks
+// received.
 func (e *Engine) Status() string {
 	var b strings.Builder
 	e.cl.WriteStatus(&b)
@@ -502,7 +503,8 @@ func (x *Transfer) Reconnect() {
 	}
 }
 
-// Rejected returns how many of this host's requests peers have rejected.
+// Rejected returns how many Reject messages peers have sent on this
+// transfer: requests they could not serve, and answers to our cancels.
 func (x *Transfer) Rejected() int64 {
 	x.e.mu.Lock()
 	defer x.e.mu.Unlock()

@@ -693,9 +693,9 @@ func closed(c <-chan struct{}) bool {
 
 // setStuck records why rel's transfer x makes no progress ("" once it
 // moves again) and logs each new reason. When a stall begins it also logs
-// the transfer's state in the engine (each connection's choke and interest flags, requests
-// in flight either way, pieces held): what tells a peer that will not send
-// from a host that does not ask.
+// the transfer's state in the engine (each connection's choke and
+// interest flags, requests in flight either way, pieces held): what tells
+// a peer that will not send from a host that does not ask.
 func (n *Node) setStuck(rel *release, x *Transfer, why string) {
 	n.mu.Lock()
 	was := rel.stuck
