@@ -651,18 +651,22 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 			n.setFallback(rel)
 		}
 		rejected := x.Rejected() - rejectedBefore
+		every := min(reconnectAfter, n.cfg.StallAfter)
+		holding := -1 // peers holding a missing piece, counted once a tick when needed
+		if stalled >= every {
+			holding = x.PeersWithMissing()
+		}
 		if stalled >= n.cfg.StallAfter {
 			n.setFallback(rel)
 			// Right after a reconnect the host is briefly unconnected: not
 			// a reason worth reporting.
 			if time.Since(lastReconnect) >= reconnectGrace {
-				n.setStuck(rel, x, n.diagnose(x, len(addrs), rejected, lastProgress))
+				n.setStuck(rel, x, n.diagnose(x, len(addrs), holding, rejected, lastProgress))
 			}
 		}
-		every := min(reconnectAfter, n.cfg.StallAfter)
 		evidence := rejected > 0 || stalled >= n.cfg.StallAfter
 		if stalled >= every && time.Since(lastReconnect) >= every && evidence && !x.Paused() {
-			if holding := x.PeersWithMissing(); holding > 0 {
+			if holding > 0 {
 				n.cfg.Log.Info("no progress although peers hold missing pieces: reconnecting to them",
 					"release", rel.ann.Release, "stalled", stalled.Round(time.Millisecond),
 					"peers_holding", holding, "rejected_requests", rejected)
@@ -713,11 +717,11 @@ func (n *Node) setStuck(rel *release, x *Transfer, why string) {
 	n.cfg.OnChange()
 }
 
-// diagnose says in words why a transfer makes no progress. rejected is
-// how many Reject messages peers sent since progress stopped at since.
-func (n *Node) diagnose(x *Transfer, known int, rejected int64, since time.Time) string {
+// diagnose says in words why a transfer makes no progress. holding is how
+// many connected peers hold a piece it lacks, rejected how many Reject
+// messages peers sent since progress stopped at since.
+func (n *Node) diagnose(x *Transfer, known, holding int, rejected int64, since time.Time) string {
 	st := x.Stats()
-	holding := x.PeersWithMissing()
 	bad := len(n.e.cl.BadPeerIPs())
 	werr, werrAt := x.WriteErr()
 	switch {

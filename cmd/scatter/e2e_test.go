@@ -96,7 +96,10 @@ func launch(t *testing.T, data string, cmd *exec.Cmd) *daemon {
 		if t.Failed() {
 			// Before it dies: which connection waits on what.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			engine, _ = host.DialControl(d.data).Engine(ctx)
+			var err error
+			if engine, err = host.DialControl(d.data).Engine(ctx); err != nil {
+				engine = "unavailable: " + err.Error()
+			}
 			cancel()
 		}
 		d.cmd.Process.Kill()
