@@ -20,6 +20,7 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/keys"
+	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/rollout"
 )
 
@@ -55,7 +56,7 @@ func exitCode(err error) int {
 		return exitDeployFailed
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.As(err, &ue),
+	case errors.As(err, &ue), errors.Is(err, fleet.ErrInvalid),
 		// urfave/cli's missing-flag error type is unexported; its text is stable.
 		strings.HasPrefix(err.Error(), "Required flag"):
 		return exitUsage

@@ -20,13 +20,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
@@ -135,7 +135,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		states: map[string]hostState{},
 		dirty:  make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	guard, err := command.NewGuard(cfg.PubKey, filepath.Join(cfg.DataDir, "commands.seen"), nil)
+	guard, err := command.NewGuard(cfg.PubKey, datadir.Data(cfg.DataDir).CommandsSeen(), nil)
 	if err != nil {
 		if guard == nil {
 			return nil, err
