@@ -14,8 +14,8 @@ import (
 	"sync"
 	"syscall"
 
-	"scatter/artifact/datadir"
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 )
 
 // Store is the on-disk, content-addressed chunk store plus the signed
