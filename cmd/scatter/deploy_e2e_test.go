@@ -64,8 +64,11 @@ func (c *deployCluster) publish(version, scatterYAML string) string {
 	src := filepath.Join(c.dir, "src-"+version)
 	runBin(c.t, c.bin, "generate", "--size", "1MiB", "--seed", "3", src)
 	os.WriteFile(filepath.Join(src, "VERSION"), []byte(version), 0o644)
-	os.WriteFile(filepath.Join(src, "scatter.yaml"), []byte(scatterYAML), 0o644)
-	cmd := exec.Command(c.bin, "publish", "--data", c.origin.data, "--key", c.key, "--repo", "mw", "--version", version, src)
+	// The operator's config, kept outside the source and named: a
+	// scatter.yaml inside SRC is never obeyed.
+	cfg := filepath.Join(c.dir, "scatter-"+version+".yaml")
+	os.WriteFile(cfg, []byte(scatterYAML), 0o644)
+	cmd := exec.Command(c.bin, "publish", "--data", c.origin.data, "--key", c.key, "--repo", "mw", "--version", version, "--config", cfg, src)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output() // stdout is the release ID; prepare hooks log to stderr

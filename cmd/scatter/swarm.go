@@ -198,9 +198,11 @@ func publishCommand() *cli.Command {
 			"DATA/<repo>, lays out its torrents (full, and delta against its parent), signs the\n" +
 			"announcement with the deploy key and hands it to the local daemon (`scatter seed\n" +
 			"--origin --data DATA`), which keeps seeding. Prints the release ID.\n\n" +
-			"If the repo has a scatter.yaml, its prepare hooks run first, in SRC (rebuild the\n" +
-			"localisation caches, update submodules…); a failing hook stops the publish with its\n" +
-			"output. The file is saved as DATA/<repo>/scatter.yaml for `scatter deploy`.",
+			"The repo's prepare hooks run first, in SRC (rebuild the localisation caches, update\n" +
+			"submodules…), with a minimal environment; a failing hook stops the publish with its\n" +
+			"output. They come from the repo's installed config, DATA/<repo>/scatter.yaml, or from\n" +
+			"--config FILE, which is then installed for `scatter deploy`. A scatter.yaml inside SRC\n" +
+			"is never obeyed: if it differs from the config in use, publish says so.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the origin daemon's data directory"},
 			&cli.StringFlag{Name: "key", Required: true, Usage: "deploy private key"},
@@ -208,7 +210,7 @@ func publishCommand() *cli.Command {
 			&cli.StringFlag{Name: "version", Required: true, Usage: "release version"},
 			&cli.StringFlag{Name: "message", Usage: "release message"},
 			&cli.BoolFlag{Name: "json", Usage: "print the build figures as JSON"},
-			&cli.StringFlag{Name: "config", Usage: "the repo's scatter.yaml (default: SRC/scatter.yaml if SRC is a directory that has one)"},
+			&cli.StringFlag{Name: "config", Usage: "use this scatter.yaml (prepare hooks, deploy settings) and install it as the repo's config (default: the installed DATA/<repo>/scatter.yaml)"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "SRC")

@@ -1,12 +1,14 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -31,18 +33,30 @@ type PublishOptions struct {
 	Src                    string       // a directory or tarball
 	Repo, Version, Message string
 	KeyFile                string // the deploy private key
-	ConfigFile             string // the repo's scatter.yaml; "": SRC/scatter.yaml if SRC has one
-	Builder                string // recorded in the manifest
-	Log                    *slog.Logger
-	HookOutput             io.Writer // where prepare hooks are named as they start; nil: nowhere
+	// ConfigFile is a scatter.yaml the operator names for this publish; it
+	// is installed as the repo's config once the publish succeeds. "": the
+	// repo's installed config (DATA/<repo>/scatter.yaml), if any. A
+	// scatter.yaml inside SRC is never used unless named here.
+	ConfigFile string
+	Builder    string // recorded in the manifest
+	Log        *slog.Logger
+	// HookOutput is where prepare hooks are named as they start, and where
+	// a scatter.yaml in SRC that was not used is reported; nil: nowhere.
+	HookOutput io.Writer
 }
 
 // Publish builds a release on the deploy host and hands it to the local
 // origin daemon, which announces and seeds it. The daemon is asked first,
-// so a missing one is reported before minutes of build. If the repo has a
-// scatter.yaml, its prepare hooks run first, in SRC; a failing hook stops
-// the publish with its output, and nothing is published. The file is then
-// saved as the repo's config on the deploy host, where deploy reads it.
+// so a missing one is reported before minutes of build.
+//
+// Nothing from the source tree runs or configures anything unasked: the
+// prepare hooks and the deploy settings come from the repo's installed
+// config or from the file the operator names (ConfigFile), never from
+// SRC/scatter.yaml. A SRC/scatter.yaml that differs from the config in use
+// is reported, not obeyed. The hooks run in SRC with a minimal environment
+// (HookEnv); a failing hook stops the publish with its output, and nothing
+// is published. A named ConfigFile is installed as the repo's config once
+// the release is announced.
 func Publish(ctx context.Context, o PublishOptions) (*Built, error) {
 	key, err := keys.LoadPrivate(o.KeyFile)
 	if err != nil {
@@ -52,12 +66,19 @@ func Publish(ctx context.Context, o PublishOptions) (*Built, error) {
 	if _, err := ctl.Status(ctx); err != nil {
 		return nil, err // no daemon: say so before spending minutes on a build
 	}
-	cfgFile, dcfg, err := publishConfig(o.ConfigFile, o.Src, o.Repo)
+	pc, err := publishConfig(o)
 	if err != nil {
 		return nil, err
 	}
-	if dcfg != nil {
-		if err := runPrepare(ctx, dcfg, o.Src, o.HookOutput); err != nil {
+	out := o.HookOutput
+	if out == nil {
+		out = io.Discard
+	}
+	if pc.ignored != "" {
+		fmt.Fprintln(out, pc.ignored)
+	}
+	if pc.cfg != nil {
+		if err := runPrepare(ctx, pc.cfg, o, out); err != nil {
 			return nil, err
 		}
 	}
@@ -70,46 +91,110 @@ func Publish(ctx context.Context, o PublishOptions) (*Built, error) {
 	if err := ctl.Announce(ctx, b.Announcement); err != nil {
 		return nil, err
 	}
-	if cfgFile != "" {
-		// What `scatter deploy` reads by default: the config of the newest
-		// published release.
-		if err := copyFile(cfgFile, o.Data.Repo(o.Repo).Config()); err != nil {
-			return nil, fmt.Errorf("save scatter.yaml for deploy: %w", err)
+	if o.ConfigFile != "" {
+		// Named by the operator: what `scatter deploy` reads from now on.
+		if err := copyFile(o.ConfigFile, o.Data.Repo(o.Repo).Config()); err != nil {
+			return nil, fmt.Errorf("install %s as the config of %s: %w", o.ConfigFile, o.Repo, err)
 		}
 	}
 	return b, nil
 }
 
-// publishConfig finds and loads the repo's scatter.yaml for publish:
-// explicit, or SRC/scatter.yaml when SRC is a directory that has one.
-func publishConfig(explicit, src, repo string) (string, *config.Deploy, error) {
-	path := explicit
-	if path == "" {
-		path = filepath.Join(src, "scatter.yaml")
-		if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
-			return "", nil, nil
+// chosenConfig is the deploy config a publish obeys, and what it did not.
+type chosenConfig struct {
+	path string         // "" when the repo has none
+	cfg  *config.Deploy // nil when the repo has none
+	// ignored reports a SRC/scatter.yaml that differs from the config in
+	// use; "" when there is none or it is the same.
+	ignored string
+}
+
+// publishConfig picks the repo's deploy config for a publish: the file the
+// operator named, else the repo's installed one, else none. A scatter.yaml
+// in SRC is only compared with it.
+func publishConfig(o PublishOptions) (chosenConfig, error) {
+	var pc chosenConfig
+	pc.path = o.ConfigFile
+	if pc.path == "" {
+		pc.path = o.Data.Repo(o.Repo).Config()
+		if _, err := os.Stat(pc.path); errors.Is(err, os.ErrNotExist) {
+			pc.path = ""
 		}
 	}
-	d, err := config.LoadDeploy(path)
-	if err != nil {
-		return "", nil, err
+	var used []byte
+	if pc.path != "" {
+		b, err := os.ReadFile(pc.path)
+		if err != nil {
+			return pc, fmt.Errorf("load deploy config: %w", err)
+		}
+		d, err := config.ParseDeploy(pc.path, b)
+		if err != nil {
+			return pc, err
+		}
+		if d.Repo != o.Repo {
+			return pc, invalidError{fmt.Sprintf("%s is for repo %q, not %q", pc.path, d.Repo, o.Repo)}
+		}
+		pc.cfg, used = d, b
 	}
-	if d.Repo != repo {
-		return "", nil, invalidError{fmt.Sprintf("%s is for repo %q, not %q", path, d.Repo, repo)}
+	inSrc := filepath.Join(o.Src, "scatter.yaml")
+	if fi, err := os.Lstat(inSrc); err != nil || !fi.Mode().IsRegular() || sameFile(inSrc, pc.path) {
+		return pc, nil
 	}
-	return path, d, nil
+	b, err := os.ReadFile(inSrc)
+	if err != nil || bytes.Equal(b, used) {
+		return pc, nil
+	}
+	what := "the repo has no installed config"
+	if pc.path != "" {
+		what = "it differs from the config in use, " + pc.path
+	}
+	pc.ignored = fmt.Sprintf("note: %s was not used (%s): its prepare hooks did not run and its settings do not apply; "+
+		"to use it, review it and name it: scatter publish --config %s …", inSrc, what, inSrc)
+	return pc, nil
+}
+
+func sameFile(a, b string) bool {
+	if b == "" {
+		return false
+	}
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}
+
+// HookPath is the PATH prepare hooks run with: the system's directories,
+// not the deploying user's.
+const HookPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// HookEnv is the whole environment of a prepare hook: PATH (HookPath),
+// HOME and USER of the deploying user, LANG, and SCATTER_REPO,
+// SCATTER_VERSION and SCATTER_SRC. Nothing else of the caller's
+// environment is passed on (no SSH agent, no credentials in variables).
+func HookEnv(repo, version, src string) []string {
+	home, name := "/", ""
+	if u, err := user.Current(); err == nil {
+		home, name = u.HomeDir, u.Username
+	}
+	lang := os.Getenv("LANG")
+	if lang == "" || strings.ContainsAny(lang, "\n=") {
+		lang = "C.UTF-8"
+	}
+	return []string{"PATH=" + HookPath, "HOME=" + home, "USER=" + name, "LOGNAME=" + name, "LANG=" + lang,
+		"SCATTER_REPO=" + repo, "SCATTER_VERSION=" + version, "SCATTER_SRC=" + src}
 }
 
 // runPrepare runs the deploy host's prepare hooks in the source directory,
 // in order; the first failure stops the publish with the hook's output.
-func runPrepare(ctx context.Context, d *config.Deploy, src string, log io.Writer) error {
-	if log == nil {
-		log = io.Discard
+func runPrepare(ctx context.Context, d *config.Deploy, o PublishOptions, log io.Writer) error {
+	src, err := filepath.Abs(o.Src)
+	if err != nil {
+		return err
 	}
+	env := HookEnv(o.Repo, o.Version, src)
 	for _, argv := range d.Prepare {
 		fmt.Fprintf(log, "prepare: %s\n", strings.Join(argv, " "))
 		hctx, cancel := context.WithTimeout(ctx, PrepareTimeout)
-		r, err := proc.Run(hctx, proc.Spec{Argv: argv, Dir: src, Env: os.Environ(), MaxOutput: prepareOutput})
+		r, err := proc.Run(hctx, proc.Spec{Argv: argv, Dir: src, Env: env, MaxOutput: prepareOutput})
 		cancel()
 		if err != nil {
 			if errors.Is(hctx.Err(), context.DeadlineExceeded) {
