@@ -389,3 +389,13 @@ func permOf(p string, mode fs.FileMode) (fs.FileMode, error) {
 	}
 	return mode.Perm(), nil
 }
+
+// refuseWorldWritable refuses a file or directory anyone may write: a
+// release is code that runs, and no local user may change it. Refused,
+// not masked, like setuid bits: what ships is what the source says.
+func refuseWorldWritable(e Entry) error {
+	if e.Type != TypeSymlink && e.Mode&0o002 != 0 {
+		return fmt.Errorf("%s: world-writable (mode %04o); scatter refuses to ship what any local user could change (chmod o-w in the source)", e.Path, e.Mode)
+	}
+	return nil
+}

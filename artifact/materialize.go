@@ -18,16 +18,20 @@ import (
 	"golang.org/x/sys/unix"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 )
 
 // ErrDestExists is returned when materialize would overwrite something.
 var ErrDestExists = errors.New("destination already exists")
 
 // Previous names an earlier release already materialized at Dir. Files that
-// did not change are hard-linked from it instead of written again; release
-// trees are read-only by convention, so sharing inodes is safe. Its entries
-// come from Manifest or, when that is nil, from the store's manifest of
-// Release, read as they are compared.
+// did not change are hard-linked from it instead of written again, but only
+// once their bytes are proven unchanged: the tree's record (see
+// treerecord.go) still matches the file, or, failing that, the file hashes
+// to its chunk IDs again. An edit to the previous tree never reaches the
+// new one. Its entries come from Manifest or, when that is nil, from the
+// store's manifest of Release, read as they are compared. Release must be
+// set for the record to be used (it must be the record of that release).
 type Previous struct {
 	Manifest *Manifest
 	Release  core.ReleaseID
@@ -43,10 +47,17 @@ type MaterializeOptions struct {
 
 // MaterializeResult counts what Materialize did.
 type MaterializeResult struct {
-	Files    int   // regular files in the tree
-	Linked   int   // files hard-linked from the previous tree
-	Written  int64 // bytes written (not linked)
-	Duration time.Duration
+	Files  int // regular files in the tree
+	Linked int // files hard-linked from the previous tree
+	// Rehashed counts the linked files whose record did not prove them
+	// unchanged, so they were read and hashed again first; RehashedBytes
+	// their bytes. Mismatched counts previous files that failed that
+	// check (edited in the previous tree): they were written instead.
+	Rehashed      int
+	RehashedBytes int64
+	Mismatched    int
+	Written       int64 // bytes written (not linked)
+	Duration      time.Duration
 }
 
 // entries is a release tree walked in manifest order: next returns io.EOF
@@ -71,7 +82,8 @@ func (s *sliceEntries) next() (*Entry, error) {
 // Every chunk is verified against its ID as it is written. The tree is built
 // in a hidden sibling directory and renamed to dest only when complete and
 // synced, so dest either is the whole release or does not exist; on error
-// nothing is left behind.
+// nothing is left behind. Nothing in it is writable by group or others
+// (stagedMode). Its record is written beside it (datadir.TreeRecord).
 func Materialize(ctx context.Context, st *Store, sm *Signed, dest string, opt MaterializeOptions) (*MaterializeResult, error) {
 	es := sliceEntries(sm.Manifest.Entries)
 	return materialize(ctx, st, sm.ID, sm.Table(), &es, dest, opt)
@@ -116,7 +128,12 @@ func materialize(ctx context.Context, st *Store, id core.ReleaseID, chunks *Tabl
 	if err != nil {
 		return nil, fmt.Errorf("materialize: %w", err)
 	}
-	res, err := materializeInto(ctx, st, chunks, es, tmp, opt)
+	rec, err := newTreeRecord(dest, id)
+	if err != nil {
+		RemoveTree(tmp)
+		return nil, fmt.Errorf("materialize: %w", err)
+	}
+	res, err := materializeInto(ctx, st, chunks, es, tmp, rec, opt)
 	if err == nil {
 		err = os.Chmod(tmp, 0o755)
 	}
@@ -130,11 +147,18 @@ func materialize(ctx context.Context, st *Store, id core.ReleaseID, chunks *Tabl
 		}
 	}
 	if err == nil {
+		// Without its record the tree is still whole; the next materialize
+		// hashes its files again before linking them.
+		if rerr := rec.commit(dest); rerr != nil {
+			opt.Log.Warn("could not write the tree record; the next release re-hashes what it reuses", "dest", dest, "err", rerr)
+		}
 		// The rename itself must survive a power loss before anyone is told
 		// the release is staged.
 		if serr := syncDir(filepath.Dir(dest)); serr != nil {
 			return nil, fmt.Errorf("materialize %s: %w", id.Short(), serr)
 		}
+	} else {
+		rec.abort()
 	}
 	if err != nil {
 		if rerr := RemoveTree(tmp); rerr != nil {
@@ -155,6 +179,10 @@ type previousTree struct {
 	chunks *Table
 	es     entries
 	cur    *Entry // the first entry not yet passed; nil at the end
+	// files counts the file entries read so far: cur's slot in the
+	// record is files-1 when cur is a file.
+	files int
+	rec   *treeRecordReader // nil: no usable record, hash everything
 }
 
 // openPrevious opens p's entries, from memory or the store. Without them
@@ -165,7 +193,8 @@ func openPrevious(st *Store, p *Previous, log *slog.Logger) (*previousTree, func
 	}
 	if p.Manifest != nil {
 		es := sliceEntries(p.Manifest.Entries)
-		return &previousTree{dir: p.Dir, chunks: ManifestTable(p.Release, p.Manifest), es: &es}, func() {}
+		rec := openTreeRecord(p.Dir, p.Release)
+		return &previousTree{dir: p.Dir, chunks: ManifestTable(p.Release, p.Manifest), es: &es, rec: rec}, rec.close
 	}
 	err := st.verifyStored(p.Release)
 	var (
@@ -179,7 +208,8 @@ func openPrevious(st *Store, p *Previous, log *slog.Logger) (*previousTree, func
 		log.Warn("previous release unreadable; writing every file", "release", p.Release, "err", err)
 		return nil, func() {}
 	}
-	return &previousTree{dir: p.Dir, chunks: er.table, es: er}, closeBody
+	rec := openTreeRecord(p.Dir, p.Release)
+	return &previousTree{dir: p.Dir, chunks: er.table, es: er, rec: rec}, func() { closeBody(); rec.close() }
 }
 
 // find returns the previous entry at path, reading past smaller paths.
@@ -196,6 +226,9 @@ func (p *previousTree) find(path string, log *slog.Logger) *Entry {
 			break
 		}
 		p.cur = e
+		if e.Type == TypeFile {
+			p.files++
+		}
 	}
 	if p.cur != nil && p.cur.Path == path {
 		return p.cur
@@ -207,14 +240,18 @@ func (p *previousTree) find(path string, log *slog.Logger) *Entry {
 // previous tree.
 type job struct {
 	e    *Entry
-	link bool
+	idx  int  // the file's slot in the new tree's record
+	link bool // the previous tree's manifest has the same file
+	// prev is the previous file's slot in its tree's record; zero: hash
+	// it before linking.
+	prev treeSlot
 }
 
 // materializeInto writes the entries under dir, which exists and is empty,
 // in one pass: directories as they come (a parent precedes its children),
 // files by workers, symlinks last: while files are written no symlink
 // exists in the tree, so no write can be steered outside it.
-func materializeInto(ctx context.Context, st *Store, chunks *Table, es entries, dir string, opt MaterializeOptions) (*MaterializeResult, error) {
+func materializeInto(ctx context.Context, st *Store, chunks *Table, es entries, dir string, rec *treeRecordWriter, opt MaterializeOptions) (*MaterializeResult, error) {
 	res := &MaterializeResult{}
 	prev, closePrev := openPrevious(st, opt.Previous, opt.Log)
 	defer closePrev()
@@ -244,15 +281,23 @@ func materializeInto(ctx context.Context, st *Store, chunks *Table, es entries, 
 			defer wg.Done()
 			var buf []byte
 			for j := range jobs {
-				linked, written, err := writeEntry(st, chunks, j, dir, prevDir, &buf)
+				w, err := writeEntry(st, chunks, j, dir, prevDir, rec, &buf)
 				if err != nil {
 					fail(fmt.Errorf("%s: %w", j.e.Path, err))
 				}
 				mu.Lock()
-				if linked {
+				if w.linked {
 					res.Linked++
 				}
-				res.Written += written
+				if w.rehashed {
+					res.Rehashed++
+					res.RehashedBytes += j.e.Size
+				}
+				if w.mismatched {
+					res.Mismatched++
+					opt.Log.Warn("previous tree's file was changed; written anew", "file", j.e.Path, "previous", prevDir)
+				}
+				res.Written += w.written
 				mu.Unlock()
 			}
 		}()
@@ -287,11 +332,14 @@ feed:
 		case TypeSymlink:
 			links = append(links, e)
 		case TypeFile:
+			j := job{e: e, idx: res.Files}
 			res.Files++
-			j := job{e: e}
 			if prev != nil {
 				if old := prev.find(e.Path, opt.Log); old != nil {
 					j.link = sameFile(chunks, e, prev.chunks, old)
+					if j.link && prev.rec != nil {
+						j.prev = prev.rec.get(prev.files - 1)
+					}
 				}
 			}
 			select {
@@ -315,49 +363,109 @@ feed:
 		}
 	}
 	for i := len(dirs) - 1; i >= 0; i-- { // children before parents
-		if err := os.Chmod(filepath.Join(dir, dirs[i].path), dirs[i].mode); err != nil {
+		if err := os.Chmod(filepath.Join(dir, dirs[i].path), stagedMode(dirs[i].mode)); err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
 }
 
-func writeEntry(st *Store, chunks *Table, j job, dir, prevDir string, buf *[]byte) (linked bool, written int64, err error) {
+// wrote is what writeEntry did with one file.
+type wrote struct {
+	linked, rehashed, mismatched bool
+	written                      int64
+}
+
+func writeEntry(st *Store, chunks *Table, j job, dir, prevDir string, rec *treeRecordWriter, buf *[]byte) (wrote, error) {
 	e := j.e
 	dst := filepath.Join(dir, e.Path)
+	var w wrote
 	if j.link {
-		if os.Link(filepath.Join(prevDir, e.Path), dst) == nil {
-			return true, 0, nil
+		var err error
+		w, err = linkVerified(chunks, j, filepath.Join(prevDir, e.Path), dst, rec, buf)
+		if w.linked || err != nil {
+			return w, err
 		}
-		// Another file system or a missing file: fall back to writing.
+		// Changed, another file system or a missing file: write it.
 	}
 	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return false, 0, err
+		return w, err
 	}
 	for _, c := range e.Chunks {
 		ref, err := chunks.Ref(int(c))
 		if err != nil {
 			f.Close()
-			return false, written, err
+			return w, err
 		}
 		data, err := st.ReadChunk(ref.ID, int(ref.Size), *buf)
 		if err != nil {
 			f.Close()
-			return false, written, err
+			return w, err
 		}
 		*buf = data
 		if _, err := f.Write(data); err != nil {
 			f.Close()
-			return false, written, err
+			return w, err
 		}
-		written += int64(len(data))
+		w.written += int64(len(data))
 	}
-	if err := f.Chmod(e.Mode); err != nil {
+	if err := f.Chmod(stagedMode(e.Mode)); err != nil {
 		f.Close()
-		return false, written, err
+		return w, err
 	}
-	return false, written, f.Close()
+	var sys syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &sys); err != nil {
+		f.Close()
+		return w, err
+	}
+	if err := rec.put(j.idx, slotOf(&sys)); err != nil {
+		f.Close()
+		return w, err
+	}
+	return w, f.Close()
+}
+
+// linkVerified hard-links the previous tree's file src to dst if its bytes
+// are proven to be the entry's: its record slot still matches it, or it
+// hashes to the entry's chunks again, and it did not change while it was
+// linked and checked. The new tree's record gets the file as linked (a link
+// changes the change time). It returns linked false, with no error and
+// nothing left at dst, when the file must be written instead.
+func linkVerified(chunks *Table, j job, src, dst string, rec *treeRecordWriter, buf *[]byte) (wrote, error) {
+	var w wrote
+	mode := stagedMode(j.e.Mode)
+	before, err := lstatSys(src)
+	if err != nil {
+		return w, nil
+	}
+	trusted := unchangedSince(before, j.prev, mode)
+	if os.Link(src, dst) != nil {
+		return w, nil
+	}
+	after, err := lstatSys(dst)
+	same := err == nil && after.Ino == before.Ino && after.Size == before.Size && after.Mtim == before.Mtim &&
+		after.Mode == before.Mode && after.Uid == before.Uid
+	if same && !trusted {
+		w.rehashed = true
+		if herr := hashMatches(dst, j.e, chunks, buf); herr != nil {
+			same, w.mismatched = false, errors.Is(herr, errChanged)
+		} else if again, err := lstatSys(dst); err != nil || again.Ino != after.Ino || again.Mtim != after.Mtim ||
+			again.Ctim != after.Ctim || again.Size != after.Size {
+			same = false // changed while it was hashed
+		} else {
+			same = unchangedSince(after, slotOf(after), mode)
+		}
+	}
+	if !same {
+		w.rehashed = false
+		if err := os.Remove(dst); err != nil {
+			return w, err
+		}
+		return w, nil
+	}
+	w.linked = true
+	return w, rec.put(j.idx, slotOf(after))
 }
 
 // sameFile reports whether two entries, each with its manifest's chunk
@@ -389,6 +497,7 @@ func RemoveTree(dir string) error {
 		}
 		return nil
 	})
+	os.Remove(datadir.TreeRecord(dir))
 	return os.RemoveAll(dir)
 }
 
@@ -474,6 +583,11 @@ const partialTreeMark = ".partial-"
 // errors of those it could not remove.
 func RemovePartialTrees(dir string) []error {
 	partials, _ := filepath.Glob(filepath.Join(dir, ".*"+partialTreeMark+"*"))
+	// And records being written when it crashed (newTreeRecord).
+	records, _ := filepath.Glob(filepath.Join(dir, ".*.files-*"))
+	for _, r := range records {
+		os.Remove(r)
+	}
 	var errs []error
 	for _, p := range partials {
 		if err := RemoveTree(p); err != nil {

@@ -108,7 +108,7 @@ func entryFromMode(p string, mode fs.FileMode) (Entry, error) {
 	default:
 		return e, fmt.Errorf("%s: special file (%s); a release may hold only files, directories and symlinks", p, mode.Type())
 	}
-	return e, nil
+	return e, refuseWorldWritable(e)
 }
 
 // Limits bound what a tarball may expand to, against decompression bombs.
@@ -282,7 +282,7 @@ func tarEntry(h *tar.Header) (e srcEntry, skip bool, err error) {
 	default:
 		return e, false, fmt.Errorf("%s: unsupported tar entry type %q", name, h.Typeflag)
 	}
-	return e, false, nil
+	return e, false, refuseWorldWritable(e.Entry)
 }
 
 func tarMode(m int64) fs.FileMode {

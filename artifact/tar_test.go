@@ -93,6 +93,8 @@ func TestBuildRejectsBadTarballs(t *testing.T) {
 		{"fifo", []tarEnt{{name: "p", typ: tar.TypeFifo}}, "FIFO"},
 		{"setuid", []tarEnt{{name: "su", typ: tar.TypeReg, mode: 0o4755, body: []byte("x")}}, "setuid/setgid"},
 		{"setgid", []tarEnt{{name: "sg", typ: tar.TypeReg, mode: 0o2755, body: []byte("x")}}, "setuid/setgid"},
+		{"world-writable-file", []tarEnt{{name: "w", typ: tar.TypeReg, mode: 0o666, body: []byte("x")}}, "w: world-writable (mode 0666)"},
+		{"world-writable-dir", []tarEnt{{name: "d/", typ: tar.TypeDir, mode: 0o777}}, "d: world-writable (mode 0777)"},
 		{"duplicate", []tarEnt{file("a"), file("a")}, "duplicate entry"},
 		{"duplicate-dir", []tarEnt{{name: "d/", typ: tar.TypeDir}, {name: "d/", typ: tar.TypeDir}}, "duplicate entry"},
 		{"file-then-child", []tarEnt{file("a"), file("a/b")}, "not a directory"},

@@ -13,6 +13,7 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/bench/gen"
 )
 
@@ -54,7 +55,12 @@ type RoundTripReport struct {
 	ColdMaterializeSeconds  float64 `json:"cold_materialize_seconds"`
 	ReuseMaterializeSeconds float64 `json:"reuse_materialize_seconds"`
 	ReuseLinkedFiles        int     `json:"reuse_linked_files"`
-	VerifySeconds           float64 `json:"verify_seconds"`
+	// RehashMaterializeSeconds is the reuse again from a previous tree
+	// without its record (datadir.TreeRecord): every file it links is read
+	// and hashed first. RehashedBytes is what was read.
+	RehashMaterializeSeconds float64 `json:"rehash_materialize_seconds"`
+	RehashedBytes            int64   `json:"rehashed_bytes"`
+	VerifySeconds            float64 `json:"verify_seconds"`
 	// Wire cost per host of each mutation under each piece layout.
 	CodeLayouts []WireCost `json:"code_change_layouts"`
 	L10nLayouts []WireCost `json:"l10n_update_layouts"`
@@ -138,7 +144,7 @@ func RoundTrip(ctx context.Context, cfg RoundTripConfig) (*RoundTripReport, erro
 	if err := os.Mkdir(out, 0o755); err != nil {
 		return nil, err
 	}
-	tree1, cold2, warm2 := filepath.Join(out, "1"), filepath.Join(out, "2-cold"), filepath.Join(out, "2-reuse")
+	tree1, cold2, warm2, rehash2 := filepath.Join(out, "1"), filepath.Join(out, "2-cold"), filepath.Join(out, "2-reuse"), filepath.Join(out, "2-rehash")
 	if _, err := artifact.Materialize(ctx, st, rels[0], tree1, artifact.MaterializeOptions{Log: cfg.Log}); err != nil {
 		return nil, err
 	}
@@ -148,12 +154,24 @@ func RoundTrip(ctx context.Context, cfg RoundTripConfig) (*RoundTripReport, erro
 	}
 	rep.ColdMaterializeSeconds = res.Duration.Seconds()
 	res, err = artifact.Materialize(ctx, st, rels[1], warm2, artifact.MaterializeOptions{Log: cfg.Log,
-		Previous: &artifact.Previous{Manifest: rels[0].Manifest, Dir: tree1}})
+		Previous: &artifact.Previous{Manifest: rels[0].Manifest, Release: rels[0].ID, Dir: tree1}})
 	if err != nil {
 		return nil, err
 	}
 	rep.ReuseMaterializeSeconds = res.Duration.Seconds()
 	rep.ReuseLinkedFiles = res.Linked
+	// The same with no record of tree 1 (a tree staged before records, or
+	// one whose files changed): every file is hashed before it is linked.
+	if err := os.Remove(datadir.TreeRecord(tree1)); err != nil {
+		return nil, err
+	}
+	res, err = artifact.Materialize(ctx, st, rels[1], rehash2, artifact.MaterializeOptions{Log: cfg.Log,
+		Previous: &artifact.Previous{Manifest: rels[0].Manifest, Release: rels[0].ID, Dir: tree1}})
+	if err != nil {
+		return nil, err
+	}
+	rep.RehashMaterializeSeconds = res.Duration.Seconds()
+	rep.RehashedBytes = res.RehashedBytes
 
 	start := time.Now()
 	problems, err := artifact.Verify(ctx, st, rels[2].Manifest)
@@ -166,7 +184,7 @@ func RoundTrip(ctx context.Context, cfg RoundTripConfig) (*RoundTripReport, erro
 	rep.VerifySeconds = time.Since(start).Seconds()
 
 	rep.Identical = true
-	for _, pair := range [][2]string{{src[0], tree1}, {src[1], cold2}, {src[1], warm2}} {
+	for _, pair := range [][2]string{{src[0], tree1}, {src[1], cold2}, {src[1], warm2}, {src[1], rehash2}} {
 		same, err := SameTree(pair[0], pair[1])
 		if err != nil {
 			return nil, err

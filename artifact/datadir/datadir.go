@@ -103,6 +103,18 @@ func (r Repo) Releases() string { return r.join("releases") }
 // Release is the staged tree of one release.
 func (r Repo) Release(id core.ReleaseID) string { return r.join("releases", id.String()) }
 
+// ReleaseRecord is what materialize saw of each file of the staged tree of
+// one release when it wrote it (TreeRecord of the tree).
+func (r Repo) ReleaseRecord(id core.ReleaseID) string { return TreeRecord(r.Release(id)) }
+
+// TreeRecord names the record of a materialized tree: a hidden sibling,
+// <parent>/.<name>.files, so that it is not part of the tree. Trees
+// materialized anywhere (scatter materialize DEST) have one too.
+func TreeRecord(tree string) string {
+	tree = filepath.Clean(tree)
+	return filepath.Join(filepath.Dir(tree), "."+filepath.Base(tree)+".files")
+}
+
 // ReleaseLinkTarget is what a link in the repo directory holds for a
 // release: relative, so a data directory can move.
 func ReleaseLinkTarget(id core.ReleaseID) string { return filepath.Join("releases", id.String()) }

@@ -293,7 +293,7 @@ func materializeCommand() *cli.Command {
 				if err != nil {
 					return fmt.Errorf("--reuse: %w (name the release with --reuse-release)", err)
 				}
-				opt.Previous = &artifact.Previous{Manifest: prev.Manifest, Dir: dir}
+				opt.Previous = &artifact.Previous{Manifest: prev.Manifest, Release: prev.ID, Dir: dir}
 			}
 			res, err := artifact.Materialize(c.Context, st, sm, a[1], opt)
 			if err != nil {

@@ -279,6 +279,8 @@ func printRoundTrip(w io.Writer, r *bench.RoundTripReport) {
 		100*r.CodeDeltaRatio, 100*r.L10nDeltaRatio)
 	fmt.Fprintf(w, "materialize (code change): cold %.2fs, reusing previous tree %.2fs (%.1fx, %d files linked)\n",
 		r.ColdMaterializeSeconds, r.ReuseMaterializeSeconds, r.ColdMaterializeSeconds/r.ReuseMaterializeSeconds, r.ReuseLinkedFiles)
+	fmt.Fprintf(w, "materialize (code change) reusing a previous tree without its record: %.2fs (every linked file re-hashed first: %s)\n",
+		r.RehashMaterializeSeconds, humanBytes(r.RehashedBytes))
 	fmt.Fprintf(w, "verify: %.2fs; trees identical to sources: %v; manifest %s\n", r.VerifySeconds, r.Identical, humanBytes(int64(r.ManifestBytes)))
 	fmt.Fprintln(w, "bytes on the wire per host holding the parent (piece layout, piece size: wire+hashes / new chunk bytes):")
 	for _, set := range []struct {
