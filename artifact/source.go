@@ -160,6 +160,16 @@ func (t tarSource) each(ctx context.Context, fn func(srcEntry, io.Reader) error)
 	return readTar(ctx, f, t.limits, fn)
 }
 
+// streamSource is a tar stream that can be read once.
+type streamSource struct {
+	r      io.Reader
+	limits Limits
+}
+
+func (t streamSource) each(ctx context.Context, fn func(srcEntry, io.Reader) error) error {
+	return readTar(ctx, t.r, t.limits, fn)
+}
+
 // readTar reads a tar stream from r, checking every entry and the limits.
 // It is the one decoder of untrusted tar bytes; FuzzReadTar exercises it.
 func readTar(ctx context.Context, r io.Reader, lim Limits, fn func(srcEntry, io.Reader) error) error {
@@ -327,4 +337,47 @@ func (g *expandGuard) Read(p []byte) (int, error) {
 			ErrLimit, g.lim.MaxRatio, g.n, g.compressed.n)
 	}
 	return n, err
+}
+
+// TarTree writes the release tree in dir to w as a plain tar stream, with
+// the checks and the order of a build from dir (setuid bits, world-writable
+// entries and special files are refused here already, naming the entry).
+// BuildStream of the stream builds the same release as Build of dir: `scatter
+// publish` sends a source directory to the origin daemon this way, reading
+// it as the deploying user.
+func TarTree(ctx context.Context, w io.Writer, dir string) error {
+	tw := tar.NewWriter(w)
+	err := dirSource{root: dir}.each(ctx, func(e srcEntry, r io.Reader) error {
+		h := &tar.Header{Name: e.Path, Mode: int64(e.Mode.Perm()), Format: tar.FormatPAX}
+		switch e.Type {
+		case TypeDir:
+			h.Typeflag, h.Name = tar.TypeDir, e.Path+"/"
+		case TypeSymlink:
+			h.Typeflag, h.Linkname = tar.TypeSymlink, e.Target
+		case TypeFile:
+			h.Typeflag = tar.TypeReg
+			f, ok := r.(*os.File)
+			if !ok {
+				return fmt.Errorf("%s: not a file", e.Path)
+			}
+			fi, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			h.Size = fi.Size()
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+		if r != nil {
+			if _, err := io.Copy(tw, r); err != nil {
+				return fmt.Errorf("%s: %w (changed while reading?)", e.Path, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
 }

@@ -3,6 +3,7 @@ package artifact
 import (
 	"bytes"
 	"context"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -143,5 +144,26 @@ func TestReuseSkipsEditedFile(t *testing.T) {
 	}
 	if res.Mismatched != 1 || res.Rehashed != res.Linked || res.Linked != res.Files-2 {
 		t.Fatalf("previous tree without a record: %+v, want every linked file re-hashed", res)
+	}
+}
+
+// A directory sent as a tar stream (TarTree, BuildStream) builds the same
+// release as the directory itself.
+func TestTarTreeBuildsTheSameRelease(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	writeTree(t, src)
+	key := newKey(t)
+	o := opts("mw", "1")
+	o.Time = time.Unix(1700000000, 0)
+	o.NoParent = true
+	a := build(t, newStore(t), src, key, o)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(TarTree(context.Background(), pw, src)) }()
+	b, err := BuildStream(context.Background(), newStore(t), pr, "stream", key, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Signed.ID != b.Signed.ID {
+		t.Fatalf("stream built %s, directory %s", b.Signed.ID.Short(), a.Signed.ID.Short())
 	}
 }

@@ -47,7 +47,6 @@ func deployFlags(rollback bool) []cli.Flag {
 	}
 	return []cli.Flag{
 		&cli.StringFlag{Name: "data", Required: true, Usage: "the origin daemon's data directory"},
-		&cli.StringFlag{Name: "key", Required: true, Usage: "deploy private key (signs the commands)"},
 		&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Required: !rollback, Usage: "why: recorded in the audit log"},
 		&cli.StringFlag{Name: "config", Usage: "the repo's scatter.yaml (default: DATA/REPO/scatter.yaml, saved by publish)"},
 		&cli.IntFlag{Name: "canary", Usage: "canary pool size", DefaultText: "scatter.yaml, else 1"},
@@ -56,7 +55,7 @@ func deployFlags(rollback bool) []cli.Flag {
 		&cli.StringFlag{Name: "on-abort", Value: "rollback", Usage: "on Ctrl-C or 'scatter abort': rollback or halt (leave hosts as they are)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "print the plan (hosts per phase, what would restart) and change nothing"},
 		&cli.BoolFlag{Name: "force", Hidden: rollback, Usage: "promote and restart even hosts already on the release"},
-		&cli.StringFlag{Name: "audit", Usage: "audit log, JSON lines (default: DATA/REPO/audit.jsonl)"},
+		&cli.StringFlag{Name: "audit", Usage: "also write the audit lines to this file (the daemon always appends them to DATA/REPO/audit.jsonl)"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only failures and the summary of the " + what},
 	}
 }
@@ -121,9 +120,11 @@ func abortCommand() *cli.Command {
 		Name:      "abort",
 		Usage:     "abort the running deploy of a repo, as Ctrl-C in its terminal would",
 		ArgsUsage: "REPO",
-		Description: "Sends SIGINT to the `scatter deploy` (or rollback) holding the repo's deploy lock:\n" +
-			"no new batch starts, the batch in flight finishes, then it rolls back or halts as its\n" +
-			"--on-abort says. Waits until that deploy has ended (--wait=0 to return at once).",
+		Description: "Asks the origin daemon, which holds the repo's deploy lock for the running `scatter\n" +
+			"deploy` (or rollback), to abort it; the daemon tells that deploy, whoever runs it (no\n" +
+			"process is signalled): no new batch starts, the batch in flight finishes, then it rolls\n" +
+			"back or halts as its --on-abort says. Waits until that deploy has ended (--wait=0 to\n" +
+			"return at once). Open to the deployers group.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the origin daemon's data directory"},
 			&cli.DurationFlag{Name: "wait", Value: 10 * time.Minute, Usage: "how long to wait for the deploy to end"},
@@ -146,7 +147,7 @@ func deployOptionsFrom(c *cli.Context, rollback bool) (fleet.DeployOptions, erro
 			ConfigFile: c.String("config"), Canary: -1, Batch: c.String("batch"),
 			FailureLimit: c.String("failure-limit"), Rollback: rollback, Force: c.Bool("force"),
 		},
-		KeyFile: c.String("key"), Message: c.String("message"), DryRun: c.Bool("dry-run"),
+		Message: c.String("message"), DryRun: c.Bool("dry-run"),
 		AuditFile: c.String("audit"),
 	}
 	if err := o.OnAbort.UnmarshalText([]byte(c.String("on-abort"))); err != nil {

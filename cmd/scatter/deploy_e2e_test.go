@@ -68,7 +68,7 @@ func (c *deployCluster) publish(version, scatterYAML string) string {
 	// scatter.yaml inside SRC is never obeyed.
 	cfg := filepath.Join(c.dir, "scatter-"+version+".yaml")
 	os.WriteFile(cfg, []byte(scatterYAML), 0o644)
-	cmd := exec.Command(c.bin, "publish", "--data", c.origin.data, "--key", c.key, "--repo", "mw", "--version", version, "--config", cfg, src)
+	cmd := exec.Command(c.bin, "publish", "--data", c.origin.data, "--repo", "mw", "--version", version, "--config", cfg, src)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output() // stdout is the release ID; prepare hooks log to stderr
@@ -97,7 +97,7 @@ func (c *deployCluster) waitStaged(id string) {
 }
 
 func (c *deployCluster) deployCmd(args ...string) *exec.Cmd {
-	return exec.Command(c.bin, append([]string{"deploy", "--data", c.origin.data, "--key", c.key}, args...)...)
+	return exec.Command(c.bin, append([]string{"deploy", "--data", c.origin.data}, args...)...)
 }
 
 func (c *deployCluster) current(name string) string {
@@ -171,7 +171,7 @@ func TestE2EDeployCanaryRollback(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c.dir, "h1", "mw", "releases", v1, "PREPARED")); err != nil {
 		t.Fatalf("the prepare hook's output is not in the release: %v", err)
 	}
-	plan := runBin(t, c.bin, "deploy", "--data", c.origin.data, "--key", c.key, "-m", "plan", "--dry-run", "mw")
+	plan := runBin(t, c.bin, "deploy", "--data", c.origin.data, "-m", "plan", "--dry-run", "mw")
 	for _, want := range []string{"dry run", "canary: h1", "batch 1: h2", "batch 2: h3", "restart: 3 hosts", "checks: health"} {
 		if !strings.Contains(plan, want) {
 			t.Fatalf("dry run lacks %q:\n%s", want, plan)
@@ -224,7 +224,7 @@ func TestE2EDeployCanaryRollback(t *testing.T) {
 	if out, err := c.deployCmd("-m", "third", "mw", v2[:10]).CombinedOutput(); err != nil {
 		t.Fatalf("deploy v2: %v\n%s", err, out)
 	}
-	out, err = exec.Command(c.bin, "rollback", "--data", c.origin.data, "--key", c.key, "mw").CombinedOutput()
+	out, err = exec.Command(c.bin, "rollback", "--data", c.origin.data, "mw").CombinedOutput()
 	if err != nil {
 		t.Fatalf("rollback: %v\n%s", err, out)
 	}

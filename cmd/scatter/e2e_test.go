@@ -145,7 +145,7 @@ func TestE2EPublishAndStage(t *testing.T) {
 		return []string{"--data", filepath.Join(dir, name), "--pubkey", key + ".pub", "--name", name, "--bind", ip,
 			"--gossip-port", "0", "--bt-port", "0", "--http-port", "0", "--cluster-key", ckey, "--label", "e2e"}
 	}
-	origin := startDaemon(t, bin, append(common("origin", "127.0.0.150"), "--origin")...)
+	origin := startDaemon(t, bin, append(common("origin", "127.0.0.150"), "--origin", "--key", key)...)
 	seed := gossipAddr(t, origin)
 	var hosts []*daemon
 	for i := range 3 {
@@ -154,7 +154,7 @@ func TestE2EPublishAndStage(t *testing.T) {
 	}
 	src := filepath.Join(dir, "src")
 	runBin(t, bin, "generate", "--size", "3MiB", "--seed", "5", src)
-	id := strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--key", key, "--repo", "mw", "--version", "1", "--message", "e2e", src))
+	id := strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--repo", "mw", "--version", "1", "--message", "e2e", src))
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -224,7 +224,7 @@ func newE2ECluster(t *testing.T, originArgs ...string) *e2eCluster {
 	if err := os.WriteFile(c.ckey, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.origin = startDaemon(t, bin, append(c.args("origin", "127.0.0.160"), append([]string{"--origin"}, originArgs...)...)...)
+	c.origin = startDaemon(t, bin, append(c.args("origin", "127.0.0.160"), append([]string{"--origin", "--key", c.key}, originArgs...)...)...)
 	c.seed = gossipAddr(t, c.origin)
 	return c
 }
@@ -266,7 +266,7 @@ func TestE2ECrashAndResume(t *testing.T) {
 	h := c.host("h1", "127.0.0.161")
 	src := filepath.Join(c.dir, "src")
 	runBin(t, c.bin, "generate", "--size", "16MiB", "--seed", "8", src)
-	id := strings.TrimSpace(runBin(t, c.bin, "publish", "--data", c.origin.data, "--key", c.key, "--repo", "mw", "--version", "1", src))
+	id := strings.TrimSpace(runBin(t, c.bin, "publish", "--data", c.origin.data, "--repo", "mw", "--version", "1", src))
 
 	var doneAtKill, total int64
 	deadline := time.Now().Add(60 * time.Second)
@@ -325,7 +325,7 @@ func TestE2EStockClientDownloads(t *testing.T) {
 	h := c.host("h1", "127.0.0.171")
 	src := filepath.Join(c.dir, "src")
 	runBin(t, c.bin, "generate", "--size", "3MiB", "--seed", "4", src)
-	id := strings.TrimSpace(runBin(t, c.bin, "publish", "--data", c.origin.data, "--key", c.key, "--repo", "mw", "--version", "1", src))
+	id := strings.TrimSpace(runBin(t, c.bin, "publish", "--data", c.origin.data, "--repo", "mw", "--version", "1", src))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := os.Stat(filepath.Join(h.data, "mw", "releases", id)); err == nil {

@@ -58,14 +58,14 @@ func TestE2ENetworkNamespaces(t *testing.T) {
 	ns := newNetns(t, hosts+1, 5e6)
 	bin, dir, key := ns.keyed()
 	start := func(i int, name string, extra ...string) *daemon { return ns.seed(bin, dir, key, i, name, extra...) }
-	origin := start(0, "origin", "--origin")
+	origin := start(0, "origin", "--origin", "--key", key)
 	var ds []*daemon
 	for i := 1; i <= hosts; i++ {
 		ds = append(ds, start(i, fmt.Sprintf("h%d", i), "--join", ns.Addr(0)+":7946"))
 	}
 	src := filepath.Join(dir, "src")
 	runBin(t, bin, "generate", "--size", "8MiB", "--seed", "6", src)
-	id := strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--key", key, "--repo", "mw", "--version", "1", src))
+	id := strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--repo", "mw", "--version", "1", src))
 	deadline := time.Now().Add(120 * time.Second)
 	for {
 		staged := 0
@@ -110,7 +110,7 @@ func TestE2EDeployPartition(t *testing.T) {
 `), 0o644)
 		return ns.seed(bin, dir, key, i, name, append([]string{"--config", cfg}, extra...)...)
 	}
-	origin := start(0, "origin", "--origin")
+	origin := start(0, "origin", "--origin", "--key", key)
 	for i := 1; i <= hosts; i++ {
 		start(i, fmt.Sprintf("h%d", i), "--join", ns.Addr(0)+":7946")
 	}
@@ -120,9 +120,9 @@ func TestE2EDeployPartition(t *testing.T) {
 		runBin(t, bin, "generate", "--size", "1MiB", "--seed", "6", src)
 		os.WriteFile(filepath.Join(src, "VERSION"), []byte(version), 0o644)
 		os.WriteFile(filepath.Join(src, "scatter.yaml"), []byte(yaml), 0o644)
-		return strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--key", key, "--repo", "mw", "--version", version, src))
+		return strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--repo", "mw", "--version", version, src))
 	}
-	deployArgs := []string{"deploy", "--data", origin.data, "--key", key, "-m", "partition test", "mw"}
+	deployArgs := []string{"deploy", "--data", origin.data, "-m", "partition test", "mw"}
 	publish("1")
 	if out, err := exec.Command(bin, deployArgs...).CombinedOutput(); err != nil {
 		t.Fatalf("deploy 1: %v\n%s", err, out)

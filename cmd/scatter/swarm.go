@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
@@ -76,6 +78,8 @@ func seedCommand() *cli.Command {
 			&cli.StringFlag{Name: "download-rate", Usage: "download cap per second (default: unlimited)"},
 			&cli.IntFlag{Name: "keep", Value: 5, Usage: "releases kept per repo"},
 			&cli.BoolFlag{Name: "origin", Usage: "this is the deploy host: serve its build store"},
+			&cli.StringFlag{Name: "key", Usage: "with --origin: the deploy private key; the daemon keeps it and signs for the deployers group (publish, deploy, rollback never read it)"},
+			&cli.StringFlag{Name: "deployers", Usage: "Unix group allowed to use the control socket (publish, deploy, abort, the audit log) besides root and the daemon's user", DefaultText: host.DefaultDeployers},
 			&cli.StringFlag{Name: "debug-addr", Hidden: true, Usage: "serve net/http/pprof on this loopback address"},
 		},
 		Action: func(c *cli.Context) error {
@@ -107,7 +111,7 @@ func seedCommand() *cli.Command {
 				}
 				return fromFile
 			}
-			data, pubFile := pick("data", sc.Data), pick("pubkey", sc.PubKey)
+			data, pubFile, keyFile := pick("data", sc.Data), pick("pubkey", sc.PubKey), pick("key", sc.Key)
 			if data == "" || pubFile == "" {
 				return usagef("seed: --data and --pubkey are required (as flags or in --config)")
 			}
@@ -118,12 +122,28 @@ func seedCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			var key ed25519.PrivateKey
+			if keyFile != "" {
+				if !c.Bool("origin") {
+					return usagef("seed: --key is for the origin daemon (--origin) only: targets hold the public key alone")
+				}
+				if key, err = keys.LoadPrivate(keyFile); err != nil {
+					return err
+				}
+			}
+			deployers := pick("deployers", sc.Deployers)
+			if deployers != "" {
+				if _, err := user.LookupGroup(deployers); err != nil {
+					return usagef("seed: --deployers %s: no such group (groupadd %s, and add the deploying users and the daemon's user to it)", deployers, deployers)
+				}
+			}
 			cfg := host.Config{
 				Name: c.String("name"), DataDir: data, PubKey: pub, Origin: c.Bool("origin"),
 				BindAddr: pick("bind", sc.Bind), GossipPort: c.Int("gossip-port"), BTPort: c.Int("bt-port"),
 				HTTPPort: c.Int("http-port"), Join: c.StringSlice("join"), Label: c.String("label"),
 				DC: pick("dc", sc.DC), Rack: pick("rack", sc.Rack), Bridges: c.Int("bridges"), Keep: c.Int("keep"), Log: log,
 				UploadRate: sc.UploadRate, DownloadRate: sc.DownloadRate, Repos: sc.Repos,
+				Key: key, Deployers: deployers,
 			}
 			if !c.IsSet("join") && len(sc.Join) > 0 {
 				cfg.Join = sc.Join
@@ -194,10 +214,11 @@ func publishCommand() *cli.Command {
 		Name:      "publish",
 		Usage:     "build a release on the deploy host and announce it to the cluster",
 		ArgsUsage: "SRC",
-		Description: "Builds SRC (a directory or tarball) into the origin daemon's store under\n" +
-			"DATA/<repo>, lays out its torrents (full, and delta against its parent), signs the\n" +
-			"announcement with the deploy key and hands it to the local daemon (`scatter seed\n" +
-			"--origin --data DATA`), which keeps seeding. Prints the release ID.\n\n" +
+		Description: "Sends SRC (a directory or tarball, read as the calling user) to the origin daemon\n" +
+			"(`scatter seed --origin --key KEY --data DATA`), which builds it into its store under\n" +
+			"DATA/<repo>, lays out its torrents (full, and delta against its parent), signs it with\n" +
+			"the deploy key it keeps and announces it. Prints the release ID. The caller needs no\n" +
+			"access to the key: only membership of the deployers group.\n\n" +
 			"The repo's prepare hooks run first, in SRC (rebuild the localisation caches, update\n" +
 			"submodules…), with a minimal environment; a failing hook stops the publish with its\n" +
 			"output. They come from the repo's installed config, DATA/<repo>/scatter.yaml, or from\n" +
@@ -205,7 +226,6 @@ func publishCommand() *cli.Command {
 			"is never obeyed: if it differs from the config in use, publish says so.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the origin daemon's data directory"},
-			&cli.StringFlag{Name: "key", Required: true, Usage: "deploy private key"},
 			&cli.StringFlag{Name: "repo", Required: true, Usage: "repository name"},
 			&cli.StringFlag{Name: "version", Required: true, Usage: "release version"},
 			&cli.StringFlag{Name: "message", Usage: "release message"},
@@ -217,19 +237,18 @@ func publishCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			log, err := logger(c)
-			if err != nil {
+			if _, err := logger(c); err != nil {
 				return err
 			}
 			b, err := fleet.Publish(c.Context, fleet.PublishOptions{
 				Data: datadir.Data(c.String("data")), Src: a[0], Repo: c.String("repo"),
-				Version: c.String("version"), Message: c.String("message"), KeyFile: c.String("key"),
-				ConfigFile: c.String("config"), Builder: defaultBuilder(), Log: log, HookOutput: c.App.ErrWriter,
+				Version: c.String("version"), Message: c.String("message"),
+				ConfigFile: c.String("config"), HookOutput: c.App.ErrWriter,
 			})
 			if err != nil {
 				return err
 			}
-			return printBuild(c.App.Writer, b.BuildResult, c.Bool("json"))
+			return printPublished(c.App.Writer, b, c.Bool("json"))
 		},
 	}
 }
@@ -384,4 +403,21 @@ func torrentCommand() *cli.Command {
 			return t.Write(c.App.Writer)
 		},
 	}
+}
+
+// printPublished prints what the daemon built: the release ID, or the
+// figures `scatter build --json` prints.
+func printPublished(out io.Writer, p *fleet.Published, asJSON bool) error {
+	if !asJSON {
+		_, err := fmt.Fprintln(out, p.Release)
+		return err
+	}
+	j := buildJSON{
+		Release: p.Release.String(), Repo: p.Repo, Version: p.Version, Files: p.Files, Bytes: p.Bytes,
+		Chunks: p.Chunks, NewChunks: p.NewChunks, NewBytes: p.NewBytes, Seconds: p.Seconds,
+	}
+	if !p.Parent.IsZero() {
+		j.Parent = p.Parent.String()
+	}
+	return json.NewEncoder(out).Encode(j)
 }

@@ -23,6 +23,7 @@ package command
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -204,8 +205,10 @@ var (
 	ErrReplay    = errors.New("command replayed")
 )
 
-// Sign encodes and signs c.
-func Sign(c *Command, priv ed25519.PrivateKey) ([]byte, error) {
+// Sign encodes and signs c with the deploy key: an ed25519.PrivateKey in
+// hand, or a signer that asks the origin daemon, which keeps the key (it
+// checks what it signs with ParseSigningRequest).
+func Sign(c *Command, priv crypto.Signer) ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("sign command: %w", err)
 	}
@@ -213,12 +216,42 @@ func Sign(c *Command, priv ed25519.PrivateKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := append([]byte(magic), ed25519.Sign(priv, append([]byte(signContext), body...))...)
+	if n := len(magic) + ed25519.SignatureSize + len(body); n > MaxSize {
+		return nil, fmt.Errorf("sign command: %d bytes exceeds %d (too many target hosts in one command?)", n, MaxSize)
+	}
+	sig, err := priv.Sign(nil, append([]byte(signContext), body...), crypto.Hash(0))
+	if err != nil {
+		return nil, fmt.Errorf("sign command: %w", err)
+	}
+	out := append([]byte(magic), sig...)
 	out = append(out, body...)
 	if len(out) > MaxSize {
 		return nil, fmt.Errorf("sign command: %d bytes exceeds %d (too many target hosts in one command?)", len(out), MaxSize)
 	}
 	return out, nil
+}
+
+// SignContext starts every message a command signature covers; the body
+// follows it. The origin daemon signs such a message only after
+// ParseSigningRequest accepts it.
+const SignContext = signContext
+
+// ParseSigningRequest decodes and validates the body of a message to be
+// signed (the bytes after SignContext), as Open would after verifying.
+func ParseSigningRequest(body []byte) (*Command, error) {
+	if len(magic)+ed25519.SignatureSize+len(body) > MaxSize {
+		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(body), MaxSize)
+	}
+	var c Command
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return &c, nil
 }
 
 // Open checks b's signature against the trusted key and decodes and

@@ -33,6 +33,8 @@ type Seed struct {
 	DownloadRate int64    // bytes per second; 0 means unlimited
 	Keep         int      // releases kept per repository
 	PubKey       string   // file holding the deploy public key
+	Key          string   // the origin's deploy private key file: the daemon keeps it and signs for deployers
+	Deployers    string   // Unix group allowed to use the control socket
 	ClusterKey   string   // file holding the gossip encryption key
 	Repos        map[string]Repo
 }
@@ -102,6 +104,8 @@ func ParseSeed(name string, data []byte) (*Seed, error) {
 			"download_rate": rate(&cfg.DownloadRate),
 			"keep":          func(v *yaml.Node, p string) { d.integer(v, p, &cfg.Keep) },
 			"pubkey":        d.text(&cfg.PubKey),
+			"key":           d.text(&cfg.Key),
+			"deployers":     d.text(&cfg.Deployers),
 			"cluster_key":   d.text(&cfg.ClusterKey),
 			"repos": func(v *yaml.Node, p string) {
 				d.entries(v, p, func(key string, v *yaml.Node, p string) { cfg.Repos[key] = d.repo(v, p) })

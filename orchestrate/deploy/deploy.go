@@ -12,7 +12,7 @@ package deploy
 
 import (
 	"context"
-	"crypto/ed25519"
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -63,14 +63,16 @@ type Options struct {
 	Rollback            bool // a fleet rollback: recorded as such in the audit log
 	User, Message       string
 	Controller          string // the member name acks go to
-	Key                 ed25519.PrivateKey
-	Transport           Transport
-	Audit               io.Writer   // JSON lines; nil: none
-	Progress            func(Event) // live progress; nil: none. Called on the controller goroutine.
-	Now                 func() time.Time
-	TickEvery           time.Duration // default 100 ms
-	DirectUpTo          int           // waves of at most this many hosts go point to point; default 8
-	DeployID            string        // default: random
+	// Key signs the commands: the deploy key in hand (tests, bench) or a
+	// signer that asks the origin daemon (host.Control.Signer).
+	Key        crypto.Signer
+	Transport  Transport
+	Audit      io.Writer   // JSON lines; nil: none
+	Progress   func(Event) // live progress; nil: none. Called on the controller goroutine.
+	Now        func() time.Time
+	TickEvery  time.Duration // default 100 ms
+	DirectUpTo int           // waves of at most this many hosts go point to point; default 8
+	DeployID   string        // default: random
 }
 
 // Event is one thing that happened, for progress and the audit log.

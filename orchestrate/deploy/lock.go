@@ -28,9 +28,11 @@ func (h Holder) String() string {
 // ErrLocked is returned when another deploy of the repo runs.
 var ErrLocked = errors.New("deploy lock held")
 
-// Lock is a held deploy lock: an flock on <dir>/deploy.lock, which the
-// kernel releases if the process dies, with the holder written inside so
-// that a refused deploy can say who holds it and since when.
+// Lock is a held deploy lock: an flock on <dir>/deploy.lock (mode 0600),
+// which the kernel releases if the process dies, with the holder written
+// inside so that a refused deploy can say who holds it and since when. The
+// origin daemon takes it on behalf of a deployer for as long as the
+// deployer's connection lasts (host.Control.Lock).
 type Lock struct {
 	f *os.File
 }
@@ -41,8 +43,14 @@ func Acquire(path string, me Holder) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("deploy lock: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
+		return nil, fmt.Errorf("deploy lock: %w", err)
+	}
+	// Only the daemon that takes it for deployers may open it: anyone who
+	// can open the file can flock it and block every deploy.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("deploy lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {

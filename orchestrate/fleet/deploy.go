@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"time"
 
-	"scatter/artifact/keys"
 	"scatter/orchestrate/deploy"
 	"scatter/orchestrate/host"
 	"scatter/orchestrate/rollout"
@@ -17,30 +15,37 @@ import (
 // DeployOptions describe one `scatter deploy` or `scatter rollback`.
 type DeployOptions struct {
 	PlanOptions
-	KeyFile   string // the deploy private key: signs the commands
-	Message   string // why: recorded in the audit log
-	OnAbort   rollout.OnAbort
-	DryRun    bool   // plan only: Deploy returns the plan and changes nothing
-	AuditFile string // "": the repo's audit log on the deploy host
+	Message string // why: recorded in the audit log
+	OnAbort rollout.OnAbort
+	DryRun  bool // plan only: Deploy returns the plan and changes nothing
+	// AuditFile, if set, gets a copy of the deploy's audit lines, besides
+	// the repo's audit log that the daemon keeps.
+	AuditFile string
 	// RetryEvery re-sends a step to hosts that have not answered; 0: the
 	// controller's default.
 	RetryEvery time.Duration
 	// Started is called once the lock is held, before the first command,
-	// with the plan and the deploy's ID; nil: nothing.
+	// with the plan, the deploy's ID and the deploying user as the daemon
+	// knows it; nil: nothing.
 	Started func(p *Plan, id, user string)
 	// Progress receives the deploy's events as they happen; nil: none.
 	Progress func(deploy.Event)
 	// Warn receives what went wrong after the outcome was decided (the
-	// audit log's sync, the drift record); nil: nowhere.
+	// audit log, the drift record), and why a deploy was aborted; nil:
+	// nowhere.
 	Warn io.Writer
 }
 
 // Deploy plans a deploy (or fleet rollback) with the local daemon and runs
-// it: it takes the repo's deploy lock (a second deploy is refused, naming
-// the holder), appends to the audit log, drives deploy.Run over the
-// daemon's gossip, and after a success records the release as what the
-// fleet runs. With DryRun it returns the plan alone. The summary says the
-// outcome; the error is set only when the deploy could not run.
+// it. Everything that needs the deploy key or the deploy host's records
+// goes through the origin daemon, which keeps them: it takes the repo's
+// deploy lock for this process (a second deploy is refused, naming the
+// holder; `scatter abort` asks the daemon, which tells this deploy), signs
+// each command of this deploy, appends the events to the audit log in the
+// caller's Unix user's name, and after a success records the release as
+// what the fleet runs. This process never reads the key. With DryRun it
+// returns the plan alone. The summary says the outcome; the error is set
+// only when the deploy could not run.
 func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error) {
 	ctl := host.DialControl(o.Data.Dir())
 	p, err := MakePlan(ctx, ctl, o.PlanOptions)
@@ -50,67 +55,75 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 	if o.DryRun {
 		return p, nil, nil
 	}
-	key, err := keys.LoadPrivate(o.KeyFile)
-	if err != nil {
-		return p, nil, err
-	}
-	who := currentUser()
-	id := deploy.NewID(time.Now())
-	hostname, _ := os.Hostname()
-	repo := o.Data.Repo(o.Repo)
-	lock, err := deploy.Acquire(repo.DeployLock(), deploy.Holder{
-		User: who, Host: hostname, PID: os.Getpid(), Deploy: id, Message: o.Message, Since: time.Now().UTC()})
-	if err != nil {
-		return p, nil, err
-	}
-	defer lock.Release()
-	auditPath := o.AuditFile
-	if auditPath == "" {
-		auditPath = repo.Audit()
-	}
-	audit, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return p, nil, fmt.Errorf("audit log: %w", err)
-	}
-	defer audit.Close()
 	warn := o.Warn
 	if warn == nil {
 		warn = io.Discard
+	}
+	key, err := ctl.Signer(ctx)
+	if err != nil {
+		return p, nil, err
+	}
+	id := deploy.NewID(time.Now())
+	lease, err := ctl.Lock(ctx, o.Repo, id, o.Message)
+	if err != nil {
+		return p, nil, err
+	}
+	defer lease.Release()
+	// `scatter abort` (through the daemon) stops the deploy as Ctrl-C does;
+	// so does losing the daemon, which frees the lock.
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case by, ok := <-lease.Abort:
+			if ok {
+				fmt.Fprintf(warn, "abort requested by %s\n", by)
+			} else {
+				fmt.Fprintln(warn, "lost the daemon's hold on the deploy lock (daemon gone?): aborting")
+			}
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	audit := ctl.AuditWriter(o.Repo, id)
+	var auditW io.Writer = audit
+	if o.AuditFile != "" {
+		f, err := os.OpenFile(o.AuditFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return p, nil, fmt.Errorf("audit log copy: %w", err)
+		}
+		defer f.Close()
+		auditW = io.MultiWriter(audit, f)
 	}
 	hooks := map[string][]string{}
 	for ph, names := range p.Config.Hooks {
 		hooks[string(ph)] = names
 	}
 	if o.Started != nil {
-		o.Started(p, id, who)
+		o.Started(p, id, lease.User)
 	}
 	cfg := p.Config
-	sum, err := deploy.Run(ctx, deploy.Options{
+	sum, err := deploy.Run(dctx, deploy.Options{
 		Repo: o.Repo, Release: p.Release, Hosts: p.Hosts, From: p.From, DeployID: id,
 		Canary: cfg.Canary, Batch: rollout.Size(cfg.Batch), FailureLimit: rollout.Size(cfg.FailureLimit),
 		Observe: cfg.Timeouts.Observe, StageTimeout: cfg.Timeouts.Stage, ActionTimeout: cfg.Timeouts.Action,
 		RetryEvery: o.RetryEvery, OnAbort: o.OnAbort, Restart: cfg.Restart, Force: o.Force,
-		Checks: cfg.Checks, Hooks: hooks, Rollback: o.Rollback, User: who, Message: o.Message,
-		Controller: p.Controller, Key: key, Transport: host.ControlTransport{C: ctl}, Audit: audit,
+		Checks: cfg.Checks, Hooks: hooks, Rollback: o.Rollback, User: lease.User, Message: o.Message,
+		Controller: p.Controller, Key: key, Transport: host.ControlTransport{C: ctl}, Audit: auditW,
 		Progress: o.Progress,
 	})
 	if err != nil {
 		return p, nil, err
 	}
-	if err := audit.Sync(); err != nil {
-		fmt.Fprintf(warn, "warning: audit log %s: %v\n", auditPath, err)
+	if err := audit.Close(); err != nil {
+		fmt.Fprintf(warn, "warning: %v\n", err)
 	}
 	if sum.Result == rollout.Success {
-		if err := RecordDeployed(repo, p.Release, id); err != nil {
-			fmt.Fprintf(warn, "warning: %v\n", err)
+		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := ctl.RecordDeployed(rctx, o.Repo, id, p.Release); err != nil {
+			fmt.Fprintf(warn, "warning: record the deployed release: %v\n", err)
 		}
+		rcancel()
 	}
 	return p, sum, nil
-}
-
-func currentUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return fmt.Sprintf("uid %d", os.Getuid())
 }

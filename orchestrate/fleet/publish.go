@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/datadir"
-	"scatter/artifact/keys"
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/host"
 	"scatter/orchestrate/proc"
@@ -32,22 +30,22 @@ type PublishOptions struct {
 	Data                   datadir.Data // the origin daemon's data directory
 	Src                    string       // a directory or tarball
 	Repo, Version, Message string
-	KeyFile                string // the deploy private key
 	// ConfigFile is a scatter.yaml the operator names for this publish; it
 	// is installed as the repo's config once the publish succeeds. "": the
 	// repo's installed config (DATA/<repo>/scatter.yaml), if any. A
 	// scatter.yaml inside SRC is never used unless named here.
 	ConfigFile string
-	Builder    string // recorded in the manifest
-	Log        *slog.Logger
 	// HookOutput is where prepare hooks are named as they start, and where
 	// a scatter.yaml in SRC that was not used is reported; nil: nowhere.
 	HookOutput io.Writer
 }
 
+// Published is a release the origin daemon built and announced.
+type Published = host.PublishResult
+
 // Publish builds a release on the deploy host and hands it to the local
 // origin daemon, which announces and seeds it. The daemon is asked first,
-// so a missing one is reported before minutes of build.
+// so a missing one is reported before the hooks run.
 //
 // Nothing from the source tree runs or configures anything unasked: the
 // prepare hooks and the deploy settings come from the repo's installed
@@ -55,16 +53,16 @@ type PublishOptions struct {
 // SRC/scatter.yaml. A SRC/scatter.yaml that differs from the config in use
 // is reported, not obeyed. The hooks run in SRC with a minimal environment
 // (HookEnv); a failing hook stops the publish with its output, and nothing
-// is published. A named ConfigFile is installed as the repo's config once
-// the release is announced.
-func Publish(ctx context.Context, o PublishOptions) (*Built, error) {
-	key, err := keys.LoadPrivate(o.KeyFile)
-	if err != nil {
-		return nil, err
-	}
+// is published.
+//
+// The key stays in the daemon: this process reads SRC (as the deploying
+// user) and streams it to the daemon as a tar stream; the daemon builds it
+// into its store, signs and announces it. A named ConfigFile is installed
+// by the daemon once the release is announced.
+func Publish(ctx context.Context, o PublishOptions) (*Published, error) {
 	ctl := host.DialControl(o.Data.Dir())
 	if _, err := ctl.Status(ctx); err != nil {
-		return nil, err // no daemon: say so before spending minutes on a build
+		return nil, err // no daemon: say so before running hooks
 	}
 	pc, err := publishConfig(o)
 	if err != nil {
@@ -82,22 +80,35 @@ func Publish(ctx context.Context, o PublishOptions) (*Built, error) {
 			return nil, err
 		}
 	}
-	b, err := Build(ctx, o.Data, o.Src, key, artifact.BuildOptions{
-		Repo: o.Repo, Version: o.Version, Message: o.Message, Builder: o.Builder, Log: o.Log,
-	})
+	fi, err := os.Stat(o.Src)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("publish: source: %w", err)
 	}
-	if err := ctl.Announce(ctx, b.Announcement); err != nil {
-		return nil, err
+	var body io.Reader
+	if fi.IsDir() {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(artifact.TarTree(ctx, pw, o.Src)) }()
+		defer pr.Close()
+		body = pr
+	} else {
+		f, err := os.Open(o.Src)
+		if err != nil {
+			return nil, fmt.Errorf("publish: source: %w", err)
+		}
+		defer f.Close()
+		body = f
+	}
+	res, err := ctl.Publish(ctx, o.Repo, o.Version, o.Message, body)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", o.Src, err)
 	}
 	if o.ConfigFile != "" {
 		// Named by the operator: what `scatter deploy` reads from now on.
-		if err := copyFile(o.ConfigFile, o.Data.Repo(o.Repo).Config()); err != nil {
-			return nil, fmt.Errorf("install %s as the config of %s: %w", o.ConfigFile, o.Repo, err)
+		if err := ctl.InstallConfig(ctx, o.Repo, pc.raw); err != nil {
+			return res, fmt.Errorf("install %s as the config of %s: %w", o.ConfigFile, o.Repo, err)
 		}
 	}
-	return b, nil
+	return res, nil
 }
 
 // chosenConfig is the deploy config a publish obeys, and what it did not.
@@ -107,6 +118,7 @@ type chosenConfig struct {
 	// ignored reports a SRC/scatter.yaml that differs from the config in
 	// use; "" when there is none or it is the same.
 	ignored string
+	raw     []byte // the file's bytes
 }
 
 // publishConfig picks the repo's deploy config for a publish: the file the
@@ -134,7 +146,7 @@ func publishConfig(o PublishOptions) (chosenConfig, error) {
 		if d.Repo != o.Repo {
 			return pc, invalidError{fmt.Sprintf("%s is for repo %q, not %q", pc.path, d.Repo, o.Repo)}
 		}
-		pc.cfg, used = d, b
+		pc.cfg, used, pc.raw = d, b, b
 	}
 	inSrc := filepath.Join(o.Src, "scatter.yaml")
 	if fi, err := os.Lstat(inSrc); err != nil || !fi.Mode().IsRegular() || sameFile(inSrc, pc.path) {
@@ -204,15 +216,4 @@ func runPrepare(ctx context.Context, d *config.Deploy, o PublishOptions, log io.
 		}
 	}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(dst+".tmp", b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(dst+".tmp", dst)
 }

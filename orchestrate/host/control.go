@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"scatter/artifact/datadir"
@@ -116,16 +117,20 @@ func (h *Host) ServeControl() error {
 	os.Remove(path) // a stale socket from a crash
 	// Connecting needs write permission on the socket: with the usual
 	// umask it is born 0755, so only the owner can connect even before the
-	// chmod below tightens it to 0600.
+	// chmod below sets it to 0660, group deployers (0600 without the group).
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := h.access.share(path, 0o660); err != nil {
 		ln.Close()
-		return fmt.Errorf("control socket: %w", err)
+		return fmt.Errorf("control socket: give it to the deployers group %s (the daemon's user must be a member): %w", h.access.group, err)
+	}
+	if h.access.gid < 0 {
+		h.log.Info("control socket: the deployers group does not exist; only root and the daemon's user may use it", "group", h.access.group)
 	}
 	mux := http.NewServeMux()
+	h.custodyRoutes(mux)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(h.ClusterStatus(r.Context()))
@@ -195,7 +200,10 @@ func (h *Host) ServeControl() error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(h.Targets(r.URL.Query().Get("repo")))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Every request is attributed to the Unix user on the other end of the
+	// socket (SO_PEERCRED) and refused unless root, the daemon's user or a
+	// deployer.
+	srv := &http.Server{Handler: h.access.guard(mux), ReadHeaderTimeout: 10 * time.Second, ConnContext: peerCred}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -236,6 +244,9 @@ func (c *Control) do(ctx context.Context, method, path string, body io.Reader) (
 		return nil, err
 	}
 	resp, err := c.c.Do(req)
+	if errors.Is(err, syscall.EACCES) {
+		return nil, fmt.Errorf("control socket %s: permission denied: only root, the daemon's user and the deployers group may use it: %w", c.path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("no daemon answers on %s (is `scatter seed` running with this --data?): %w", c.path, err)
 	}

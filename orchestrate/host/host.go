@@ -61,7 +61,16 @@ type Config struct {
 	// Repos defines, per repo, the named actions this host runs on the
 	// deploy host's command, and as whom.
 	Repos map[string]config.Repo
-	Log   *slog.Logger
+	// Key is the deploy private key, on the origin only: the daemon keeps
+	// it and signs for the deployers who ask over the control socket
+	// (custody.go). nil: this daemon signs nothing.
+	Key ed25519.PrivateKey
+	// Deployers is the Unix group whose members may use the control
+	// socket besides root and the daemon's own user; "" means
+	// DefaultDeployers. If the group does not exist, the socket is the
+	// daemon user's alone.
+	Deployers string
+	Log       *slog.Logger
 }
 
 // Validate checks the configuration without changing it.
@@ -76,6 +85,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := netip.ParseAddr(c.BindAddr); err != nil {
 		return fmt.Errorf("host: BindAddr: %w", err)
+	}
+	if c.Key != nil && !c.Key.Public().(ed25519.PublicKey).Equal(c.PubKey) {
+		return errors.New("host: the deploy key is not the private half of the trusted public key")
 	}
 	return nil
 }
@@ -94,6 +106,8 @@ type Host struct {
 	sentHold map[core.ReleaseID]bool
 	subs     map[string][]chan *command.Ack // by deploy ID
 	states   map[string]hostState           // by member name
+	sessions map[string]*session            // deploys holding their repo's lock, by repo
+	access   access                         // who may use the control socket
 	dirty    chan struct{}
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -132,7 +146,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	h := &Host{
 		cfg: cfg, log: cfg.Log.With("host", cfg.Name),
 		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
-		states: map[string]hostState{},
+		states: map[string]hostState{}, sessions: map[string]*session{}, access: newAccess(cfg.Deployers),
 		dirty:  make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	guard, err := command.NewGuard(cfg.PubKey, datadir.Data(cfg.DataDir).CommandsSeen(), nil)
