@@ -253,12 +253,12 @@ func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, repo datadir
 		impl = e.wrapStorage(cs)
 	}
 	t, isNew := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
-		InfoHash:  InfoHash(info),
+		InfoHash:  InfoHashOf(info).anacrolix(),
 		InfoBytes: info,
 		Storage:   impl,
 	})
 	if !isNew {
-		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHash(info))
+		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHashOf(info))
 	}
 	x := &Transfer{e: e, t: t, st: cs, Layout: l}
 	t.SetOnWriteChunkError(x.writeFailed)
@@ -319,7 +319,7 @@ func (x *Transfer) Paused() bool {
 }
 
 // InfoHash returns the torrent's info hash.
-func (x *Transfer) InfoHash() metainfo.Hash { return x.t.InfoHash() }
+func (x *Transfer) InfoHash() InfoHash { return InfoHash(x.t.InfoHash()) }
 
 // AddPeers tells the transfer where peers listen ("ip:port").
 func (x *Transfer) AddPeers(addrs []string) {

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 
 	"github.com/anacrolix/torrent/bencode"
-	"github.com/anacrolix/torrent/metainfo"
 
 	"scatter/artifact/core"
 )
@@ -217,13 +216,13 @@ func (n *Node) announce(w http.ResponseWriter, req *http.Request) {
 // knowsInfoHash reports whether ih is the full or delta torrent of a
 // release this node knows.
 func (n *Node) knowsInfoHash(ih string) bool {
-	var h metainfo.Hash
+	var h InfoHash
 	copy(h[:], ih)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, r := range n.repos {
 		for _, rel := range r.rels {
-			if rel.ann.Full == h || (rel.ann.Delta == h && h != metainfo.Hash{}) {
+			if rel.ann.Full == h || (rel.ann.Delta == h && !h.IsZero()) {
 				return true
 			}
 		}

@@ -154,7 +154,7 @@ type repo struct {
 type release struct {
 	ann     *Announcement
 	signed  []byte
-	state   string // queued, fetching, staged, seeding, failed
+	state   State
 	err     error
 	kind    Kind
 	total   int64       // bytes of the torrent fetched
@@ -324,7 +324,7 @@ func (n *Node) Announce(signed []byte) (bool, error) {
 		n.mu.Unlock()
 		return false, nil
 	}
-	r.rels[a.Release] = &release{ann: a, signed: signed, state: "queued"}
+	r.rels[a.Release] = &release{ann: a, signed: signed, state: Queued}
 	n.mu.Unlock()
 	path := r.dir.Announcement(a.Release)
 	err = writeFileAtomic(path, signed)
@@ -415,9 +415,9 @@ func (n *Node) fetchLoop(r *repo) {
 		n.mu.Lock()
 		rel.x = nil
 		if err != nil {
-			rel.state, rel.err = "failed", err
+			rel.state, rel.err = Failed, err
 		} else {
-			rel.state, rel.err, rel.stuck = "staged", nil, ""
+			rel.state, rel.err, rel.stuck = Staged, nil, ""
 		}
 		rel.done = time.Now()
 		n.mu.Unlock()
@@ -431,8 +431,8 @@ func (n *Node) fetchLoop(r *repo) {
 				select {
 				case <-time.After(5 * time.Second):
 					n.mu.Lock()
-					if rel.state == "failed" {
-						rel.state = "queued"
+					if rel.state == Failed {
+						rel.state = Queued
 					}
 					n.mu.Unlock()
 					select {
@@ -454,12 +454,12 @@ func (n *Node) nextQueued(r *repo) *release {
 	defer n.mu.Unlock()
 	var next *release
 	for _, rel := range r.rels {
-		if rel.state == "queued" && (next == nil || rel.ann.Time.Before(next.ann.Time)) {
+		if rel.state == Queued && (next == nil || rel.ann.Time.Before(next.ann.Time)) {
 			next = rel
 		}
 	}
 	if next != nil {
-		next.state, next.started = "fetching", time.Now()
+		next.state, next.started = Fetching, time.Now()
 	}
 	return next
 }
@@ -936,13 +936,13 @@ func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (
 	}
 	path := r.dir.Torrent(a.Release, kind.String())
 	info, err := os.ReadFile(path)
-	if err != nil || InfoHash(info) != want {
+	if err != nil || InfoHashOf(info) != want {
 		err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), func(body io.Reader) error {
 			b, err := readAtMost(body, maxInfoSize)
 			if err != nil {
 				return err
 			}
-			if InfoHash(b) != want {
+			if InfoHashOf(b) != want {
 				return errors.New("info hash does not match the announcement")
 			}
 			info = b
@@ -986,7 +986,7 @@ func (n *Node) newestStaged(r *repo, except core.ReleaseID) *artifact.Previous {
 	n.mu.Lock()
 	var best *release
 	for id, rel := range r.rels {
-		if id != except && (rel.state == "staged") && (best == nil || rel.ann.Time.After(best.ann.Time)) {
+		if id != except && (rel.state == Staged) && (best == nil || rel.ann.Time.After(best.ann.Time)) {
 			best = rel
 		}
 	}
@@ -1009,7 +1009,7 @@ func (n *Node) collect(r *repo) {
 	var drop []*release
 	live := linkedReleases(r.dir)
 	for i, rel := range rels {
-		if i >= n.cfg.Keep && rel.state != "fetching" && !live[rel.ann.Release.String()] {
+		if i >= n.cfg.Keep && rel.state != Fetching && !live[rel.ann.Release.String()] {
 			drop = append(drop, rel)
 			delete(r.rels, rel.ann.Release)
 		}

@@ -6,8 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/anacrolix/torrent/metainfo"
-
 	"scatter/artifact"
 	"scatter/artifact/datadir"
 )
@@ -29,7 +27,7 @@ func Prepare(dataDir string, st *artifact.Store, sm *artifact.Signed, key ed2551
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
 	a := &Announcement{Repo: m.Repo, Version: m.Version, Release: sm.ID, Time: time.Now().UTC()}
-	save := func(t *Torrent) (metainfo.Hash, error) {
+	save := func(t *Torrent) (InfoHash, error) {
 		path := repo.Torrent(sm.ID, t.Layout.Kind.String())
 		return t.InfoHash(), writeFileAtomic(path, t.Info)
 	}

@@ -135,7 +135,7 @@ func TestRejectedRequestIsAskedAgain(t *testing.T) {
 	// What the stall log carries: this torrent's section of the engine
 	// state, not the others'.
 	st := x.Status()
-	if !strings.HasPrefix(st, x.Layout.Release.String()+".delta\n") || !strings.Contains(st, "Infohash: "+x.InfoHash().HexString()) ||
+	if !strings.HasPrefix(st, x.Layout.Release.String()+".delta\n") || !strings.Contains(st, "Infohash: "+x.InfoHash().String()) ||
 		strings.Count(st, "Infohash: ") != 1 {
 		t.Fatalf("transfer status is not its torrent's section:\n%s", st)
 	}
