@@ -209,7 +209,7 @@ func (h *Host) servePublish(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	p, err := swarm.Prepare(h.cfg.DataDir, st, res.Signed, key)
+	p, err := swarm.Prepare(h.cfg.DataDir, st, res.Signed, key, time.Now())
 	if err == nil {
 		err = h.Publish(p.Announcement)
 	}
