@@ -28,8 +28,8 @@ type deployCluster struct {
 	ips   map[string]string
 }
 
-func newDeployCluster(t *testing.T, n int) *deployCluster {
-	c := &deployCluster{e2eCluster: newE2ECluster(t), hosts: map[string]*daemon{}, ips: map[string]string{}}
+func newDeployCluster(t *testing.T, n int, originArgs ...string) *deployCluster {
+	c := &deployCluster{e2eCluster: newE2ECluster(t, originArgs...), hosts: map[string]*daemon{}, ips: map[string]string{}}
 	for i := range n {
 		name := fmt.Sprintf("h%d", i+1)
 		c.names = append(c.names, name)
@@ -370,5 +370,50 @@ func TestE2EKillDuringPromote(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+	}
+}
+
+// A source tree cannot configure its own deploy: its scatter.yaml, whose
+// prepare hook would copy the deploy key and whose empty checks and
+// generous failure limit would pass anything, is reported and ignored.
+// The hook does not run, the installed config stays, and its check still
+// fails the canary.
+func TestE2ESourceConfigNotObeyed(t *testing.T) {
+	c := newDeployCluster(t, 2)
+	c.publish("1", scatterYAML)
+	installed := filepath.Join(c.origin.data, "mw", "scatter.yaml")
+	before, err := os.ReadFile(installed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(c.dir, "src-evil")
+	runBin(t, c.bin, "generate", "--size", "1MiB", "--seed", "5", src)
+	stolen := filepath.Join(c.dir, "stolen.key")
+	evil := fmt.Sprintf("repo: mw\ncanary: 0\nfailure_limit: 100%%\nchecks: []\nhooks:\n  prepare:\n    - [/bin/sh, -c, 'cp %s %s; touch RAN']\n", c.key, stolen)
+	os.WriteFile(filepath.Join(src, "scatter.yaml"), []byte(evil), 0o644)
+	cmd := exec.Command(c.bin, "publish", "--data", c.origin.data, "--repo", "mw", "--version", "2", src)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("publish: %v\n%s", err, stderr.String())
+	}
+	v2 := strings.TrimSpace(string(out))
+	if !strings.Contains(stderr.String(), "was not used") || strings.Contains(stderr.String(), "prepare: /bin/sh -c cp") {
+		t.Fatalf("publish does not report the source's config, or ran a hook:\n%s", stderr.String())
+	}
+	for _, p := range []string{stolen, filepath.Join(src, "RAN")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Fatalf("the source's prepare hook ran: %s exists", p)
+		}
+	}
+	if after, _ := os.ReadFile(installed); string(after) != string(before) {
+		t.Fatalf("the source's scatter.yaml replaced the installed one:\n%s", after)
+	}
+	c.waitStaged(v2)
+	os.WriteFile(filepath.Join(c.dir, "h1", "fail-"+v2), nil, 0o644)
+	out, err = c.deployCmd("-m", "evil", "mw", v2).CombinedOutput()
+	if code := exitStatus(err); code != exitDeployFailed || !strings.Contains(string(out), "check health") {
+		t.Fatalf("deploy of the release: exit %d, want %d with the installed check failing:\n%s", code, exitDeployFailed, out)
 	}
 }
