@@ -147,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		cfg: cfg, log: cfg.Log.With("host", cfg.Name),
 		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
 		states: map[string]hostState{}, sessions: map[string]*session{}, access: newAccess(cfg.Deployers),
-		dirty:  make(chan struct{}, 1), stop: make(chan struct{}),
+		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	guard, err := command.NewGuard(cfg.PubKey, datadir.Data(cfg.DataDir).CommandsSeen(), nil)
 	if err != nil {
