@@ -21,6 +21,9 @@ type Status struct {
 	// UploadedMeta is the manifest and info bytes served to peers.
 	UploadedMeta int64    `json:"uploaded_meta,omitempty"`
 	BadPeers     []string `json:"bad_peers,omitempty"` // banned for data that failed verification
+	// Clock is the node's time when it answered: the deploy host compares
+	// it with its own to show each host's clock skew.
+	Clock time.Time `json:"clock,omitzero"`
 }
 
 // RepoStatus lists a repo's releases, newest first.
@@ -52,7 +55,8 @@ type ReleaseStatus struct {
 // Status reports the node's releases and counters.
 func (n *Node) Status() Status {
 	n.reportBadPeers()
-	s := Status{Name: n.cfg.Name, Origin: n.cfg.Origin, Uploaded: n.e.Uploaded(), UploadedMeta: n.e.MetaUploaded()}
+	s := Status{Name: n.cfg.Name, Origin: n.cfg.Origin, Uploaded: n.e.Uploaded(), UploadedMeta: n.e.MetaUploaded(),
+		Clock: n.cfg.Clock.Now()}
 	origins := map[netip.Addr]bool{}
 	for _, p := range n.cfg.Peers.Peers() {
 		if h, _, err := net.SplitHostPort(p.BT); err == nil && p.Origin {

@@ -417,3 +417,45 @@ func TestE2ESourceConfigNotObeyed(t *testing.T) {
 		t.Fatalf("deploy of the release: exit %d, want %d with the installed check failing:\n%s", code, exitDeployFailed, out)
 	}
 }
+
+// A host whose clock is 5 minutes behind refuses the deploy's commands as
+// issued in the future; its ack carries its clock, so the deploy names the
+// skew as the cause, and status shows each host's clock against the deploy
+// host's.
+func TestE2EClockSkew(t *testing.T) {
+	c := newDeployCluster(t, 1)
+	c.names = append(c.names, "h2")
+	c.ips["h2"] = "127.0.0.179"
+	c.startHost("h2", "--clock-offset", "-5m")
+	c.publish("1", scatterYAML)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := runBin(t, c.bin, "status", "--data", c.origin.data)
+		h1, h2 := statusLine(out, "h1"), statusLine(out, "h2")
+		if strings.Contains(h2, " -5m0") && strings.Contains(h1, " +0") && strings.Contains(out, "CLOCK") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status does not show h2 5 minutes behind:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out, err := c.deployCmd("-m", "skewed", "mw").CombinedOutput()
+	if code := exitStatus(err); code != exitDeployFailed {
+		t.Fatalf("deploy: exit %d, want %d:\n%s", code, exitDeployFailed, out)
+	}
+	if !strings.Contains(string(out), "clock skew: h2's clock is 5m0s behind the deploy host's") {
+		t.Fatalf("the deploy does not name the skew:\n%s", out)
+	}
+	t.Logf("deploy:\n%s", out)
+}
+
+// statusLine is the first line of status output about host.
+func statusLine(out, host string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, host+" ") {
+			return l
+		}
+	}
+	return ""
+}

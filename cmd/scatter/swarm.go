@@ -13,12 +13,14 @@ import (
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"scatter/artifact"
 	"scatter/artifact/datadir"
 	"scatter/artifact/keys"
+	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/host"
@@ -80,7 +82,9 @@ func seedCommand() *cli.Command {
 			&cli.BoolFlag{Name: "origin", Usage: "this is the deploy host: serve its build store"},
 			&cli.StringFlag{Name: "key", Usage: "with --origin: the deploy private key; the daemon keeps it and signs for the deployers group (publish, deploy, rollback never read it)"},
 			&cli.StringFlag{Name: "deployers", Usage: "Unix group allowed to use the control socket (publish, deploy, abort, the audit log) besides root and the daemon's user", DefaultText: host.DefaultDeployers},
+			&cli.DurationFlag{Name: "clock-skew", Value: command.ClockSkew, Usage: "how far in the future a command's issue time may lie (a host whose clock is further behind refuses commands, naming the skew)"},
 			&cli.StringFlag{Name: "debug-addr", Hidden: true, Usage: "serve net/http/pprof on this loopback address"},
+			&cli.DurationFlag{Name: "clock-offset", Hidden: true, Usage: "tests only: shift this daemon's clock (command freshness, acks, status) by this much"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
@@ -143,7 +147,13 @@ func seedCommand() *cli.Command {
 				HTTPPort: c.Int("http-port"), Join: c.StringSlice("join"), Label: c.String("label"),
 				DC: pick("dc", sc.DC), Rack: pick("rack", sc.Rack), Bridges: c.Int("bridges"), Keep: c.Int("keep"), Log: log,
 				UploadRate: sc.UploadRate, DownloadRate: sc.DownloadRate, Repos: sc.Repos,
-				Key: key, Deployers: deployers,
+				Key: key, Deployers: deployers, ClockSkew: c.Duration("clock-skew"), ClockOffset: c.Duration("clock-offset"),
+			}
+			if !c.IsSet("clock-skew") && sc.ClockSkew > 0 {
+				cfg.ClockSkew = sc.ClockSkew
+			}
+			if cfg.ClockSkew <= 0 {
+				return usagef("seed: --clock-skew must be more than 0")
 			}
 			if !c.IsSet("join") && len(sc.Join) > 0 {
 				cfg.Join = sc.Join
@@ -311,13 +321,14 @@ func statusCommand() *cli.Command {
 
 func printStatus(w io.Writer, s *host.ClusterStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tROLE\tDC/RACK\tREPO\tRELEASE\tVERSION\tSTATE\tPROGRESS\tFROM ORIGIN\tFROM PEERS\tUPLOADED\tNOTE")
+	fmt.Fprintln(tw, "HOST\tROLE\tDC/RACK\tCLOCK\tREPO\tRELEASE\tVERSION\tSTATE\tPROGRESS\tFROM ORIGIN\tFROM PEERS\tUPLOADED\tNOTE")
 	for _, m := range s.Members {
 		loc := strings.Trim(m.DC+"/"+m.Rack, "/")
 		if m.Status == nil {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\tunreachable\t\t\t\t\t%s\n", m.Name, m.Role, loc, m.Error)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t?\t\t\t\tunreachable\t\t\t\t\t%s\n", m.Name, m.Role, loc, m.Error)
 			continue
 		}
+		loc += "\t" + skewText(m.Skew)
 		st := m.Status
 		counters := fmt.Sprintf("%s\t%s\t%s", humanBytes(st.ReceivedFromOrigin), humanBytes(st.ReceivedFromPeers), humanBytes(st.Uploaded))
 		note := ""
@@ -420,4 +431,14 @@ func printPublished(out io.Writer, p *fleet.Published, asJSON bool) error {
 		j.Parent = p.Parent.String()
 	}
 	return json.NewEncoder(out).Encode(j)
+}
+
+// skewText shows a member's clock relative to this host's: "+0s", or how
+// far ahead (+) or behind (-), in tenths of a second.
+func skewText(d time.Duration) string {
+	d = d.Round(100 * time.Millisecond)
+	if d >= 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }

@@ -39,6 +39,10 @@ type Ack struct {
 	Current  core.ReleaseID `json:"current"`
 	Previous core.ReleaseID `json:"previous"`
 	Results  []Result       `json:"results,omitempty"`
+	// Clock is the host's time when it sent the ack: the controller
+	// compares it with its own to name clock skew when a host refuses a
+	// command as expired or issued in the future.
+	Clock time.Time `json:"clock,omitzero"`
 }
 
 // Result is one action's outcome within a step.

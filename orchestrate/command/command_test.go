@@ -199,3 +199,41 @@ func FuzzDecodeAck(f *testing.F) {
 		DecodeAck(b)
 	})
 }
+
+// The clock skew tolerance is a setting: a command issued 90 s ahead of the
+// host's clock is refused by default (1 min) and admitted with 2 min.
+func TestGuardSkewSetting(t *testing.T) {
+	pub, priv := newKey(t)
+	clock := func() time.Time { return t0.Add(-90 * time.Second) }
+	g, _ := NewGuard(pub, "", clock)
+	b, _ := Sign(sample(1), priv)
+	if _, err := g.Open(b); !errors.Is(err, ErrExpired) || !strings.Contains(err.Error(), "issued in the future") {
+		t.Fatalf("default tolerance: %v", err)
+	}
+	g, _ = NewGuard(pub, "", clock)
+	g.MaxSkew = 2 * time.Minute
+	if _, err := g.Open(b); err != nil {
+		t.Fatalf("2 min tolerance: %v", err)
+	}
+}
+
+// What a deployer asks the daemon to sign is parsed and checked as Open
+// would, and the daemon's signature (over SignContext and the body) opens.
+func TestSigningRequest(t *testing.T) {
+	pub, priv := newKey(t)
+	b, err := Sign(sample(1), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := b[len(magic)+ed25519.SignatureSize:]
+	c, err := ParseSigningRequest(body)
+	if err != nil || c.Deploy != "d1" {
+		t.Fatalf("parse: %v %+v", err, c)
+	}
+	if _, err := ParseSigningRequest([]byte(`{"deploy":"d1"}`)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("an invalid command was accepted for signing: %v", err)
+	}
+	if _, err := Open(b, pub); err != nil {
+		t.Fatal(err)
+	}
+}

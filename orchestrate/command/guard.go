@@ -10,7 +10,12 @@ import (
 	"time"
 )
 
-// ClockSkew is how far in the future a command's issue time may lie.
+// ClockSkew is how far in the future a command's issue time may lie by
+// default (Guard.MaxSkew). A host whose clock is behind by more refuses
+// every command as issued in the future; one ahead by more than a
+// command's lifetime (its step's timeout plus a minute) refuses it as
+// expired. Either way its ack says so and carries its clock, and the
+// deploy names the skew.
 const ClockSkew = time.Minute
 
 // Guard admits each validly signed, unexpired command once. It remembers
@@ -19,6 +24,10 @@ const ClockSkew = time.Minute
 // admission, so a restarted daemon still refuses a replay. Safe for
 // concurrent use.
 type Guard struct {
+	// MaxSkew is how far in the future a command's issue time may lie;
+	// zero means ClockSkew. Set it before the first Open or Admit.
+	MaxSkew time.Duration
+
 	key  ed25519.PublicKey
 	path string
 	now  func() time.Time
@@ -92,8 +101,8 @@ func (g *Guard) Admit(c *Command) error {
 		return fmt.Errorf("%w: lifetime %v exceeds %v", ErrMalformed, c.Expires.Sub(c.Issued), MaxLifetime)
 	case !now.Before(c.Expires):
 		return fmt.Errorf("%w: deploy %s seq %d expired at %s", ErrExpired, c.Deploy, c.Seq, c.Expires.Format(time.RFC3339))
-	case c.Issued.After(now.Add(ClockSkew)):
-		return fmt.Errorf("%w: deploy %s seq %d issued in the future (%s): check the clocks", ErrExpired, c.Deploy, c.Seq, c.Issued.Format(time.RFC3339))
+	case c.Issued.After(now.Add(g.maxSkew())):
+		return fmt.Errorf("%w: deploy %s seq %d issued in the future (%s, more than %v ahead of this host's clock): check the clocks", ErrExpired, c.Deploy, c.Seq, c.Issued.Format(time.RFC3339), g.maxSkew())
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -114,6 +123,13 @@ func (g *Guard) Admit(c *Command) error {
 		return err
 	}
 	return nil
+}
+
+func (g *Guard) maxSkew() time.Duration {
+	if g.MaxSkew > 0 {
+		return g.MaxSkew
+	}
+	return ClockSkew
 }
 
 func (g *Guard) saveLocked() error {

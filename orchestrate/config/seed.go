@@ -25,17 +25,18 @@ const DefaultDir = "current"
 // runs for each repository: the network can only name an action and a
 // release, never carry a command.
 type Seed struct {
-	Data         string   // data directory, <data>/<repo>/… (see DESIGN.md)
-	Bind         string   // IP address to listen on
-	Join         []string // peers to join, host or host:port
-	DC, Rack     string   // this host's labels
-	UploadRate   int64    // bytes per second; 0 means unlimited
-	DownloadRate int64    // bytes per second; 0 means unlimited
-	Keep         int      // releases kept per repository
-	PubKey       string   // file holding the deploy public key
-	Key          string   // the origin's deploy private key file: the daemon keeps it and signs for deployers
-	Deployers    string   // Unix group allowed to use the control socket
-	ClusterKey   string   // file holding the gossip encryption key
+	Data         string        // data directory, <data>/<repo>/… (see DESIGN.md)
+	Bind         string        // IP address to listen on
+	Join         []string      // peers to join, host or host:port
+	DC, Rack     string        // this host's labels
+	UploadRate   int64         // bytes per second; 0 means unlimited
+	DownloadRate int64         // bytes per second; 0 means unlimited
+	Keep         int           // releases kept per repository
+	PubKey       string        // file holding the deploy public key
+	Key          string        // the origin's deploy private key file: the daemon keeps it and signs for deployers
+	Deployers    string        // Unix group allowed to use the control socket
+	ClockSkew    time.Duration // how far in the future a command's issue time may lie; 0: the default
+	ClusterKey   string        // file holding the gossip encryption key
 	Repos        map[string]Repo
 }
 
@@ -106,6 +107,7 @@ func ParseSeed(name string, data []byte) (*Seed, error) {
 			"pubkey":        d.text(&cfg.PubKey),
 			"key":           d.text(&cfg.Key),
 			"deployers":     d.text(&cfg.Deployers),
+			"clock_skew":    func(v *yaml.Node, p string) { d.duration(v, p, &cfg.ClockSkew) },
 			"cluster_key":   d.text(&cfg.ClusterKey),
 			"repos": func(v *yaml.Node, p string) {
 				d.entries(v, p, func(key string, v *yaml.Node, p string) { cfg.Repos[key] = d.repo(v, p) })
@@ -176,6 +178,9 @@ func (s *Seed) validate(bad report) {
 	}
 	if s.DownloadRate < 0 {
 		bad("download_rate", fmt.Errorf("%d: want 0 (unlimited) or more", s.DownloadRate))
+	}
+	if s.ClockSkew < 0 {
+		bad("clock_skew", fmt.Errorf("%v: want a positive duration like 1m", s.ClockSkew))
 	}
 	if s.Keep < 0 {
 		bad("keep", fmt.Errorf("%d: want 0 (the default) or more", s.Keep))

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -267,6 +268,7 @@ func (c *controller) onAck(a *command.Ack) {
 	if prev := c.acks[a.Host]; prev != nil && prev.Step == a.Step {
 		return // a duplicate (a retry answered from the record)
 	}
+	a = c.namingSkew(a)
 	c.acks[a.Host] = a
 	if !a.OK {
 		if _, seen := c.failAck[a.Host]; !seen || si.kind == command.Rollback {
@@ -280,6 +282,32 @@ func (c *controller) onAck(a *command.Ack) {
 	}
 	c.emit(Event{Event: "ack", Phase: si.action.Phase, Kind: string(si.kind), Step: a.Step, Hosts: []string{a.Host}, Ack: trimmed(a)})
 	c.apply(c.m.Ack(c.o.Now(), rollout.Ack{Host: a.Host, Step: a.Step, OK: a.OK, Error: a.Error}))
+}
+
+// skewWorthNaming is the clock difference from which a refusal for
+// freshness is put down to the host's clock. Acks cross the network in
+// milliseconds; a command lives at least a minute.
+const skewWorthNaming = 5 * time.Second
+
+// namingSkew rewrites the error of an ack refusing a command as expired or
+// issued in the future when the host's clock, which the ack carries, is off
+// the controller's: the operator must fix the clock, not the deploy.
+func (c *controller) namingSkew(a *command.Ack) *command.Ack {
+	if !a.Refused || a.Clock.IsZero() || !strings.Contains(a.Error, command.ErrExpired.Error()) {
+		return a
+	}
+	skew := a.Clock.Sub(c.o.Now())
+	if skew.Abs() < skewWorthNaming {
+		return a
+	}
+	way := "ahead of"
+	if skew < 0 {
+		way = "behind"
+	}
+	b := *a
+	b.Error = fmt.Sprintf("clock skew: %s's clock is %v %s the deploy host's, so it refused the command (%s); fix its clock (NTP)",
+		a.Host, skew.Abs().Round(time.Second), way, a.Error)
+	return &b
 }
 
 func withFrom(m map[string]core.ReleaseID, h string, id core.ReleaseID) map[string]core.ReleaseID {

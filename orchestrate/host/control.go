@@ -43,6 +43,10 @@ type MemberStatus struct {
 	Status *swarm.Status `json:"status,omitempty"`
 	// Deploy is what runs on the member, per repo, as gossip last said.
 	Deploy []agent.RepoState `json:"deploy,omitempty"`
+	// Skew is how far the member's clock is ahead of this host's (behind
+	// if negative), measured when its status was read; zero for this
+	// host, and when the member did not say.
+	Skew time.Duration `json:"skew,omitempty"`
 }
 
 // ClusterStatus asks every live member for its status, in parallel, each
@@ -72,11 +76,16 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			t0 := h.now()
 			s, err := fetchStatus(ctx, client, "http://"+ms.HTTP+"/v1/status")
+			t1 := h.now()
 			if err != nil {
 				ms.Error = err.Error()
 			} else {
 				ms.Status = s
+				if !s.Clock.IsZero() {
+					ms.Skew = s.Clock.Sub(t0.Add(t1.Sub(t0) / 2))
+				}
 			}
 			out.Members[i] = ms
 		}()

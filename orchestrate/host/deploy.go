@@ -176,6 +176,9 @@ func (h *Host) runCommand(c *command.Command) {
 // lost ack is not retried here: the controller re-sends the step and the
 // agent answers from its record.
 func (h *Host) sendAck(controller string, a *command.Ack) {
+	c := *a
+	c.Clock = h.now()
+	a = &c
 	if controller == h.cfg.Name {
 		h.deliverAck(a)
 		return

@@ -32,6 +32,7 @@ import (
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/membership"
 	"scatter/swarm"
+	"scatter/swarm/clock"
 )
 
 // Config configures a Host. The zero value of each optional field means its
@@ -70,7 +71,13 @@ type Config struct {
 	// DefaultDeployers. If the group does not exist, the socket is the
 	// daemon user's alone.
 	Deployers string
-	Log       *slog.Logger
+	// ClockSkew is how far in the future a command's issue time may lie
+	// (command.Guard.MaxSkew); zero: command.ClockSkew.
+	ClockSkew time.Duration
+	// ClockOffset shifts this host's clock (commands' freshness, acks,
+	// status): for tests of clock skew only.
+	ClockOffset time.Duration
+	Log         *slog.Logger
 }
 
 // Validate checks the configuration without changing it.
@@ -149,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		states: map[string]hostState{}, sessions: map[string]*session{}, access: newAccess(cfg.Deployers),
 		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	guard, err := command.NewGuard(cfg.PubKey, datadir.Data(cfg.DataDir).CommandsSeen(), nil)
+	guard, err := command.NewGuard(cfg.PubKey, datadir.Data(cfg.DataDir).CommandsSeen(), h.now)
 	if err != nil {
 		if guard == nil {
 			return nil, err
@@ -157,8 +164,9 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		h.log.Warn("command replay memory lost", "err", err)
 	}
 	h.guard = guard
+	h.guard.MaxSkew = cfg.ClockSkew
 	sw, err := swarm.NewNode(swarm.Config{
-		Name: cfg.Name, DataDir: cfg.DataDir, PubKey: cfg.PubKey, Origin: cfg.Origin,
+		Name: cfg.Name, DataDir: cfg.DataDir, PubKey: cfg.PubKey, Origin: cfg.Origin, Clock: offsetClock{d: cfg.ClockOffset},
 		Engine: swarm.EngineConfig{
 			ListenAddr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BTPort)),
 			UploadRate: cfg.UploadRate, DownloadRate: cfg.DownloadRate,
@@ -464,3 +472,17 @@ func (h *Host) Close() error {
 	errs = append(errs, h.sw.Close())
 	return errors.Join(errs...)
 }
+
+// now is this host's clock: the wall clock, shifted by Config.ClockOffset
+// in tests of clock skew.
+func (h *Host) now() time.Time { return time.Now().Add(h.cfg.ClockOffset) }
+
+// offsetClock is the wall clock shifted by d for the swarm (status reports
+// its Now); durations and deadlines are unaffected.
+type offsetClock struct {
+	clock.Real
+	d time.Duration
+}
+
+func (c offsetClock) Now() time.Time                  { return time.Now().Add(c.d) }
+func (c offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
