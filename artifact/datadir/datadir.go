@@ -8,6 +8,7 @@
 //
 //	<data>/control.sock              the daemon's control socket
 //	<data>/commands.seen             command sequence numbers already run
+//	<data>/.reserve                  space freed for a rollback when the disk is full
 //	<data>/<repo>/                   one repo (see Repo)
 //
 // A repo directory is also its chunk store: the store's own names (packs,
@@ -40,6 +41,11 @@ func (d Data) ControlSocket() string { return filepath.Join(string(d), "control.
 // CommandsSeen records the command sequence numbers the agent has run, so a
 // replayed command is refused after a restart too.
 func (d Data) CommandsSeen() string { return filepath.Join(string(d), "commands.seen") }
+
+// Reserve is space the daemon keeps in reserve on the data directory's
+// file system and frees when the disk is full, so that a rollback to a
+// release the host retains can still write its few small records.
+func (d Data) Reserve() string { return filepath.Join(string(d), ".reserve") }
 
 // Repo is one repo's directory: its chunk store, its torrents and
 // announcements, its staged release trees, the links the agent switches, and

@@ -137,6 +137,8 @@ func (h *Host) onCommand(b []byte) {
 
 // runCommand admits a command addressed to this host and runs it.
 func (h *Host) runCommand(c *command.Command) {
+	h.useReserve(c)
+	defer h.keepReserve()
 	if err := h.guard.Admit(c); err != nil {
 		if errors.Is(err, command.ErrReplay) {
 			// The same bytes again: never run, never answered. The

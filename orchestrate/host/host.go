@@ -208,6 +208,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		h.Close()
 		return nil, err
 	}
+	h.keepReserve()
 	h.wg.Add(1)
 	go h.publishState()
 	h.stateChanged()
