@@ -132,8 +132,18 @@ func (h *Host) ServeControl() error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	if err := h.access.share(path, 0o660); err != nil {
-		ln.Close()
-		return fmt.Errorf("control socket: give it to the deployers group %s (the daemon's user must be a member): %w", h.access.group, err)
+		if h.cfg.Deployers != "" {
+			ln.Close()
+			return fmt.Errorf("control socket: give it to the deployers group %s (the daemon's user must be a member): %w", h.access.group, err)
+		}
+		// The default group exists but is not the daemon's to give: keep
+		// the socket to the daemon's user, as without the group.
+		h.log.Warn("control socket: cannot give it to the deployers group; only root and the daemon's user may use it", "group", h.access.group, "err", err)
+		h.access.gid = -1
+		if err := h.access.share(path, 0o600); err != nil {
+			ln.Close()
+			return fmt.Errorf("control socket: %w", err)
+		}
 	}
 	if h.access.gid < 0 {
 		h.log.Info("control socket: the deployers group does not exist; only root and the daemon's user may use it", "group", h.access.group)
