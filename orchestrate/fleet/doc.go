@@ -1,9 +1,12 @@
 // Package fleet is what the deploy host does to the fleet, as library
-// calls: publish a release (prepare hooks, build, torrents, announcement),
-// plan a deploy or rollback (which hosts, which release, in which order),
-// run it under the repo's deploy lock with an audit log, record what the
-// fleet was deployed to so that status can flag drift, and abort a running
-// deploy. `scatter publish`, `deploy`, `rollback`, `abort` and `status` each
+// calls: publish a release (the installed config's prepare hooks, then the
+// origin daemon builds, signs and announces what this process streams to
+// it), plan a deploy or rollback (which hosts, which release, in which
+// order), run it under the repo's deploy lock with an audit log, record what
+// the fleet was deployed to so that status can flag drift, and abort a
+// running deploy. The deploy key, the lock, the audit log and the records
+// are the origin daemon's (package host, custody.go): these calls ask it
+// over its control socket and never read the key. `scatter publish`, `deploy`, `rollback`, `abort` and `status` each
 // parse their flags and call one function here; the bench harness and the
 // test clusters build releases with the same Build.
 //
