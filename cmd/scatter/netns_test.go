@@ -119,8 +119,9 @@ func TestE2EDeployPartition(t *testing.T) {
 		src := filepath.Join(dir, "src"+version)
 		runBin(t, bin, "generate", "--size", "1MiB", "--seed", "6", src)
 		os.WriteFile(filepath.Join(src, "VERSION"), []byte(version), 0o644)
-		os.WriteFile(filepath.Join(src, "scatter.yaml"), []byte(yaml), 0o644)
-		return strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--repo", "mw", "--version", version, src))
+		cfg := filepath.Join(dir, "scatter.yaml")
+		os.WriteFile(cfg, []byte(yaml), 0o644)
+		return strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--repo", "mw", "--version", version, "--config", cfg, src))
 	}
 	deployArgs := []string{"deploy", "--data", origin.data, "-m", "partition test", "mw"}
 	publish("1")
