@@ -379,6 +379,9 @@ func TestE2EKillDuringPromote(t *testing.T) {
 // The hook does not run, the installed config stays, and its check still
 // fails the canary.
 func TestE2ESourceConfigNotObeyed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes; skipped under -short")
+	}
 	c := newDeployCluster(t, 2)
 	c.publish("1", scatterYAML)
 	installed := filepath.Join(c.origin.data, "mw", "scatter.yaml")
@@ -423,6 +426,9 @@ func TestE2ESourceConfigNotObeyed(t *testing.T) {
 // skew as the cause, and status shows each host's clock against the deploy
 // host's.
 func TestE2EClockSkew(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes; skipped under -short")
+	}
 	c := newDeployCluster(t, 1)
 	c.names = append(c.names, "h2")
 	c.ips["h2"] = "127.0.0.179"
