@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/urfave/cli/v2"
@@ -319,6 +320,7 @@ func statusCommand() *cli.Command {
 				return enc.Encode(s)
 			}
 			printStatus(c.App.Writer, s)
+			fmt.Fprintf(c.App.Writer, "\n%s: %s\n", s.Self, s.JoinLine(time.Now()))
 			printDeployStatus(c.App.Writer, s, c.String("data"))
 			return nil
 		},

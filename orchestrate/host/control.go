@@ -20,6 +20,7 @@ import (
 
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
+	"scatter/orchestrate/membership"
 	"scatter/swarm"
 )
 
@@ -32,6 +33,26 @@ const ControlSocket = "control.sock"
 type ClusterStatus struct {
 	Self    string         `json:"self"`
 	Members []MemberStatus `json:"members"`
+	// Joined is how this daemon last joined the cluster.
+	Joined membership.JoinInfo `json:"joined"`
+}
+
+// JoinLine says in one line when and through whom the daemon last joined
+// the cluster, and what goes wrong if its rejoins fail.
+func (s ClusterStatus) JoinLine(now time.Time) string {
+	j := s.Joined
+	var b strings.Builder
+	if j.At.IsZero() {
+		b.WriteString("not joined to anyone yet")
+	} else {
+		fmt.Fprintf(&b, "joined %s ago (%s) through %s (%s)", now.Sub(j.At).Round(time.Second),
+			j.At.Local().Format("15:04:05"), strings.Join(j.Via, ", "), j.Reason)
+	}
+	fmt.Fprintf(&b, "; %d members seen, %d remembered", len(s.Members), j.Remembered)
+	if j.Failures > 0 {
+		fmt.Fprintf(&b, "; the last %d rejoin attempts reached nobody: %s", j.Failures, j.Error)
+	}
+	return b.String()
 }
 
 // MemberStatus is one member's entry.
@@ -52,7 +73,7 @@ type MemberStatus struct {
 // with a short deadline: an unreachable member is reported, not waited for.
 func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	members := h.ml.Members()
-	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members))}
+	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members)), Joined: h.ml.Joined()}
 	client := &http.Client{Timeout: 2 * time.Second}
 	own := h.agent.State()
 	h.mu.Lock()

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
@@ -173,6 +173,8 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 			"bt": port(sw.BTAddr()), "http": port(sw.HTTPAddr()),
 		}},
 		PushPullInterval: cfg.PushPullInterval,
+		Seeds:            cfg.Join,
+		KnownFile:        datadir.Data(cfg.DataDir).Members(),
 		OnMessage:        h.onMessage,
 		OnState:          h.onState,
 		OnLeave:          func(m membership.Member) { h.forget(m.Name) },
@@ -193,63 +195,15 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	// cluster learns what runs here (say, after a crash) at once, not a
 	// push/pull interval later.
 	h.setState()
-	if len(cfg.Join) > 0 {
-		if _, err := ml.Join(ctx, cfg.Join); err != nil {
-			// The seeds may not be up yet, or be partitioned away: keep
-			// serving and keep trying rather than exit.
-			h.log.Warn("join failed; retrying in the background", "seeds", cfg.Join, "err", err)
-		}
-		h.wg.Add(1)
-		go h.rejoin()
+	// The first join waits (ctx bounds it): the seeds and the members
+	// this host remembers from before a restart. After that, the
+	// membership node's own loop rejoins whatever goes missing.
+	if _, err := ml.RejoinNow(ctx); err != nil && !errors.Is(err, membership.ErrNobody) {
+		// The seeds may not be up yet, or be partitioned away: keep
+		// serving and keep trying rather than exit.
+		h.log.Warn("join failed; retrying in the background", "seeds", cfg.Join, "err", err)
 	}
 	return h, nil
-}
-
-// rejoin joins the seeds again: at once whenever this host finds itself
-// alone (the first join failed, or a partition made each side declare the
-// other dead, and memberlist, left to itself, would never merge them
-// again), and every 2–3 minutes otherwise. It backs off from 1 s to 30 s while
-// joins fail.
-func (h *Host) rejoin() {
-	defer h.wg.Done()
-	delay := time.Second
-	last := time.Now()
-	every := 2*time.Minute + time.Duration(rand.Int64N(int64(time.Minute)))
-	for {
-		select {
-		case <-h.stop:
-			return
-		case <-time.After(delay):
-		}
-		if h.aliveMembers() >= 2 && time.Since(last) < every {
-			// Not alone: still join the seeds every 2–3 minutes, which
-			// merges the halves of a partition that left more than one
-			// host on a side (jittered: a fleet must not join in step).
-			delay = 5 * time.Second
-			continue
-		}
-		last = time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := h.ml.Join(ctx, h.cfg.Join)
-		cancel()
-		if err == nil {
-			h.log.Debug("joined the seeds", "seeds", h.cfg.Join)
-			delay = 5 * time.Second
-			continue
-		}
-		h.log.Warn("join failed", "seeds", h.cfg.Join, "err", err, "retry_in", delay)
-		delay = min(2*delay, 30*time.Second)
-	}
-}
-
-func (h *Host) aliveMembers() int {
-	n := 0
-	for _, m := range h.ml.Members() {
-		if m.Alive {
-			n++
-		}
-	}
-	return n
 }
 
 func port(addr string) int {
