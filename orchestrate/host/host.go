@@ -13,12 +13,15 @@ package host
 import (
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -83,6 +86,7 @@ func (c Config) Validate() error {
 // Host is one running scatter host.
 type Host struct {
 	cfg   Config
+	boot  string // random per start, for Ping
 	log   *slog.Logger
 	ml    *membership.Node
 	sw    *swarm.Node
@@ -129,8 +133,10 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	var boot [8]byte
+	crand.Read(boot[:])
 	h := &Host{
-		cfg: cfg, log: cfg.Log.With("host", cfg.Name),
+		cfg: cfg, boot: hex.EncodeToString(boot[:]), log: cfg.Log.With("host", cfg.Name),
 		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
 		states: map[string]hostState{},
 		dirty:  make(chan struct{}, 1), stop: make(chan struct{}),
@@ -173,7 +179,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 			"bt": port(sw.BTAddr()), "http": port(sw.HTTPAddr()),
 		}},
 		PushPullInterval: cfg.PushPullInterval,
-		Seeds:            cfg.Join,
+		Seeds:            slices.DeleteFunc(slices.Clone(cfg.Join), func(s string) bool { return s == "" }),
 		KnownFile:        datadir.Data(cfg.DataDir).Members(),
 		OnMessage:        h.onMessage,
 		OnState:          h.onState,
