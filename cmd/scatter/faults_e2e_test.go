@@ -329,3 +329,102 @@ func TestE2ERestartsRejoin(t *testing.T) {
 	}
 	t.Logf("status:\n%s", out)
 }
+
+// The deploy host cut off from the fleet (its namespace's link down) for
+// longer than memberlist remembers the dead: the hosts keep their cluster
+// among themselves, and when the link returns the origin sees them again
+// within 10 s, without a restart. The link stays down 50 s (memberlist
+// declares the others dead within ~10 s and forgets them 30 s later);
+// SCATTER_SLOW_FAULTS=1 makes it the 90 s of the incident.
+func TestE2EOriginPartitioned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes: skipped under -short")
+	}
+	down := 50 * time.Second
+	if os.Getenv("SCATTER_SLOW_FAULTS") != "" {
+		down = 90 * time.Second
+	}
+	const hosts = 4
+	ns := newNetns(t, hosts+1, 0)
+	bin, dir, key := ns.keyed()
+	ds := []*daemon{ns.seed(bin, dir, key, 0, "origin", "--origin")}
+	for i := 1; i <= hosts; i++ {
+		ds = append(ds, ns.seed(bin, dir, key, i, fmt.Sprintf("h%d", i), "--join", ns.Addr(0)+":7946"))
+	}
+	fc := &faultCluster{deployCluster: &deployCluster{e2eCluster: &e2eCluster{t: t}}}
+	for _, d := range ds {
+		fc.waitMembers(d, hosts+1, 20*time.Second)
+	}
+	if err := ns.SetLink(0, false); err != nil {
+		t.Fatal(err)
+	}
+	// The hosts drop the origin and keep each other; the origin is alone.
+	for _, d := range ds[1:] {
+		fc.waitMembers(d, hosts, 30*time.Second)
+	}
+	fc.waitMembers(ds[0], 1, 30*time.Second)
+	t.Logf("link down; both sides saw the split; waiting out the rest of %v", down)
+	time.Sleep(down - 30*time.Second) // the scenario's length, not a wait for an outcome
+	if err := ns.SetLink(0, true); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	for _, d := range ds {
+		fc.waitMembers(d, hosts+1, 10*time.Second)
+	}
+	t.Logf("link up: every daemon sees all %d members %v later", hosts+1, time.Since(up).Round(time.Millisecond))
+	t.Logf("origin status:\n%s", runBin(t, bin, "status", "--data", ds[0].data))
+}
+
+// The deploy host lost for good in the middle of a deploy: a new deploy
+// host with the deploy key joins through any target, sees the fleet and
+// its mixed releases, fetches the releases from the hosts, and brings
+// every host back to one release, the stranded canary and batch included.
+func TestE2EReplaceDeployHost(t *testing.T) {
+	c := newFaultCluster(t, 4, "127.0.80")
+	v1 := c.publish("1", faultYAML)
+	c.converge("1", v1)
+	v2 := c.publish("2", faultYAML)
+	c.setSleep("h2", "restart-sleep", "3") // batch 1
+	d, log := c.startDeploy("2")
+	c.waitFile(filepath.Join(c.dir, "h2", "restarts"), "start "+v2, 60*time.Second, log)
+	kill(c.origin) // and never back: its disk is gone
+	if code := exitStatus(d.Wait()); code != exitOutcomeUnknown {
+		t.Fatalf("deploy exited %d, want %d:\n%s", code, exitOutcomeUnknown, log)
+	}
+	c.clearSleeps()
+
+	// The replacement: a fresh data directory, the deploy key, --origin,
+	// joined through one target.
+	nd := startDaemon(t, c.bin, append(c.args("deploy2", "127.0.80.2"), "--origin", "--gossip-port", "7946",
+		"--join", c.ips["h3"]+":7946")...)
+	c.waitMembers(nd, len(c.names)+1, 30*time.Second) // the old origin fails out of the count
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out := runBin(t, c.bin, "status", "--data", nd.data)
+		// Both releases are known to it (by their announcements, which
+		// gossip state carries): enough to deploy them, since the hosts
+		// hold them. (It cannot fetch them itself: an origin never dials.)
+		if strings.Contains(out, "MIXED mw") && strings.Count(out, "deploy2  origin           mw") == 2 &&
+			!strings.Contains(out, "\norigin ") {
+			t.Logf("the new deploy host sees:\n%s", out)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new deploy host does not see the fleet, its drift and both releases:\n%s", out)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	// The repo's scatter.yaml travels in the release: take it from there.
+	cfg := filepath.Join(c.dir, "h3", "mw", "releases", v1, "scatter.yaml")
+	out, err := exec.Command(c.bin, "deploy", "--data", nd.data, "--key", c.key, "--config", cfg, "-m", "back to 1 after losing the deploy host", "mw", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("deploy from the new deploy host: %v\n%s", err, out)
+	}
+	for _, n := range c.names {
+		if c.current(n) != v1 {
+			t.Fatalf("%s on %s after the new deploy host's deploy:\n%s", n, c.current(n), out)
+		}
+	}
+	t.Logf("converged from the new deploy host:\n%s", out)
+}

@@ -45,9 +45,12 @@ type ClusterStatus struct {
 func (s ClusterStatus) JoinLine(now time.Time) string {
 	j := s.Joined
 	var b strings.Builder
-	if j.At.IsZero() {
-		b.WriteString("not joined to anyone yet")
-	} else {
+	switch {
+	case j.At.IsZero() && len(s.Members) > 1:
+		b.WriteString("has joined through nobody: the others joined through it")
+	case j.At.IsZero():
+		b.WriteString("alone: has joined nobody yet")
+	default:
 		fmt.Fprintf(&b, "joined %s ago (%s) through %s (%s)", now.Sub(j.At).Round(time.Second),
 			j.At.Local().Format("15:04:05"), strings.Join(j.Via, ", "), j.Reason)
 	}
