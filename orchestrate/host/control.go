@@ -55,8 +55,11 @@ func (s ClusterStatus) JoinLine(now time.Time) string {
 			j.At.Local().Format("15:04:05"), strings.Join(j.Via, ", "), j.Reason)
 	}
 	fmt.Fprintf(&b, "; %d members seen, %d remembered", len(s.Members), j.Remembered)
-	if j.Failures > 0 {
-		fmt.Fprintf(&b, "; the last %d rejoin attempts reached nobody: %s", j.Failures, j.Error)
+	if len(j.Missing) > 0 {
+		fmt.Fprintf(&b, "; missing, rejoined every few seconds: %s", strings.Join(j.Missing, ", "))
+		if j.Failures > 0 {
+			fmt.Fprintf(&b, " (the last %d attempts reached nobody: %s)", j.Failures, j.Error)
+		}
 	}
 	return b.String()
 }

@@ -98,6 +98,7 @@ type Host struct {
 	sentHold map[core.ReleaseID]bool
 	subs     map[string][]chan *command.Ack // by deploy ID
 	states   map[string]hostState           // by member name
+	heard    map[string]bool                // members whose state blob arrived
 	dirty    chan struct{}
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -138,8 +139,8 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	h := &Host{
 		cfg: cfg, boot: hex.EncodeToString(boot[:]), log: cfg.Log.With("host", cfg.Name),
 		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
-		states: map[string]hostState{},
-		dirty:  make(chan struct{}, 1), stop: make(chan struct{}),
+		states: map[string]hostState{}, heard: map[string]bool{},
+		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	guard, err := command.NewGuard(cfg.PubKey, filepath.Join(cfg.DataDir, "commands.seen"), nil)
 	if err != nil {
@@ -209,7 +210,42 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		// serving and keep trying rather than exit.
 		h.log.Warn("join failed; retrying in the background", "seeds", cfg.Join, "err", err)
 	}
+	h.wg.Add(1)
+	go h.syncStates()
 	return h, nil
+}
+
+// syncStates asks the members whose state blob has not arrived for it,
+// by a state exchange, 16 at a time, during the host's first minute: a
+// restarted or new deploy host then knows what runs where within seconds
+// rather than as push/pull happens to reach each member (30 s apart).
+func (h *Host) syncStates() {
+	defer h.wg.Done()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-h.stop:
+			return
+		case <-time.After(time.Second):
+		}
+		members := h.ml.Members()
+		var missing []string
+		h.mu.Lock()
+		for _, m := range members {
+			if m.Name != h.cfg.Name && !h.heard[m.Name] {
+				missing = append(missing, m.Name)
+			}
+		}
+		h.mu.Unlock()
+		if len(missing) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := h.ml.Exchange(ctx, missing[:min(16, len(missing))]); err != nil {
+			h.log.Debug("state exchange", "err", err)
+		}
+		cancel()
+	}
 }
 
 func port(addr string) int {
@@ -275,6 +311,7 @@ func (h *Host) onState(from string, b []byte) {
 		h.mergeHostState(*st.Deploy)
 	}
 	h.mu.Lock()
+	h.heard[from] = true
 	h.holds[from] = map[core.ReleaseID]bool{}
 	for _, id := range st.Holds {
 		h.addHoldLocked(from, id)
@@ -297,6 +334,7 @@ func (h *Host) addHoldLocked(host string, id core.ReleaseID) {
 func (h *Host) forget(name string) {
 	h.mu.Lock()
 	delete(h.holds, name)
+	delete(h.heard, name)
 	h.mu.Unlock()
 }
 

@@ -38,9 +38,10 @@ type Known struct {
 
 // rejoinAttempt is one join the policy asks for.
 type rejoinAttempt struct {
-	addrs  []string
-	reason string
-	seeds  bool // includes every seed: counts as the periodic seed join
+	addrs   []string
+	missing []string // seeds and remembered members absent, "name (addr)"
+	reason  string
+	seeds   bool // includes every seed: counts as the periodic seed join
 }
 
 // sampleAbsent is how many absent remembered members one attempt tries:
@@ -197,6 +198,10 @@ func (p *rejoinPolicy) due(now time.Time, alive []Member) (rejoinAttempt, bool) 
 	default:
 		p.delay = p.min
 		return rejoinAttempt{}, false
+	}
+	a.missing = slices.Clone(absentSeeds)
+	for _, k := range absent {
+		a.missing = append(a.missing, k.Name+" ("+k.Addr+")")
 	}
 	// A sample of the absent remembered members, rotating so that every
 	// one is tried in turn.

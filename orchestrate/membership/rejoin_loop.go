@@ -32,6 +32,9 @@ type JoinInfo struct {
 	Error    string    `json:"error,omitempty"`
 	// Remembered is how many members the node would rejoin (KnownFile).
 	Remembered int `json:"remembered"`
+	// Missing names the seeds and remembered members absent from the
+	// member list at the last attempt, which the node keeps trying.
+	Missing []string `json:"missing,omitempty"`
 }
 
 // rejoiner is the Node's share of the rejoin work: the policy, the
@@ -45,6 +48,9 @@ type rejoiner struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 }
+
+// rejoinWait bounds how long one rejoin attempt waits for its joins.
+const rejoinWait = 3 * time.Second
 
 // maxJoinsInFlight bounds the addresses a join contacts at once.
 const maxJoinsInFlight = 8
@@ -80,7 +86,7 @@ func (n *Node) joinAddrs(ctx context.Context, addrs []string) ([]string, error) 
 		select {
 		case r := <-results:
 			if r.err != nil {
-				errs = append(errs, r.err)
+				errs = append(errs, fmt.Errorf("%s: %s", r.addr, oneLine(r.err)))
 			} else {
 				reached = append(reached, r.addr)
 			}
@@ -89,9 +95,28 @@ func (n *Node) joinAddrs(ctx context.Context, addrs []string) ([]string, error) 
 		}
 	}
 	if len(reached) == 0 {
-		return nil, fmt.Errorf("join %s: %w", strings.Join(addrs, ","), errors.Join(errs...))
+		var msgs []string
+		for _, e := range errs {
+			msgs = append(msgs, e.Error())
+		}
+		return nil, fmt.Errorf("join: %s", strings.Join(msgs, "; "))
 	}
 	return reached, nil
+}
+
+// oneLine flattens memberlist's multi-line error lists ("1 error
+// occurred:\n\t* failed to join …") to their gist, for logs and status.
+func oneLine(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, "* "); i >= 0 {
+		s = s[i+2:]
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	// memberlist repeats the address: "failed to join A: dial tcp A: …".
+	if i := strings.Index(s, ": "); strings.HasPrefix(s, "failed to join ") && i >= 0 {
+		s = s[i+2:]
+	}
+	return s
 }
 
 // recordJoin notes an attempt's outcome in JoinInfo.
@@ -133,6 +158,7 @@ func (n *Node) Joined() JoinInfo {
 	defer r.mu.Unlock()
 	info := r.info
 	info.Via = slices.Clone(info.Via)
+	info.Missing = slices.Clone(info.Missing)
 	if r.policy != nil {
 		info.Remembered = len(r.policy.known)
 	}
@@ -218,11 +244,20 @@ func (n *Node) attempt(ctx context.Context, now time.Time, force bool) ([]string
 		r.policy.next = time.Time{}
 	}
 	a, ok := r.policy.due(now, alive)
+	if !ok {
+		r.info.Missing = nil
+	} else {
+		r.info.Missing = a.missing
+	}
 	r.mu.Unlock()
 	if !ok {
 		return nil, ErrNobody
 	}
-	jctx, cancel := context.WithTimeout(ctx, n.cfg.TCPTimeout+time.Second)
+	// Stop waiting well before memberlist's own TCPTimeout: a dial into a
+	// partition hangs until then, and the next attempt, soon after, is
+	// the one that finds the link back. A join that completes after we
+	// stopped waiting still counts: memberlist merges it all the same.
+	jctx, cancel := context.WithTimeout(ctx, min(n.cfg.TCPTimeout, rejoinWait))
 	reached, err := n.joinAddrs(jctx, a.addrs)
 	cancel()
 	done := time.Now()
@@ -357,4 +392,32 @@ func (n *Node) forgetLeft(name string) {
 	if r.policy != nil {
 		r.policy.left(name)
 	}
+}
+
+// Exchange runs a full state exchange (push/pull, as a join does) with
+// each named member now, in parallel, and returns the names it reached.
+// A node that has just started learns the members' state blobs this way
+// in seconds instead of over push/pull intervals.
+func (n *Node) Exchange(ctx context.Context, names []string) ([]string, error) {
+	if err := n.usable(); err != nil {
+		return nil, fmt.Errorf("exchange: %w", err)
+	}
+	byAddr := map[string]string{}
+	var addrs []string
+	for _, name := range names {
+		if m, ok := n.Member(name); ok && name != n.cfg.Name {
+			a := addrOf(m)
+			byAddr[a] = name
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, nil
+	}
+	reached, err := n.joinAddrs(ctx, addrs)
+	out := make([]string, 0, len(reached))
+	for _, a := range reached {
+		out = append(out, byAddr[a])
+	}
+	return out, err
 }
