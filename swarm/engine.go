@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"scatter/artifact"
+	"scatter/artifact/datadir"
 )
 
 // EngineConfig configures a host's BitTorrent engine. The zero value of each
@@ -244,20 +245,20 @@ type Transfer struct {
 
 // Add starts serving (and, with Download, fetching) a release layout whose
 // info bytes the caller has checked against the signed info hash. Blocks
-// not yet verified are staged in files under partialDir.
-func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, partialDir string) (*Transfer, error) {
-	cs := newChunkStorage(store, l, partialDir, e.log)
+// not yet verified are staged in files under the repo's partial directory.
+func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, repo datadir.Repo) (*Transfer, error) {
+	cs := newChunkStorage(store, l, repo, e.log)
 	var impl storage.ClientImpl = cs
 	if e.wrapStorage != nil {
 		impl = e.wrapStorage(cs)
 	}
 	t, isNew := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
-		InfoHash:  InfoHash(info),
+		InfoHash:  InfoHashOf(info).anacrolix(),
 		InfoBytes: info,
 		Storage:   impl,
 	})
 	if !isNew {
-		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHash(info))
+		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHashOf(info))
 	}
 	x := &Transfer{e: e, t: t, st: cs, Layout: l}
 	t.SetOnWriteChunkError(x.writeFailed)
@@ -318,7 +319,7 @@ func (x *Transfer) Paused() bool {
 }
 
 // InfoHash returns the torrent's info hash.
-func (x *Transfer) InfoHash() metainfo.Hash { return x.t.InfoHash() }
+func (x *Transfer) InfoHash() InfoHash { return InfoHash(x.t.InfoHash()) }
 
 // AddPeers tells the transfer where peers listen ("ip:port").
 func (x *Transfer) AddPeers(addrs []string) {

@@ -9,12 +9,12 @@ import (
 
 	"encoding/json"
 	"fmt"
-	"github.com/anacrolix/torrent/bencode"
-	"github.com/anacrolix/torrent/metainfo"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+
+	"github.com/anacrolix/torrent/bencode"
 
 	"scatter/artifact/core"
 )
@@ -92,7 +92,7 @@ func (n *Node) infoBytes(r *repo, id core.ReleaseID, kind string) ([]byte, error
 	if kind != Full.String() && kind != Delta.String() {
 		return nil, fmt.Errorf("unknown torrent kind %q", kind)
 	}
-	return os.ReadFile(filepath.Join(r.dir, "torrents", id.String()+"."+kind))
+	return os.ReadFile(r.dir.Torrent(id, kind))
 }
 
 // readAtMost reads r to its end, refusing more than limit bytes. The
@@ -216,13 +216,13 @@ func (n *Node) announce(w http.ResponseWriter, req *http.Request) {
 // knowsInfoHash reports whether ih is the full or delta torrent of a
 // release this node knows.
 func (n *Node) knowsInfoHash(ih string) bool {
-	var h metainfo.Hash
+	var h InfoHash
 	copy(h[:], ih)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, r := range n.repos {
 		for _, rel := range r.rels {
-			if rel.ann.Full == h || (rel.ann.Delta == h && h != metainfo.Hash{}) {
+			if rel.ann.Full == h || (rel.ann.Delta == h && !h.IsZero()) {
 				return true
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/anacrolix/torrent/storage"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/bench/gen"
 )
 
@@ -134,7 +135,7 @@ func TestRejectedRequestIsAskedAgain(t *testing.T) {
 	// What the stall log carries: this torrent's section of the engine
 	// state, not the others'.
 	st := x.Status()
-	if !strings.HasPrefix(st, x.Layout.Release.String()+".delta\n") || !strings.Contains(st, "Infohash: "+x.InfoHash().HexString()) ||
+	if !strings.HasPrefix(st, x.Layout.Release.String()+".delta\n") || !strings.Contains(st, "Infohash: "+x.InfoHash().String()) ||
 		strings.Count(st, "Infohash: ") != 1 {
 		t.Fatalf("transfer status is not its torrent's section:\n%s", st)
 	}
@@ -177,7 +178,7 @@ func TestPieceReadFailureIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs testLog
-	s := newChunkStorage(openStore(t), tor.Layout, t.TempDir(), slog.New(slog.NewTextHandler(&logs, nil)))
+	s := newChunkStorage(openStore(t), tor.Layout, datadir.Repo(t.TempDir()), slog.New(slog.NewTextHandler(&logs, nil)))
 	defer s.close()
 	p := &chunkPiece{s: s, index: 0, off: 0, n: min(tor.Layout.PieceLen, tor.Layout.Length)}
 	b := make([]byte, 16<<10)

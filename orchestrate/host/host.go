@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -142,7 +141,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		states: map[string]hostState{}, heard: map[string]bool{},
 		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	guard, err := command.NewGuard(cfg.PubKey, filepath.Join(cfg.DataDir, "commands.seen"), nil)
+	guard, err := command.NewGuard(cfg.PubKey, datadir.Data(cfg.DataDir).CommandsSeen(), nil)
 	if err != nil {
 		if guard == nil {
 			return nil, err
