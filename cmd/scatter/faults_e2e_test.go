@@ -185,7 +185,8 @@ func (c *faultCluster) startDeploy(version string) (*exec.Cmd, *syncBuffer) {
 }
 
 // The origin daemon killed with SIGKILL during a deploy's stage, canary
-// and batch phases: each time the deploy notices within 2 s, exits within
+// and batch phases, and stopped (SIGSTOP: alive, answering nothing)
+// during a batch: each time the deploy notices within 2 s, exits within
 // 5 s with code 6 and says what it last knew of every host, blaming none;
 // the daemon restarts and sees every host within 10 s; a deploy of the
 // previous release brings every host back to it, a stranded canary
@@ -201,10 +202,12 @@ func TestE2EOriginKilledMidDeploy(t *testing.T) {
 		host    string // the host whose slow step marks the phase
 		sleep   string // which step sleeps
 		trigger string // file and line that say the step runs
+		hang    bool   // SIGSTOP instead: the daemon stops answering
 	}{
-		{"stage", "h3", "stage-sleep", "stages"},
-		{"canary", "h1", "restart-sleep", "restarts"},
-		{"batch", "h2", "restart-sleep", "restarts"},
+		{"stage", "h3", "stage-sleep", "stages", false},
+		{"canary", "h1", "restart-sleep", "restarts", false},
+		{"batch", "h2", "restart-sleep", "restarts", false},
+		{"batch, daemon hung", "h2", "restart-sleep", "restarts", true},
 	} {
 		func() {
 			// The slow step outlives the deploy; the next deploy's step on
@@ -228,10 +231,17 @@ func TestE2EOriginKilledMidDeploy(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			kill(c.origin)
+			if phase.hang {
+				c.origin.cmd.Process.Signal(syscall.SIGSTOP)
+			} else {
+				kill(c.origin)
+			}
 			killed := time.Now()
 			err := d.Wait()
 			took := time.Since(killed)
+			if phase.hang {
+				kill(c.origin) // SIGKILL ends a stopped process too
+			}
 			out := log.String()
 			t.Logf("origin killed during %s; deploy exited %d after %v:\n%s", phase.name, exitStatus(err), took.Round(time.Millisecond), out)
 			if code := exitStatus(err); code != exitOutcomeUnknown {
