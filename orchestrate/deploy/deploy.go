@@ -566,7 +566,7 @@ func (c *controller) lose(err error) {
 		c.phases[n-1].End = now
 	}
 	s.Outcome, s.Lost = OutcomeUnknown, err.Error()
-	s.Reason = "lost the transport (the local daemon) mid-deploy: " + err.Error() + "; the outcome is unknown and hosts may run different releases"
+	s.Reason = err.Error() + "; nothing more was sent: the outcome is unknown and hosts may run different releases"
 	s.Hosts = c.m.Hosts()
 	s.Counts = c.m.Counts()
 	s.Phases = c.phases

@@ -531,7 +531,7 @@ func (c *Control) Ping(ctx context.Context) (Ping, error) {
 // listens: it died) or a different daemon answers (it restarted).
 const (
 	PingEvery   = 250 * time.Millisecond
-	PingTimeout = time.Second
+	PingTimeout = 500 * time.Millisecond
 	LostAfter   = 1500 * time.Millisecond
 )
 
@@ -569,8 +569,8 @@ func (t ControlTransport) Lost(ctx context.Context) <-chan error {
 			case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT):
 				lost = fmt.Errorf("%w: nothing listens on %s any more (the daemon died)", ErrDaemonLost, t.C.path)
 			case time.Since(lastOK) >= LostAfter:
-				lost = fmt.Errorf("%w: the daemon on %s has not answered for %v: %v", ErrDaemonLost, t.C.path,
-					time.Since(lastOK).Round(100*time.Millisecond), err)
+				lost = fmt.Errorf("%w: the daemon on %s has not answered for %v (it hangs, is stopped, or its socket is gone)",
+					ErrDaemonLost, t.C.path, time.Since(lastOK).Round(100*time.Millisecond))
 			}
 			if lost != nil {
 				out <- lost
