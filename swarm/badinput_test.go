@@ -120,7 +120,7 @@ func TestBadAnnouncementsDoNotStopTheNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ann, err := Prepare(c.dirs["origin"], st, res.Signed, c.key) // trusted key signs the announcement
+	ann, err := Prepare(c.dirs["origin"], st, res.Signed, c.key, time.Now()) // trusted key signs the announcement
 	st.Close()
 	if err != nil {
 		t.Fatal(err)

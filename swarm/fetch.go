@@ -13,49 +13,43 @@ import (
 
 // fetchLoop fetches a repo's releases one at a time, oldest first, so each
 // can use the previous one as its delta base.
+//
+// A failed fetch is tried again RetryAfter later (peers may come, a
+// partition may heal); the loop itself keeps that time, so the release
+// shows Failed, with its error, until then.
 func (n *Node) fetchLoop(r *repo) {
 	defer n.wg.Done()
 	for {
-		rel := n.nextQueued(r)
+		rel, retryAt := n.nextQueued(r)
 		if rel == nil {
+			var retry <-chan time.Time
+			if !retryAt.IsZero() {
+				retry = n.cfg.Clock.After(retryAt.Sub(n.cfg.Clock.Now()))
+			}
 			select {
 			case <-r.wake:
-				continue
+			case <-retry:
 			case <-n.ctx.Done():
 				return
 			}
+			continue
 		}
 		err := n.fetch(r, rel)
 		n.mu.Lock()
 		rel.x = nil
+		rel.done = n.cfg.Clock.Now()
 		if err != nil {
-			rel.state, rel.err = Failed, err
+			rel.state, rel.err, rel.retryAt = Failed, err, rel.done.Add(RetryAfter)
 		} else {
 			rel.state, rel.err, rel.stuck = Staged, nil, ""
 		}
-		rel.done = time.Now()
 		n.mu.Unlock()
 		if err != nil {
 			if n.ctx.Err() != nil {
 				return
 			}
-			n.cfg.Log.Error("fetch failed", "repo", r.name, "release", rel.ann.Release, "err", err)
-			// Retry later: peers may come, a partition may heal.
-			go func() {
-				select {
-				case <-time.After(5 * time.Second):
-					n.mu.Lock()
-					if rel.state == Failed {
-						rel.state = Queued
-					}
-					n.mu.Unlock()
-					select {
-					case r.wake <- struct{}{}:
-					default:
-					}
-				case <-n.ctx.Done():
-				}
-			}()
+			n.cfg.Log.Error("fetch failed; trying again later", "repo", r.name, "release", rel.ann.Release,
+				"retry_in", RetryAfter, "err", err)
 		} else {
 			n.collect(r)
 		}
@@ -63,19 +57,44 @@ func (n *Node) fetchLoop(r *repo) {
 	}
 }
 
-func (n *Node) nextQueued(r *repo) *release {
+// RetryAfter is how long a failed fetch waits before it is tried again.
+const RetryAfter = 5 * time.Second
+
+// nextQueued picks the repo's next release to fetch and marks it Fetching:
+// the oldest queued one, else the oldest failed one whose retry is due.
+// With none, it returns when the next retry falls due (zero: none
+// pending).
+func (n *Node) nextQueued(r *repo) (*release, time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	now := n.cfg.Clock.Now()
 	var next *release
+	var retryAt time.Time
+	older := func(a, b *release) bool { return b == nil || a.ann.Time.Before(b.ann.Time) }
 	for _, rel := range r.rels {
-		if rel.state == Queued && (next == nil || rel.ann.Time.Before(next.ann.Time)) {
+		if rel.state == Queued && older(rel, next) {
 			next = rel
 		}
 	}
-	if next != nil {
-		next.state, next.started = Fetching, time.Now()
+	if next == nil {
+		for _, rel := range r.rels {
+			if rel.state != Failed {
+				continue
+			}
+			if !rel.retryAt.After(now) {
+				if older(rel, next) {
+					next = rel
+				}
+			} else if retryAt.IsZero() || rel.retryAt.Before(retryAt) {
+				retryAt = rel.retryAt
+			}
+		}
 	}
-	return next
+	if next != nil {
+		next.state, next.started = Fetching, now
+		return next, time.Time{}
+	}
+	return nil, retryAt
 }
 
 // fetch gets, verifies, stages and starts seeding one release.
@@ -104,39 +123,12 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	n.mu.Lock()
 	rel.x, rel.kind, rel.total = x, kind, tor.Layout.Length
 	n.mu.Unlock()
-	x.Download()
-	stripeDone := make(chan struct{})
-	stripeCtx, stopStripe := context.WithCancel(n.ctx)
-	defer stopStripe()
-	slot, slots := n.stripe(a, kind)
-	if origin, ok := n.originPeer(); ok && !n.cfg.Origin && slots > 1 {
-		go func() {
-			defer close(stripeDone)
-			if err := n.fetchStripe(stripeCtx, x, a, kind, origin, slot, slots); err != nil && stripeCtx.Err() == nil {
-				n.cfg.Log.Warn("stripe from the origin failed; fetching it from the swarm", "release", a.Release, "err", err)
-				n.setFallback(rel)
-			}
-		}()
-	} else {
-		close(stripeDone)
-		if slots == 1 || n.cfg.Origin {
-			// The origin itself, or a host alone in fetching this
-			// torrent: stripes would save nothing, and the peer wire is
-			// faster. (slots 0: a host outside the origin's datacenter
-			// waits for its neighbours, unless it stalls.)
-			n.setFallback(rel)
-		}
-	}
-	hadStripe := slots > 1 && !n.cfg.Origin
-	err = n.wait(rel, x, stripeDone, hadStripe)
-	stopStripe()
-	<-stripeDone
-	if err != nil {
+	if err := n.fetchPieces(rel, x, kind); err != nil {
 		x.Drop()
 		return err
 	}
 	n.mu.Lock()
-	rel.held, rel.heldAt = true, time.Now()
+	rel.held, rel.heldAt = true, n.cfg.Clock.Now()
 	n.mu.Unlock()
 	n.cfg.OnChange()
 	seeds := []*Transfer{x}
@@ -169,6 +161,37 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	n.mu.Unlock()
 	n.cfg.Log.Info("release staged", "repo", r.name, "release", a.Release, "kind", kind)
 	return nil
+}
+
+// fetchPieces gets every piece of the release's torrent x: this host's
+// stripe straight from the origin, the rest over the peer wire.
+func (n *Node) fetchPieces(rel *release, x *Transfer, kind Kind) error {
+	a := rel.ann
+	x.Download()
+	f := &pieceFetch{n: n, rel: rel, x: x}
+	stripeCtx, stopStripe := context.WithCancel(n.ctx)
+	defer stopStripe()
+	slot, slots := n.stripe(a, kind)
+	if origin, ok := n.originPeer(); ok && !n.cfg.Origin && slots > 1 {
+		stripe := make(chan error, 1)
+		f.stripe, f.hadStripe = stripe, true
+		go func() { stripe <- n.fetchStripe(stripeCtx, x, a, kind, origin, slot, slots) }()
+		defer func() {
+			// follow may end before the stripe does (the peers were
+			// faster): the stripe's goroutine ends before x is dropped.
+			stopStripe()
+			if f.stripe != nil {
+				<-f.stripe
+			}
+		}()
+	} else if slots == 1 || n.cfg.Origin {
+		// The origin itself, or a host alone in fetching this torrent:
+		// stripes would save nothing, and the peer wire is faster. (slots
+		// 0: a host outside the origin's datacenter waits for its
+		// neighbours, unless it stalls.)
+		f.fallback = true
+	}
+	return f.follow()
 }
 
 // stage materializes the release under releases/<id>, reusing the newest

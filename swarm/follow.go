@@ -5,8 +5,34 @@ import (
 	"time"
 )
 
-// wait follows a transfer, adding peers as membership finds them and
-// noting why it stalls, until it completes.
+// pieceFetch is the piece transfer of one release's fetch on this host,
+// from the moment its torrent is added until every piece is in: the
+// stripe from the origin and the peer wire. Its state belongs to the one
+// goroutine that runs follow; the stripe's goroutine reports to it by a
+// message (stripe), the engine by its completion (done), time by the
+// node's clock. What others read of it (why it is stuck) follow publishes
+// on the release, under the node's lock.
+type pieceFetch struct {
+	n   *Node
+	rel *release
+	x   *Transfer
+	// stripe delivers the stripe's outcome from the origin, once; nil when
+	// the host took no stripe or the outcome is in.
+	stripe <-chan error
+	// hadStripe: the host took a stripe from the origin.
+	hadStripe bool
+	// fallback: the origin is one of this transfer's peer-wire peers (the
+	// stripe failed or was pointless, or the fetch stalled).
+	fallback bool
+
+	last           int64     // bytes complete at the last tick
+	lastProgress   time.Time // when they last grew
+	rejectedBefore int64     // rejects counted before the stall began
+	lastReconnect  time.Time
+}
+
+// follow runs the transfer to its end, adding peers as membership finds
+// them and noting why it stalls.
 //
 // A transfer that makes no progress while a connected peer holds a piece
 // it lacks closes its connections and dials them again (see
@@ -20,20 +46,17 @@ import (
 // StallAfter: what it misses is most likely a stripe nobody took — its
 // host left, or, for a delta, hosts disagreed for a moment on who fetches
 // which torrent — and no peer will ever have it.
-func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadStripe bool) error {
+func (f *pieceFetch) follow() error {
+	n, x := f.n, f.x
 	done := make(chan error, 1)
 	go func() { done <- x.Wait(n.ctx) }()
-	tick := time.NewTicker(time.Second)
+	tick := n.cfg.Clock.NewTicker(followEvery)
 	defer tick.Stop()
-	last, _ := x.Progress()
-	lastProgress := time.Now()
-	rejectedBefore := x.Rejected() // rejects counted before the stall
-	var lastReconnect time.Time
+	f.last, _ = x.Progress()
+	f.lastProgress = n.cfg.Clock.Now()
+	f.rejectedBefore = x.Rejected()
 	for {
-		n.mu.Lock()
-		withOrigin := rel.fallback
-		n.mu.Unlock()
-		addrs := n.peerAddrsFor(withOrigin)
+		addrs := n.peerAddrsFor(f.fallback)
 		if !n.cfg.Origin {
 			// The origin never dials hosts: a connection it opened would let
 			// them ask it for anything, and each piece should leave it once,
@@ -44,64 +67,70 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 		case err := <-done:
 			n.reportBadPeers()
 			return err
-		case <-tick.C:
-		}
-		got, _ := x.Progress()
-		if got != last {
-			last, lastProgress, rejectedBefore = got, time.Now(), x.Rejected()
-			n.setStuck(rel, x, "")
+		case err := <-f.stripe:
+			f.stripe = nil
+			if err != nil && n.ctx.Err() == nil {
+				n.cfg.Log.Warn("stripe from the origin failed; fetching it from the swarm", "release", f.rel.ann.Release, "err", err)
+				f.fallback = true
+			}
 			continue
+		case <-tick.C():
 		}
-		stalled := time.Since(lastProgress)
-		if hadStripe && !withOrigin && stalled > min(orphanAfter, n.cfg.StallAfter) && closed(stripeDone) {
-			n.cfg.Log.Info("own stripe done, no progress: fetching what is left from the origin too",
-				"release", rel.ann.Release, "stalled", stalled.Round(time.Millisecond))
-			n.setFallback(rel)
-		}
-		rejected := x.Rejected() - rejectedBefore
-		every := min(reconnectAfter, n.cfg.StallAfter)
-		holding := -1 // peers holding a missing piece, counted once a tick when needed
-		if stalled >= every {
-			holding = x.PeersWithMissing()
-		}
-		if stalled >= n.cfg.StallAfter {
-			n.setFallback(rel)
-			// Right after a reconnect the host is briefly unconnected: not
-			// a reason worth reporting.
-			if time.Since(lastReconnect) >= reconnectGrace {
-				n.setStuck(rel, x, n.diagnose(x, len(addrs), holding, rejected, lastProgress))
-			}
-		}
-		evidence := rejected > 0 || stalled >= n.cfg.StallAfter
-		if stalled >= every && time.Since(lastReconnect) >= every && evidence && !x.Paused() {
-			if holding > 0 {
-				n.cfg.Log.Info("no progress although peers hold missing pieces: reconnecting to them",
-					"release", rel.ann.Release, "stalled", stalled.Round(time.Millisecond),
-					"peers_holding", holding, "rejected_requests", rejected)
-				x.Reconnect()
-				x.AddPeers(n.peerAddrsFor(withOrigin))
-				lastReconnect = time.Now()
-			}
-		}
+		f.tick(len(addrs))
 		n.reportBadPeers()
 	}
 }
 
-// orphanAfter, reconnectAfter and reconnectGrace: see wait.
+// tick checks the transfer's progress once: it notes a stall and its
+// reason, falls back to the origin, and reconnects, as follow describes.
+// known is how many peer addresses the transfer was given.
+func (f *pieceFetch) tick(known int) {
+	n, x, clk := f.n, f.x, f.n.cfg.Clock
+	got, _ := x.Progress()
+	if got != f.last {
+		f.last, f.lastProgress, f.rejectedBefore = got, clk.Now(), x.Rejected()
+		n.setStuck(f.rel, x, "")
+		return
+	}
+	stalled := clk.Since(f.lastProgress)
+	if f.hadStripe && !f.fallback && f.stripe == nil && stalled > min(orphanAfter, n.cfg.StallAfter) {
+		n.cfg.Log.Info("own stripe done, no progress: fetching what is left from the origin too",
+			"release", f.rel.ann.Release, "stalled", stalled.Round(time.Millisecond))
+		f.fallback = true
+	}
+	rejected := x.Rejected() - f.rejectedBefore
+	every := min(reconnectAfter, n.cfg.StallAfter)
+	holding := -1 // peers holding a missing piece, counted once a tick when needed
+	if stalled >= every {
+		holding = x.PeersWithMissing()
+	}
+	if stalled >= n.cfg.StallAfter {
+		f.fallback = true
+		// Right after a reconnect the host is briefly unconnected: not a
+		// reason worth reporting.
+		if clk.Since(f.lastReconnect) >= reconnectGrace {
+			n.setStuck(f.rel, x, n.diagnose(x, known, holding, rejected, f.lastProgress))
+		}
+	}
+	evidence := rejected > 0 || stalled >= n.cfg.StallAfter
+	if stalled >= every && clk.Since(f.lastReconnect) >= every && evidence && !x.Paused() && holding > 0 {
+		n.cfg.Log.Info("no progress although peers hold missing pieces: reconnecting to them",
+			"release", f.rel.ann.Release, "stalled", stalled.Round(time.Millisecond),
+			"peers_holding", holding, "rejected_requests", rejected)
+		x.Reconnect()
+		x.AddPeers(n.peerAddrsFor(f.fallback))
+		f.lastReconnect = clk.Now()
+	}
+}
+
+// followEvery is how often follow looks at a transfer's progress;
+// orphanAfter, reconnectAfter and reconnectGrace: see follow.
 const (
+	followEvery    = time.Second
 	orphanAfter    = 3 * time.Second
 	reconnectAfter = 5 * time.Second
 	reconnectGrace = 2 * time.Second
 )
-
-func closed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
 
 // setStuck records why rel's transfer x makes no progress ("" once it
 // moves again) and logs each new reason. When a stall begins it also logs

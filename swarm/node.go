@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"scatter/swarm/clock"
 	"sync"
 	"time"
 )
@@ -43,6 +44,10 @@ type Config struct {
 	// origin stops uploading it, leaving the rest of the fan-out to the
 	// hosts; it resumes if fewer remain. Default 2; negative: never stop.
 	OffloadAfter int
+	// Clock is the node's time: stalls, reconnects, fallbacks, retries and
+	// metadata slots follow it. Default: the wall clock; tests pass a
+	// clock.Fake. The engine uses the same clock.
+	Clock clock.Clock
 }
 
 func (c *Config) setDefaults() {
@@ -57,6 +62,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OnChange == nil {
 		c.OnChange = func() {}
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
 	}
 	if c.Bridges <= 0 {
 		c.Bridges = DefaultBridges
@@ -121,6 +129,7 @@ func NewNode(cfg Config) (*Node, error) {
 	if cfg.Engine.Log == nil {
 		cfg.Engine.Log = cfg.Log
 	}
+	cfg.Engine.Clock = cfg.Clock
 	e, err := NewEngine(cfg.Engine)
 	if err != nil {
 		return nil, err

@@ -5,19 +5,22 @@ import (
 	"time"
 )
 
+// offloadEvery is how often the origin counts the hosts holding each release.
+const offloadEvery = 250 * time.Millisecond
+
 // offloadLoop stops the origin uploading a release once enough hosts hold
 // it: the origin's uplink is the one every host would otherwise share, and
 // from then on the hosts serve each other. If hosts holding it leave, the
 // origin serves again.
 func (n *Node) offloadLoop() {
 	defer n.wg.Done()
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := n.cfg.Clock.NewTicker(offloadEvery)
 	defer tick.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.C():
 		}
 		holders := map[core.ReleaseID]int{}
 		for _, p := range n.cfg.Peers.Peers() {

@@ -55,9 +55,3 @@ func (n *Node) originPeer() (Peer, bool) {
 	}
 	return Peer{}, false
 }
-
-func (n *Node) setFallback(rel *release) {
-	n.mu.Lock()
-	rel.fallback = true
-	n.mu.Unlock()
-}

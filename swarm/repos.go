@@ -34,6 +34,8 @@ type release struct {
 	started time.Time
 	done    time.Time
 	stuck   string
+	// retryAt: when a failed fetch is tried again.
+	retryAt time.Time
 	// offloaded: the origin has stopped uploading this release.
 	offloaded bool
 	// fallback: the origin is a peer-wire peer for this fetch (its stripe

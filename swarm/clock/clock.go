@@ -31,7 +31,7 @@ type Clock interface {
 	// IODeadline is a socket deadline d from now, on the wall clock.
 	IODeadline(d time.Duration) time.Time
 	// Poll calls done every interval of real time until it returns true
-	// (true), limit passes or ctx ends (false).
+	// (true), limit passes (limit 0: no limit) or ctx ends (false).
 	Poll(ctx context.Context, every, limit time.Duration, done func() bool) bool
 }
 
@@ -45,6 +45,9 @@ type Ticker interface {
 type Timer interface {
 	// Stop cancels the call; false if it already ran or was stopped.
 	Stop() bool
+	// Reset schedules the call d from now, whether or not it ran; false if
+	// it had already run or been stopped.
+	Reset(d time.Duration) bool
 }
 
 // Real is the wall clock.
@@ -77,7 +80,7 @@ func poll(ctx context.Context, every, limit time.Duration, done func() bool) boo
 		if done() {
 			return true
 		}
-		if time.Now().After(deadline) {
+		if limit > 0 && time.Now().After(deadline) {
 			return false
 		}
 		select {

@@ -156,6 +156,20 @@ type fakeTimer struct {
 	w *waiter
 }
 
+func (t *fakeTimer) Reset(d time.Duration) bool {
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	was := !t.w.done
+	t.w.done, t.w.at = false, t.f.now.Add(max(d, 0))
+	for _, w := range t.f.waiters {
+		if w == t.w {
+			return was
+		}
+	}
+	t.f.waiters = append(t.f.waiters, t.w)
+	return was
+}
+
 func (t *fakeTimer) Stop() bool {
 	t.f.mu.Lock()
 	defer t.f.mu.Unlock()
