@@ -47,10 +47,14 @@ type Config struct {
 	// peer wire, metadata); required. Ports 0 let the kernel choose.
 	BindAddr                     string
 	GossipPort, BTPort, HTTPPort int
-	Join                         []string // gossip addresses of members to join through
-	ClusterKey                   []byte   // 16/24/32 bytes: gossip encryption; nil: none
-	Label                        string   // separates clusters on one network
-	DC, Rack                     string
+	// Join are gossip addresses of members to join through: at start, and
+	// again whenever one is missing from the member list (membership
+	// rejoin). The host also rejoins the members it remembers
+	// (datadir.Data.Members).
+	Join       []string
+	ClusterKey []byte // 16/24/32 bytes: gossip encryption; nil: none
+	Label      string // separates clusters on one network
+	DC, Rack   string
 	// Bridges is how many hosts of each datacenter fetch across
 	// datacenters (swarm.Config.Bridges); the same on every host.
 	Bridges                  int
