@@ -145,9 +145,9 @@ type FanOut struct {
 	// from the other datacenter; in netns mode every byte the link carried
 	// (payload, gossip, metadata, control, headers), CrossDC1To2 one way
 	// and CrossDC2To1 the other, and HostResult.CrossDC is absent.
-	CrossDC     int64        `json:"cross_dc,omitempty"`
-	CrossDC1To2 int64        `json:"cross_dc_1to2,omitempty"`
-	CrossDC2To1 int64        `json:"cross_dc_2to1,omitempty"`
+	CrossDC     int64 `json:"cross_dc,omitempty"`
+	CrossDC1To2 int64 `json:"cross_dc_1to2,omitempty"`
+	CrossDC2To1 int64 `json:"cross_dc_2to1,omitempty"`
 	// TransferCPU and StageCPU are the medians of the hosts' (netns mode).
 	TransferCPU float64      `json:"transfer_cpu_seconds_median,omitempty"`
 	StageCPU    float64      `json:"stage_cpu_seconds_median,omitempty"`
