@@ -8,6 +8,8 @@
 //
 //	<data>/control.sock              the daemon's control socket
 //	<data>/commands.seen             command sequence numbers already run
+//	<data>/host.key                  the host's own ed25519 key (0600)
+//	<data>/roster                    the newest deploy-signed roster seen
 //	<data>/<repo>/                   one repo (see Repo)
 //
 // A repo directory is also its chunk store: the store's own names (packs,
@@ -40,6 +42,14 @@ func (d Data) ControlSocket() string { return filepath.Join(string(d), "control.
 // CommandsSeen records the command sequence numbers the agent has run, so a
 // replayed command is refused after a restart too.
 func (d Data) CommandsSeen() string { return filepath.Join(string(d), "commands.seen") }
+
+// HostKey is the host's own ed25519 private key (PEM, mode 0600), created
+// on the daemon's first start: it signs what the host says about itself.
+func (d Data) HostKey() string { return filepath.Join(string(d), "host.key") }
+
+// Roster is the newest deploy-signed roster the host has seen, kept so that
+// a restarted daemon refuses an older one.
+func (d Data) Roster() string { return filepath.Join(string(d), "roster") }
 
 // Repo is one repo's directory: its chunk store, its torrents and
 // announcements, its staged release trees, the links the agent switches, and

@@ -3,18 +3,20 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"scatter/artifact/core"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
+	"scatter/orchestrate/trust"
 )
 
 // Gossip message kinds for deploys.
 const (
 	msgCommand = 'C' // a signed command: broadcast, or sent directly on retry
-	msgAck     = 'K' // an ack, sent directly to the command's controller
+	msgAck     = 'K' // an ack sealed by its host's key, sent directly to the command's controller
 )
 
 // hostState is what a host tells the cluster about its repos: what runs,
@@ -181,6 +183,9 @@ func (h *Host) sendAck(controller string, a *command.Ack) {
 		return
 	}
 	b, err := command.EncodeAck(a)
+	if err == nil {
+		b, err = trust.Seal(trust.KindAck, h.cfg.Name, b, h.key)
+	}
 	if err != nil {
 		h.log.Warn("encode ack", "err", err)
 		return
@@ -190,10 +195,21 @@ func (h *Host) sendAck(controller string, a *command.Ack) {
 	}
 }
 
+// onAck takes an ack only with the signature of the host it is from, and
+// only if the roster enrols that host: another member holding the cluster
+// key cannot pass or fail a step for it.
 func (h *Host) onAck(b []byte) {
-	a, err := command.DecodeAck(b)
+	s, _, err := h.book.Open(trust.KindAck, b)
+	var a *command.Ack
+	if err == nil {
+		if a, err = command.DecodeAck(s.Body); err != nil {
+			err = fmt.Errorf("%w: %w", trust.ErrMalformed, err)
+		} else {
+			err = checkSigner(s.Name, a.Host)
+		}
+	}
 	if err != nil {
-		h.log.Warn("dropped malformed ack", "err", err)
+		h.refuse("ack", s.Name, err)
 		return
 	}
 	h.stateFromAck(a)
