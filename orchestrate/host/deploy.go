@@ -182,15 +182,12 @@ func (h *Host) sendAck(controller string, a *command.Ack) {
 		h.deliverAck(a)
 		return
 	}
-	b, err := command.EncodeAck(a)
-	if err == nil {
-		b, err = trust.Seal(trust.KindAck, h.cfg.Name, b, h.key)
-	}
+	msg, err := AckMessage(h.cfg.Name, a, h.key)
 	if err != nil {
 		h.log.Warn("encode ack", "err", err)
 		return
 	}
-	if err := h.ml.SendTo(controller, append([]byte{msgAck}, b...)); err != nil {
+	if err := h.ml.SendTo(controller, msg); err != nil {
 		h.log.Warn("send ack", "to", controller, "deploy", a.Deploy, "step", a.Step, "err", err)
 	}
 }

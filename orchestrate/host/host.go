@@ -445,8 +445,7 @@ func (h *Host) publishState() {
 			if sent {
 				continue
 			}
-			note, _ := json.Marshal(holdsNote{Host: h.cfg.Name, Release: id})
-			sealed, err := trust.Seal(trust.KindHolds, h.cfg.Name, note, h.key)
+			msg, err := HoldsMessage(h.cfg.Name, h.cfg.Name, id, h.key)
 			if err != nil {
 				h.log.Warn("seal holds note", "err", err)
 				continue
@@ -454,7 +453,7 @@ func (h *Host) publishState() {
 			// A restarted host sends the same note again (ed25519 signs
 			// deterministically); gossip that still remembers it says
 			// so, and that is fine.
-			if err := h.ml.Broadcast(append([]byte{msgHolds}, sealed...)); err != nil && !errors.Is(err, membership.ErrDuplicate) {
+			if err := h.ml.Broadcast(msg); err != nil && !errors.Is(err, membership.ErrDuplicate) {
 				h.log.Warn("broadcast holds", "err", err)
 			}
 		}

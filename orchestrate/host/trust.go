@@ -47,10 +47,10 @@ func claimOf(addr string, m membership.Meta) []byte {
 
 // signMeta adds the host key and its signature to m.
 func (h *Host) signMeta(m membership.Meta) membership.Meta {
-	m.Key = base64.StdEncoding.EncodeToString(h.key.Public().(ed25519.PublicKey))
-	m.Sig = base64.StdEncoding.EncodeToString(trust.Sign(trust.KindMeta, h.cfg.Name, claimOf(h.cfg.BindAddr, m), h.key))
-	return m
+	return SignMeta(h.cfg.Name, h.cfg.BindAddr, m, h.key)
 }
+
+func encodeKey(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // metaKey decodes the key a member advertises (nil if none or garbage).
 func metaKey(m membership.Member) ed25519.PublicKey {

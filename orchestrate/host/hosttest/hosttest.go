@@ -222,6 +222,16 @@ func (c *Cluster) Enroll(names ...string) {
 	c.SyncRoster()
 }
 
+// Add puts an entry on the roster (a host enrolled from config
+// management, or a hostile member the test enrols) and hands the roster to
+// every running host.
+func (c *Cluster) Add(e trust.Entry) {
+	c.T.Helper()
+	c.roster.Put(e)
+	c.resign()
+	c.SyncRoster()
+}
+
 // Revoke takes hosts off the roster and hands it to every running host.
 func (c *Cluster) Revoke(names ...string) {
 	c.T.Helper()
