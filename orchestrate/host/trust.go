@@ -2,12 +2,14 @@ package host
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"scatter/artifact/keys"
 	"scatter/orchestrate/membership"
@@ -297,4 +299,39 @@ func checkSigner(signer, about string) error {
 		return fmt.Errorf("%w: %s signed a statement about %s", trust.ErrWrongSigner, signer, about)
 	}
 	return nil
+}
+
+// EditRoster is how the deploy host's operator changes the roster: read
+// the daemon's roster and hosts, let edit change the successor (version one
+// up), sign it with the deploy key and hand it to the daemon, which keeps
+// and spreads it. The daemon refuses it if another roster got newer
+// meanwhile; run it again.
+func EditRoster(ctx context.Context, c *Control, deployKey ed25519.PrivateKey, now time.Time,
+	edit func(next *trust.Roster, v *HostsView) error) (*trust.Roster, error) {
+	raw, err := c.Roster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cur := &trust.Roster{}
+	if len(raw) > 0 {
+		if cur, err = trust.OpenRoster(raw, deployKey.Public().(ed25519.PublicKey)); err != nil {
+			return nil, fmt.Errorf("the daemon's roster: %w", err)
+		}
+	}
+	v, err := c.Hosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	next := trust.Next(cur, now)
+	if err := edit(next, v); err != nil {
+		return nil, err
+	}
+	signed, err := trust.SignRoster(next, deployKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.SetRoster(ctx, signed); err != nil {
+		return nil, fmt.Errorf("hand the roster to the daemon: %w", err)
+	}
+	return next, nil
 }
