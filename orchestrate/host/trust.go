@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"scatter/artifact/core"
 	"scatter/artifact/keys"
 	"scatter/orchestrate/membership"
 	"scatter/orchestrate/trust"
@@ -334,4 +335,19 @@ func EditRoster(ctx context.Context, c *Control, deployKey ed25519.PrivateKey, n
 		return nil, fmt.Errorf("hand the roster to the daemon: %w", err)
 	}
 	return next, nil
+}
+
+// Holders returns the members this host believes hold every chunk of a
+// release: enrolled hosts that said so, signed.
+func (h *Host) Holders(id core.ReleaseID) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for name, ids := range h.holds {
+		if ids[id] {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
