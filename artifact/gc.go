@@ -117,7 +117,7 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 	}
 
 	for _, id := range res.RemovedReleases {
-		if err := os.Remove(filepath.Join(s.dir, "manifests", id.String())); err != nil {
+		if err := os.Remove(s.dir.Manifest(id)); err != nil {
 			return nil, fmt.Errorf("gc: %w", err)
 		}
 	}
@@ -160,7 +160,7 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 	for _, p := range drop {
 		delete(s.packs, p.name)
 		p.f.Close()
-		if err := os.Remove(filepath.Join(s.dir, "packs", p.name)); err != nil {
+		if err := os.Remove(s.dir.Pack(p.name)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -189,7 +189,7 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 // exclusive lock: no writer of any process is alive, so every temp file is
 // a crashed writer's.
 func (s *Store) clearTemp() {
-	dir := filepath.Join(s.dir, "tmp")
+	dir := s.dir.Tmp()
 	names, err := readDirNames(dir)
 	if err != nil {
 		s.log.Warn("gc: list temp files", "err", err)

@@ -112,7 +112,7 @@ func materialize(ctx context.Context, st *Store, id core.ReleaseID, chunks *Tabl
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("materialize: %w", err)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".partial-")
+	tmp, err := os.MkdirTemp(filepath.Dir(dest), "."+filepath.Base(dest)+partialTreeMark)
 	if err != nil {
 		return nil, fmt.Errorf("materialize: %w", err)
 	}
@@ -463,4 +463,22 @@ feed:
 		}
 	}
 	return problems, nil
+}
+
+// partialTreeMark names a tree being materialized, hidden beside its
+// destination until it is renamed into place.
+const partialTreeMark = ".partial-"
+
+// RemovePartialTrees removes the hidden partial trees that a crash during
+// Materialize left in dir, the parent of its destinations, and returns the
+// errors of those it could not remove.
+func RemovePartialTrees(dir string) []error {
+	partials, _ := filepath.Glob(filepath.Join(dir, ".*"+partialTreeMark+"*"))
+	var errs []error
+	for _, p := range partials {
+		if err := RemoveTree(p); err != nil {
+			errs = append(errs, fmt.Errorf("remove partial tree %s: %w", p, err))
+		}
+	}
+	return errs
 }

@@ -107,7 +107,7 @@ func parsePackEntry(b []byte) packEntry {
 // is logged and skipped: its chunks count as missing, which verify reports
 // and a fetch repairs.
 func (s *Store) loadPacks() error {
-	names, err := readDirNames(filepath.Join(s.dir, "packs"))
+	names, err := readDirNames(s.dir.Packs())
 	if err != nil {
 		return fmt.Errorf("list packs: %w", err)
 	}
@@ -117,7 +117,7 @@ func (s *Store) loadPacks() error {
 		if !strings.HasSuffix(n, ".pack") || s.packs[n] != nil {
 			continue
 		}
-		p, entries, err := openPack(filepath.Join(s.dir, "packs", n))
+		p, entries, err := openPack(s.dir.Pack(n))
 		if err != nil {
 			s.log.Error("skipping damaged pack", "pack", n, "err", err)
 			continue
@@ -230,7 +230,7 @@ func (w *Writer) PutCompressed(id core.ChunkID, z []byte, size int) (int, error)
 
 func (w *Writer) appendLocked(id core.ChunkID, z []byte, size int) error {
 	if w.f == nil {
-		f, err := os.CreateTemp(filepath.Join(w.st.dir, "tmp"), "pack-*")
+		f, err := os.CreateTemp(w.st.dir.Tmp(), "pack-*")
 		if err != nil {
 			return err
 		}
@@ -273,7 +273,7 @@ func (w *Writer) finishLocked() error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	dst := filepath.Join(w.st.dir, "packs", name)
+	dst := w.st.dir.Pack(name)
 	if err := os.Rename(w.f.Name(), dst); err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func (w *Writer) finishLocked() error {
 		return err
 	}
 	w.f = nil
-	if err := syncDir(filepath.Join(w.st.dir, "packs")); err != nil {
+	if err := syncDir(w.st.dir.Packs()); err != nil {
 		return err
 	}
 	p, entries, err := openPack(dst)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 )
 
 // Store is the on-disk, content-addressed chunk store plus the signed
@@ -33,7 +34,7 @@ import (
 // the packs' own indexes at open. A Store is safe for concurrent use; other
 // processes' new packs become visible after Refresh.
 type Store struct {
-	dir string
+	dir datadir.Repo
 	log *slog.Logger
 
 	mu    sync.RWMutex
@@ -55,12 +56,13 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, sub := range []string{"packs", "manifests", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+	l := datadir.Repo(dir)
+	for _, sub := range []string{l.Packs(), l.Manifests(), l.Tmp()} {
+		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 	}
-	s := &Store{dir: dir, log: log, packs: map[string]*packFile{}}
+	s := &Store{dir: l, log: log, packs: map[string]*packFile{}}
 	// With no writer alive anywhere, whatever is in tmp/ is a crashed
 	// writer's; clear it now rather than wait for gc.
 	if unlock, err := s.lock(true); err == nil {
@@ -88,7 +90,7 @@ func (s *Store) Close() error {
 }
 
 // Dir returns the store's directory.
-func (s *Store) Dir() string { return s.dir }
+func (s *Store) Dir() string { return s.dir.Dir() }
 
 // HasChunk reports whether the store holds chunk id. It does not read the
 // chunk: ReadChunk verifies.
@@ -181,8 +183,8 @@ func (s *Store) ReadCompressedChunk(id core.ChunkID) ([]byte, error) {
 
 // PutManifest stores a signed manifest.
 func (s *Store) PutManifest(sm *Signed) error {
-	dst := filepath.Join(s.dir, "manifests", sm.ID.String())
-	if err := writeAtomic(filepath.Join(s.dir, "tmp"), dst, sm.Encode(), 0o444); err != nil {
+	dst := s.dir.Manifest(sm.ID)
+	if err := writeAtomic(s.dir.Tmp(), dst, sm.Encode(), 0o444); err != nil {
 		return fmt.Errorf("store manifest %s: %w", sm.ID.Short(), err)
 	}
 	return nil
@@ -192,7 +194,7 @@ func (s *Store) PutManifest(sm *Signed) error {
 // serving to peers: they verify it themselves, and decoding a large
 // release's manifest only to encode it again costs megabytes.
 func (s *Store) ManifestEnvelope(id core.ReleaseID) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(s.dir, "manifests", id.String()))
+	b, err := os.ReadFile(s.dir.Manifest(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
 	}
@@ -235,7 +237,7 @@ func (s *Store) Manifest(id core.ReleaseID) (*Signed, error) {
 
 // ReleaseIDs lists the releases whose manifests the store holds.
 func (s *Store) ReleaseIDs() ([]core.ReleaseID, error) {
-	names, err := readDirNames(filepath.Join(s.dir, "manifests"))
+	names, err := readDirNames(s.dir.Manifests())
 	if err != nil {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
@@ -279,7 +281,7 @@ func (s *Store) Releases() ([]*Signed, error) {
 // digits into the ID of a stored release.
 func (s *Store) Resolve(ref string) (core.ReleaseID, error) {
 	if id, err := core.ParseReleaseID(ref); err == nil {
-		if _, err := os.Stat(filepath.Join(s.dir, "manifests", ref)); err != nil {
+		if _, err := os.Stat(s.dir.Manifest(id)); err != nil {
 			return id, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
 		}
 		return id, nil
@@ -309,7 +311,7 @@ func (s *Store) Resolve(ref string) (core.ReleaseID, error) {
 // lock takes the store's lock file, shared for writers and exclusive for gc.
 // The returned function releases it.
 func (s *Store) lock(exclusive bool) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(s.dir.StoreLock(), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock store: %w", err)
 	}

@@ -76,11 +76,11 @@ func tableFromFile(path string, id core.ReleaseID, trusted ed25519.PublicKey, tm
 // streaming, and renamed into place only once it has passed: neither the
 // envelope nor its decoded body is ever in memory whole.
 func (s *Store) PutFetched(r io.Reader, trusted ed25519.PublicKey, want core.ReleaseID) (*Table, error) {
-	tmp, err := writeTempFrom(filepath.Join(s.dir, "tmp"), r, MaxEnvelopeSize, 0o444)
+	tmp, err := writeTempFrom(s.dir.Tmp(), r, MaxEnvelopeSize, 0o444)
 	if err != nil {
 		return nil, fmt.Errorf("receive manifest %s: %w", want.Short(), err)
 	}
-	t, err := tableFromFile(tmp, want, trusted, filepath.Join(s.dir, "tmp"))
+	t, err := tableFromFile(tmp, want, trusted, s.dir.Tmp())
 	if err == nil {
 		dst := s.manifestPath(want)
 		if err = os.Rename(tmp, dst); err == nil {
@@ -101,7 +101,7 @@ func (s *Store) PutFetched(r io.Reader, trusted ed25519.PublicKey, want core.Rel
 // table, once the trusted key's signature and the whole manifest check
 // out. Like PutFetched it streams the body.
 func (s *Store) Table(id core.ReleaseID, trusted ed25519.PublicKey) (*Table, error) {
-	t, err := tableFromFile(s.manifestPath(id), id, trusted, filepath.Join(s.dir, "tmp"))
+	t, err := tableFromFile(s.manifestPath(id), id, trusted, s.dir.Tmp())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("release %s: %w", id.Short(), ErrReleaseUnknown)
 	}
@@ -112,7 +112,7 @@ func (s *Store) Table(id core.ReleaseID, trusted ed25519.PublicKey) (*Table, err
 }
 
 func (s *Store) manifestPath(id core.ReleaseID) string {
-	return filepath.Join(s.dir, "manifests", id.String())
+	return s.dir.Manifest(id)
 }
 
 // entryReader reads a manifest's entries one at a time, each checked as
@@ -204,7 +204,7 @@ func (s *Store) storedEntries(id core.ReleaseID, known *Table) (*entryReader, fu
 		return nil, nil, err
 	}
 	var sink tableSink = &knownSink{t: known}
-	fs := &fileSink{dir: filepath.Join(s.dir, "tmp")}
+	fs := &fileSink{dir: s.dir.Tmp()}
 	if known == nil {
 		sink = fs
 	}

@@ -127,7 +127,7 @@ func TestBadAnnouncementsDoNotStopTheNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.announce(ann)
+	c.announce(ann.Announcement)
 	// A release nobody has.
 	ghost, _ := SignAnnouncement(&Announcement{Repo: "mw", Version: "ghost", Release: core.ReleaseID{0xee}, Full: metainfo.Hash{1}, Time: time.Now()}, c.key)
 	c.announce(ghost)

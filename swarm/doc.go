@@ -1,2 +1,47 @@
-// Package swarm moves release chunks between hosts over BitTorrent.
+// Package swarm moves a release from the deploy host to every target host,
+// BitTorrent-style, over the artifact store, and stages it. It is the data
+// plane of scatter: membership (package orchestrate/membership) says who
+// the peers are and what they hold; this package fetches, verifies, serves
+// and stages the bytes. anacrolix/torrent v1.59.1 is the peer wire, and its
+// types never leave this package.
+//
+// How one release travels:
+//
+//  1. The deploy host builds the release into its store (package artifact)
+//     and Prepare lays out its torrents and signs an Announcement: the
+//     release ID, its version, the info hashes of its full torrent and of
+//     its delta against the parent release.
+//  2. Every Node that accepts the announcement (it must verify against the
+//     deploy key) first fetches the metadata — the signed manifest and the
+//     torrent's info bytes — from peers before the origin, one answer at a
+//     time per node at its upload cap, so the metadata spreads like pieces
+//     do (metadata.go).
+//  3. A host that holds the parent fetches the delta torrent (only the
+//     chunks new since the parent), any other host the full one. Pieces a
+//     host's store already covers count as complete before a byte moves
+//     (storage.go): the torrent's data is the release's zstd chunk frames
+//     back to back (layout.go), so a piece is a range of chunks.
+//  4. The origin sends each piece once: every host fetching the same
+//     torrent takes its stripe (slot i of n, stripe) from the origin, the
+//     origin sending whole pieces round robin (turns.go), and everything
+//     else from peers. Once two hosts hold the release the origin stops
+//     uploading it (offload). With datacenter labels only the origin's
+//     datacenter takes stripes, and only each datacenter's bridges talk
+//     across datacenters (topology.go).
+//  5. Every chunk is checked against its SHA-256 before it enters the store;
+//     a peer that sends bad data is banned. When every piece is complete
+//     the release is materialized under releases/<id> (package artifact) and
+//     the node reports it staged; the agent (orchestrate/agent) promotes it.
+//
+// A fetch that stops making progress is diagnosed (status.go: no peers, no
+// peer holds the missing pieces, peers choking or rejecting, a failed
+// write), reconnects when peers hold what it lacks, and falls back to the
+// origin when its stripe's host left. Old releases beyond Config.Keep are
+// collected, never the ones the current and previous links name.
+//
+// Vocabulary: Node (one host's part: stores, engine, metadata server),
+// Engine (the anacrolix client, one per host), Transfer (one torrent on
+// one host), Layout (where each chunk sits in a torrent), Kind (Full or
+// Delta), S (bytes of the full torrent) and U (a host's upload cap): the
+// fan-out cannot beat about S/U, and every benchmark is quoted against it.
 package swarm

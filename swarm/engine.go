@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"scatter/artifact"
+	"scatter/artifact/datadir"
 )
 
 // EngineConfig configures a host's BitTorrent engine. The zero value of each
@@ -244,9 +245,9 @@ type Transfer struct {
 
 // Add starts serving (and, with Download, fetching) a release layout whose
 // info bytes the caller has checked against the signed info hash. Blocks
-// not yet verified are staged in files under partialDir.
-func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, partialDir string) (*Transfer, error) {
-	cs := newChunkStorage(store, l, partialDir, e.log)
+// not yet verified are staged in files under the repo's partial directory.
+func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, repo datadir.Repo) (*Transfer, error) {
+	cs := newChunkStorage(store, l, repo, e.log)
 	var impl storage.ClientImpl = cs
 	if e.wrapStorage != nil {
 		impl = e.wrapStorage(cs)

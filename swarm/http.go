@@ -9,12 +9,13 @@ import (
 
 	"encoding/json"
 	"fmt"
-	"github.com/anacrolix/torrent/bencode"
-	"github.com/anacrolix/torrent/metainfo"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
 
 	"scatter/artifact/core"
 )
@@ -92,7 +93,7 @@ func (n *Node) infoBytes(r *repo, id core.ReleaseID, kind string) ([]byte, error
 	if kind != Full.String() && kind != Delta.String() {
 		return nil, fmt.Errorf("unknown torrent kind %q", kind)
 	}
-	return os.ReadFile(filepath.Join(r.dir, "torrents", id.String()+"."+kind))
+	return os.ReadFile(r.dir.Torrent(id, kind))
 }
 
 // readAtMost reads r to its end, refusing more than limit bytes. The

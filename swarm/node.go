@@ -20,6 +20,7 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 )
 
 // Peer is another host, as membership knows it.
@@ -143,7 +144,7 @@ type Node struct {
 
 type repo struct {
 	name string
-	dir  string
+	dir  datadir.Repo
 	st   *artifact.Store
 	rels map[core.ReleaseID]*release
 	wake chan struct{} // pokes the repo's fetch loop
@@ -279,7 +280,7 @@ func (n *Node) Resume() error {
 		if !de.IsDir() || artifact.ValidName("repo", de.Name()) != nil {
 			continue
 		}
-		dir := filepath.Join(n.cfg.DataDir, de.Name(), "announcements")
+		dir := datadir.Data(n.cfg.DataDir).Repo(de.Name()).Announcements()
 		names, err := os.ReadDir(dir)
 		if err != nil {
 			continue
@@ -325,7 +326,7 @@ func (n *Node) Announce(signed []byte) (bool, error) {
 	}
 	r.rels[a.Release] = &release{ann: a, signed: signed, state: "queued"}
 	n.mu.Unlock()
-	path := filepath.Join(r.dir, "announcements", a.Release.String())
+	path := r.dir.Announcement(a.Release)
 	err = writeFileAtomic(path, signed)
 	select {
 	case r.wake <- struct{}{}:
@@ -356,23 +357,19 @@ func (n *Node) repoLocked(name string) (*repo, error) {
 	if r, ok := n.repos[name]; ok {
 		return r, nil
 	}
-	dir := filepath.Join(n.cfg.DataDir, name)
-	for _, sub := range []string{"announcements", "torrents", "releases"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+	dir := datadir.Data(n.cfg.DataDir).Repo(name)
+	for _, sub := range []string{dir.Announcements(), dir.Torrents(), dir.Releases()} {
+		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return nil, fmt.Errorf("swarm: repo %s: %w", name, err)
 		}
 	}
-	st, err := artifact.OpenStore(dir, n.cfg.Log.With("repo", name))
+	st, err := artifact.OpenStore(dir.Dir(), n.cfg.Log.With("repo", name))
 	if err != nil {
 		return nil, err
 	}
 	// A crash during materialize leaves a hidden partial tree: remove it.
-	if partials, _ := filepath.Glob(filepath.Join(dir, "releases", ".*.partial-*")); len(partials) > 0 {
-		for _, p := range partials {
-			if err := artifact.RemoveTree(p); err != nil {
-				n.cfg.Log.Warn("remove partial tree", "dir", p, "err", err)
-			}
-		}
+	for _, err := range artifact.RemovePartialTrees(dir.Releases()) {
+		n.cfg.Log.Warn("startup cleanup", "err", err)
 	}
 	r := &repo{name: name, dir: dir, st: st, rels: map[core.ReleaseID]*release{}, wake: make(chan struct{}, 1)}
 	n.repos[name] = r
@@ -486,7 +483,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	if err != nil {
 		return err
 	}
-	x, err := n.e.Add(r.st, tor.Layout, tor.Info, filepath.Join(r.dir, "partial"))
+	x, err := n.e.Add(r.st, tor.Layout, tor.Info, r.dir)
 	if err != nil {
 		return err
 	}
@@ -538,7 +535,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 		if parentOK := other == Full || n.holds(r, a.Parent); parentOK {
 			if t2, err := n.torrent(r, a, t, other); err != nil {
 				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
-			} else if x2, err := n.e.Add(r.st, t2.Layout, t2.Info, filepath.Join(r.dir, "partial")); err == nil {
+			} else if x2, err := n.e.Add(r.st, t2.Layout, t2.Info, r.dir); err == nil {
 				seeds = append(seeds, x2)
 			} else {
 				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
@@ -950,7 +947,7 @@ func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (
 	if kind == Delta {
 		want = a.Delta
 	}
-	path := filepath.Join(r.dir, "torrents", a.Release.String()+"."+kind.String())
+	path := r.dir.Torrent(a.Release, kind.String())
 	info, err := os.ReadFile(path)
 	if err != nil || InfoHash(info) != want {
 		err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), func(body io.Reader) error {
@@ -986,7 +983,7 @@ func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (
 // written, not decoded whole.
 func (n *Node) stage(r *repo, t *artifact.Table) error {
 	id := t.ID
-	dest := filepath.Join(r.dir, "releases", id.String())
+	dest := r.dir.Release(id)
 	if _, err := os.Stat(dest); err == nil {
 		return nil
 	}
@@ -1010,7 +1007,7 @@ func (n *Node) newestStaged(r *repo, except core.ReleaseID) *artifact.Previous {
 	if best == nil {
 		return nil
 	}
-	return &artifact.Previous{Release: best.ann.Release, Dir: filepath.Join(r.dir, "releases", best.ann.Release.String())}
+	return &artifact.Previous{Release: best.ann.Release, Dir: r.dir.Release(best.ann.Release)}
 }
 
 // collect keeps the newest Keep releases of the repo and removes the rest:
@@ -1038,18 +1035,19 @@ func (n *Node) collect(r *repo) {
 		for _, s := range rel.seeds {
 			s.Drop()
 		}
-		id := rel.ann.Release.String()
+		rid := rel.ann.Release
+		id := rid.String()
 		n.mu.Lock()
 		delete(n.layouts, id+".full")
 		delete(n.layouts, id+".delta")
 		n.mu.Unlock()
-		for _, f := range []string{".full.partial", ".full.done", ".delta.partial", ".delta.done"} {
-			os.Remove(filepath.Join(r.dir, "partial", id+f))
+		for _, kind := range []Kind{Full, Delta} {
+			os.Remove(r.dir.PartialFile(rid, kind.String(), "partial"))
+			os.Remove(r.dir.PartialFile(rid, kind.String(), "done"))
+			os.Remove(r.dir.Torrent(rid, kind.String()))
 		}
-		os.Remove(filepath.Join(r.dir, "announcements", id))
-		os.Remove(filepath.Join(r.dir, "torrents", id+".full"))
-		os.Remove(filepath.Join(r.dir, "torrents", id+".delta"))
-		if err := artifact.RemoveTree(filepath.Join(r.dir, "releases", id)); err != nil {
+		os.Remove(r.dir.Announcement(rid))
+		if err := artifact.RemoveTree(r.dir.Release(rid)); err != nil {
 			n.cfg.Log.Warn("remove old release tree", "release", id, "err", err)
 		}
 	}
@@ -1072,10 +1070,10 @@ func (n *Node) collect(r *repo) {
 // linkedReleases names the releases that the repo's current and previous
 // links point at (set by the deploy agent): collection never removes what
 // runs, or what a rollback returns to.
-func linkedReleases(repoDir string) map[string]bool {
+func linkedReleases(repo datadir.Repo) map[string]bool {
 	out := map[string]bool{}
-	for _, link := range []string{"current", "previous"} {
-		if t, err := os.Readlink(filepath.Join(repoDir, link)); err == nil {
+	for _, link := range []string{datadir.CurrentLink, datadir.PreviousLink} {
+		if t, err := os.Readlink(repo.Link(link)); err == nil {
 			out[filepath.Base(t)] = true
 		}
 	}

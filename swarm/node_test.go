@@ -164,7 +164,7 @@ func (c *cluster) prepare(src, version string) (*artifact.Signed, []byte) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return res.Signed, ann
+	return res.Signed, ann.Announcement
 }
 
 func (c *cluster) announce(ann []byte) {

@@ -4,27 +4,33 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
 
 	"scatter/artifact"
+	"scatter/artifact/datadir"
 )
+
+// Prepared is a release readied for the swarm.
+type Prepared struct {
+	Announcement []byte // signed
+	Size         int64  // bytes of the full torrent
+}
 
 // Prepare readies a release built into the origin's store under dataDir
 // for the swarm: it lays out its full torrent (and its delta against the
 // parent, when the store holds the parent), saves their info bytes where
 // the origin's node serves them, and returns the signed announcement.
-func Prepare(dataDir string, st *artifact.Store, sm *artifact.Signed, key ed25519.PrivateKey) ([]byte, error) {
+func Prepare(dataDir string, st *artifact.Store, sm *artifact.Signed, key ed25519.PrivateKey) (*Prepared, error) {
 	m := sm.Manifest
-	dir := filepath.Join(dataDir, m.Repo, "torrents")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	repo := datadir.Data(dataDir).Repo(m.Repo)
+	if err := os.MkdirAll(repo.Torrents(), 0o755); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
 	a := &Announcement{Repo: m.Repo, Version: m.Version, Release: sm.ID, Time: time.Now().UTC()}
 	save := func(t *Torrent) (metainfo.Hash, error) {
-		path := filepath.Join(dir, sm.ID.String()+"."+t.Layout.Kind.String())
+		path := repo.Torrent(sm.ID, t.Layout.Kind.String())
 		return t.InfoHash(), writeFileAtomic(path, t.Info)
 	}
 	full, err := MakeTorrent(st, sm, nil, Full)
@@ -46,5 +52,9 @@ func Prepare(dataDir string, st *artifact.Store, sm *artifact.Signed, key ed2551
 			a.Parent = m.Parent
 		}
 	}
-	return SignAnnouncement(a, key)
+	signed, err := SignAnnouncement(a, key)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{Announcement: signed, Size: full.Layout.Length}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/anacrolix/torrent/storage"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/bench/gen"
 )
 
@@ -177,7 +178,7 @@ func TestPieceReadFailureIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs testLog
-	s := newChunkStorage(openStore(t), tor.Layout, t.TempDir(), slog.New(slog.NewTextHandler(&logs, nil)))
+	s := newChunkStorage(openStore(t), tor.Layout, datadir.Repo(t.TempDir()), slog.New(slog.NewTextHandler(&logs, nil)))
 	defer s.close()
 	p := &chunkPiece{s: s, index: 0, off: 0, n: min(tor.Layout.PieceLen, tor.Layout.Length)}
 	b := make([]byte, 16<<10)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/anacrolix/torrent/storage"
 
 	"scatter/artifact"
+	"scatter/artifact/datadir"
 )
 
 // chunkStorage is an anacrolix storage over the artifact store for one
@@ -36,7 +36,7 @@ type chunkStorage struct {
 	layout *Layout
 	log    *slog.Logger
 
-	dir      string // where the partial and done-map files live
+	dir      datadir.Repo // the repo whose partial/ holds the fetch files
 	mu       sync.Mutex
 	partial  *os.File // lazily created staging file
 	doneMap  *os.File // one byte per piece: 1 once marked complete
@@ -59,7 +59,7 @@ const (
 	flushAfter = time.Second
 )
 
-func newChunkStorage(st *artifact.Store, l *Layout, dir string, log *slog.Logger) *chunkStorage {
+func newChunkStorage(st *artifact.Store, l *Layout, dir datadir.Repo, log *slog.Logger) *chunkStorage {
 	s := &chunkStorage{st: st, layout: l, dir: dir, log: log, done: make([]bool, l.Pieces()), recheck: make([]bool, l.Pieces()), flushed: time.Now()}
 	if b, err := os.ReadFile(s.path("done")); err == nil {
 		for i := range min(len(b), len(s.recheck)) {
@@ -83,7 +83,7 @@ func (s *chunkStorage) OpenTorrent(_ context.Context, info *metainfo.Info, _ met
 }
 
 func (s *chunkStorage) path(suffix string) string {
-	return filepath.Join(s.dir, fmt.Sprintf("%s.%s.%s", s.layout.Release, s.layout.Kind, suffix))
+	return s.dir.PartialFile(s.layout.Release, s.layout.Kind.String(), suffix)
 }
 
 func (s *chunkStorage) partialFile() (*os.File, error) {
@@ -94,7 +94,7 @@ func (s *chunkStorage) partialFile() (*os.File, error) {
 		// A read racing with finish: the chunk is in the store now.
 		return nil, errors.New("staging file already removed")
 	}
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+	if err := os.MkdirAll(s.dir.Partial(), 0o700); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(s.path("partial"), os.O_RDWR|os.O_CREATE, 0o600)

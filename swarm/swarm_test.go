@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"scatter/artifact"
+	"scatter/artifact/datadir"
 	"scatter/bench"
 	"scatter/bench/gen"
 )
@@ -67,7 +68,7 @@ func openStore(t *testing.T) *artifact.Store {
 
 func fetch(t *testing.T, e *Engine, st *artifact.Store, tor *Torrent, peers ...string) *Transfer {
 	t.Helper()
-	x, err := e.Add(st, tor.Layout, tor.Info, t.TempDir())
+	x, err := e.Add(st, tor.Layout, tor.Info, datadir.Repo(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestFetchFullThenDelta(t *testing.T) {
 	}
 	oe := newEngine(t, "127.0.0.21")
 	for _, tor := range []*Torrent{full1, delta2} {
-		if _, err := oe.Add(origin, tor.Layout, tor.Info, t.TempDir()); err != nil {
+		if _, err := oe.Add(origin, tor.Layout, tor.Info, datadir.Repo(t.TempDir())); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -146,3 +146,17 @@ func (r Repo) Audit() string { return r.join("audit.jsonl") }
 
 // DeployLock is held by the one deploy of this repo in progress.
 func (r Repo) DeployLock() string { return r.join("deploy.lock") }
+
+// PartialFile is one file of a fetch in progress: the pieces received so far
+// (suffix "partial") or the map of pieces already moved into the store
+// ("done"), of one release's torrent of one kind.
+func (r Repo) PartialFile(id core.ReleaseID, kind, suffix string) string {
+	return r.join("partial", id.String()+"."+kind+"."+suffix)
+}
+
+// LinkTemp is where a new link is made before it is renamed over the old
+// one, so the name always resolves to a complete release.
+func (r Repo) LinkTemp(name string) string { return r.join("." + name + ".new") }
+
+// Data is the data directory the repo directory is in.
+func (r Repo) Data() Data { return Data(filepath.Dir(filepath.Clean(string(r)))) }

@@ -18,6 +18,7 @@ import (
 	"scatter/artifact/datadir"
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/deploy"
+	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/host"
 	"scatter/orchestrate/trust"
 	"scatter/swarm"
@@ -347,27 +348,14 @@ func (m *inproc) gossipAddr() string                          { return m.h.Gossi
 func (m *inproc) close() error                                { return m.h.Close() }
 
 // build builds src into the origin's store and prepares its torrents and
-// signed announcement, as `scatter publish` does.
-// S is the bytes of the release's full torrent.
+// signed announcement, as `scatter publish` does. S is the bytes of the
+// release's full torrent.
 func (c *cluster) build(ctx context.Context, src, version string) (res *artifact.BuildResult, ann []byte, S int64, err error) {
-	st, err := artifact.OpenStore(filepath.Join(c.orig.dir, repo), nil)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	defer st.Close()
-	res, err = artifact.Build(ctx, st, src, c.key, artifact.BuildOptions{Repo: repo, Version: version, Message: "scatter bench"})
+	b, err := fleet.Build(ctx, datadir.Data(c.orig.dir), src, c.key, artifact.BuildOptions{Repo: repo, Version: version, Message: "scatter bench"})
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("build %s: %w", version, err)
 	}
-	ann, err = swarm.Prepare(c.orig.dir, st, res.Signed, c.key)
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("prepare %s: %w", version, err)
-	}
-	full, err := swarm.MakeTorrent(st, res.Signed, nil, swarm.Full)
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("prepare %s: %w", version, err)
-	}
-	return res, ann, full.Layout.Length, nil
+	return b.BuildResult, b.Announcement, b.Size, nil
 }
 
 // actions are each host's local actions: a restart that does nothing, a

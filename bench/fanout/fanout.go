@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/bench"
 	"scatter/bench/gen"
 	"scatter/orchestrate/agent"
@@ -547,7 +548,7 @@ func (r *run) deploy(ctx context.Context, id core.ReleaseID, src string, compare
 		d.Failures = append(d.Failures, fmt.Sprintf("%s %s %s: %s", f.Host, f.Phase, f.Step, f.Error))
 	}
 	for _, n := range c.hosts {
-		cur, err := agent.ReadLink(filepath.Join(n.dir, repo), agent.CurrentLink)
+		cur, err := agent.ReadLink(datadir.Data(n.dir).Repo(repo), datadir.CurrentLink)
 		if err == nil && cur == id {
 			d.Current++
 		}
@@ -580,7 +581,7 @@ func (r *run) compare(id core.ReleaseID, src string, d *Deploy) error {
 		go func() {
 			defer wg.Done()
 			for n := range work {
-				dir := filepath.Join(n.dir, repo, "releases", id.String())
+				dir := datadir.Data(n.dir).Repo(repo).Release(id)
 				same, err := bench.SameTree(src, dir)
 				mu.Lock()
 				if err != nil {

@@ -2,25 +2,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"scatter/artifact/core"
-	"scatter/artifact/keys"
-	"scatter/orchestrate/config"
+	"scatter/artifact/datadir"
 	"scatter/orchestrate/deploy"
+	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/host"
 	"scatter/orchestrate/rollout"
 )
@@ -45,10 +39,6 @@ func (e deployError) Unwrap() error {
 	}
 	return nil
 }
-
-// deployFile is where publish keeps the repo's scatter.yaml on the deploy
-// host, and deploy reads it by default.
-func deployFile(data, repo string) string { return filepath.Join(data, repo, "scatter.yaml") }
 
 func deployFlags(rollback bool) []cli.Flag {
 	what := "deploy"
@@ -100,7 +90,7 @@ func deployCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runDeploy(c.Context, o, c.App.Writer)
+			return runDeploy(c.Context, o, c.Bool("quiet"), c.App.Writer)
 		},
 	}
 }
@@ -121,7 +111,7 @@ func rollbackCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runDeploy(c.Context, o, c.App.Writer)
+			return runDeploy(c.Context, o, c.Bool("quiet"), c.App.Writer)
 		},
 	}
 }
@@ -143,60 +133,24 @@ func abortCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runAbort(c.Context, c.String("data"), a[0], c.Duration("wait"), c.App.Writer)
+			return fleet.Abort(c.Context, datadir.Data(c.String("data")), a[0], c.Duration("wait"), c.App.Writer)
 		},
 	}
 }
 
-func runAbort(ctx context.Context, data, repo string, wait time.Duration, out io.Writer) error {
-	path := deploy.LockPath(data, repo)
-	if !deploy.Held(path) {
-		return fmt.Errorf("no deploy of %s is running", repo)
-	}
-	h, err := deploy.ReadHolder(path)
-	if err != nil || h.PID <= 0 {
-		return fmt.Errorf("a deploy of %s runs but its lock file does not say which process: %v", repo, err)
-	}
-	if err := syscall.Kill(h.PID, syscall.SIGINT); err != nil {
-		return fmt.Errorf("abort deploy %s (pid %d): %w", h.Deploy, h.PID, err)
-	}
-	fmt.Fprintf(out, "abort sent to deploy %s by %s (pid %d)\n", h.Deploy, h.User, h.PID)
-	deadline := time.Now().Add(wait)
-	for deploy.Held(path) && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	if deploy.Held(path) {
-		return fmt.Errorf("deploy %s still running after %v", h.Deploy, wait)
-	}
-	fmt.Fprintf(out, "deploy %s ended; its summary is in its terminal and the audit log\n", h.Deploy)
-	return nil
-}
-
-// deployOpts is what runDeploy needs; tests fill it directly.
-type deployOpts struct {
-	Data, Repo, Release  string // Release: ID, ID prefix, version, or "" for the default
-	KeyFile, Message     string
-	ConfigFile           string
-	Canary               int // -1: from config
-	Batch, FailureLimit  string
-	OnAbort              string
-	DryRun, Force, Quiet bool
-	Rollback             bool
-	AuditFile            string
-	RetryEvery           time.Duration // 0: default
-}
-
-func deployOptionsFrom(c *cli.Context, rollback bool) (deployOpts, error) {
-	o := deployOpts{
-		Data: c.String("data"), Repo: c.Args().Get(0), Release: c.Args().Get(1), KeyFile: c.String("key"),
-		Message: c.String("message"), ConfigFile: c.String("config"), Canary: -1,
-		Batch: c.String("batch"), FailureLimit: c.String("failure-limit"), OnAbort: c.String("on-abort"),
-		DryRun: c.Bool("dry-run"), Force: c.Bool("force"), Quiet: c.Bool("quiet"), Rollback: rollback,
+// deployOptionsFrom reads deploy's and rollback's flags.
+func deployOptionsFrom(c *cli.Context, rollback bool) (fleet.DeployOptions, error) {
+	o := fleet.DeployOptions{
+		PlanOptions: fleet.PlanOptions{
+			Data: datadir.Data(c.String("data")), Repo: c.Args().Get(0), Release: c.Args().Get(1),
+			ConfigFile: c.String("config"), Canary: -1, Batch: c.String("batch"),
+			FailureLimit: c.String("failure-limit"), Rollback: rollback, Force: c.Bool("force"),
+		},
+		KeyFile: c.String("key"), Message: c.String("message"), DryRun: c.Bool("dry-run"),
 		AuditFile: c.String("audit"),
+	}
+	if err := o.OnAbort.UnmarshalText([]byte(c.String("on-abort"))); err != nil {
+		return o, usagef("--on-abort: %v", err)
 	}
 	if c.IsSet("canary") {
 		o.Canary = c.Int("canary")
@@ -210,311 +164,65 @@ func deployOptionsFrom(c *cli.Context, rollback bool) (deployOpts, error) {
 	return o, nil
 }
 
-// loadPlanConfig reads the repo's scatter.yaml (if any) and applies the
-// flags over it.
-func loadPlanConfig(o deployOpts) (*config.Deploy, error) {
-	path := o.ConfigFile
-	explicit := path != ""
-	if !explicit {
-		path = deployFile(o.Data, o.Repo)
+// runDeploy runs a deploy or rollback and prints its progress and summary.
+func runDeploy(ctx context.Context, o fleet.DeployOptions, quiet bool, out io.Writer) error {
+	pr := &progress{w: out, quiet: quiet}
+	o.Progress, o.Warn = pr.event, out
+	o.Started = func(p *fleet.Plan, id, who string) {
+		cfg := p.Config
+		fmt.Fprintf(out, "%s %s: %s %s (%s) to %d hosts, canary %d, batch %s, failure limit %s, by %s\n",
+			p.What(), id, p.Repo, p.Release.Short(), p.Version, len(p.Hosts), cfg.Canary, cfg.Batch, cfg.FailureLimit, who)
 	}
-	d, err := config.LoadDeploy(path)
-	if errors.Is(err, os.ErrNotExist) && !explicit {
-		d, err = config.ParseDeploy("defaults", []byte("repo: "+o.Repo+"\n"))
-	}
-	if err != nil {
-		return nil, err
-	}
-	if d.Repo != o.Repo {
-		return nil, usagef("%s is for repo %q, not %q", path, d.Repo, o.Repo)
-	}
-	if o.Canary >= 0 {
-		d.Canary = o.Canary
-	}
-	for _, f := range []struct {
-		flag, v string
-		dst     *config.Size
-	}{{"--batch", o.Batch, &d.Batch}, {"--failure-limit", o.FailureLimit, &d.FailureLimit}} {
-		if f.v == "" {
-			continue
-		}
-		s, err := config.ParseSize(f.v)
-		if err != nil {
-			return nil, usagef("%s: %v", f.flag, err)
-		}
-		*f.dst = s
-	}
-	if err := d.Validate(); err != nil {
-		return nil, usagef("%v", err)
-	}
-	return d, nil
-}
-
-func runDeploy(ctx context.Context, o deployOpts, out io.Writer) error {
-	var onAbort rollout.OnAbort
-	if err := onAbort.UnmarshalText([]byte(o.OnAbort)); err != nil {
-		return usagef("--on-abort: %v", err)
-	}
-	cfg, err := loadPlanConfig(o)
+	p, sum, err := fleet.Deploy(ctx, o)
 	if err != nil {
 		return err
 	}
-	key, err := keys.LoadPrivate(o.KeyFile)
-	if err != nil {
-		return err
-	}
-	ctl := host.DialControl(o.Data)
-	st, err := ctl.Status(ctx)
-	if err != nil {
-		return err
-	}
-	targets, err := ctl.Targets(ctx, o.Repo)
-	if err != nil {
-		return err
-	}
-	var hosts []string
-	from := map[string]core.ReleaseID{}
-	for _, t := range targets {
-		if t.Role == "origin" || !cfg.Hosts.Match(t.Labels()) {
-			continue
-		}
-		hosts = append(hosts, t.Name)
-		from[t.Name] = t.Deploy.Current
-	}
-	if len(hosts) == 0 {
-		return fmt.Errorf("no live host matches the selector of %s (%d members seen)", o.Repo, len(targets))
-	}
-	rel, version, err := resolveRelease(st, targets, hosts, o)
-	if err != nil {
-		return err
-	}
-	if o.DryRun {
-		printPlan(out, o, cfg, rel, version, hosts, from)
+	if sum == nil {
+		printPlan(out, p)
 		return nil
 	}
-	who := currentUser()
-	id := deploy.NewID(time.Now())
-	hostname, _ := os.Hostname()
-	lock, err := deploy.Acquire(deploy.LockPath(o.Data, o.Repo), deploy.Holder{
-		User: who, Host: hostname, PID: os.Getpid(), Deploy: id, Message: o.Message, Since: time.Now().UTC()})
-	if err != nil {
-		return err
+	printSummary(out, sum, p.Version)
+	if sum.Result != rollout.Success {
+		return deployError{sum.Result, sum.Reason}
 	}
-	defer lock.Release()
-	auditPath := o.AuditFile
-	if auditPath == "" {
-		auditPath = filepath.Join(o.Data, o.Repo, "audit.jsonl")
-	}
-	audit, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return fmt.Errorf("audit log: %w", err)
-	}
-	defer audit.Close()
-	hooks := map[string][]string{}
-	for p, names := range cfg.Hooks {
-		hooks[string(p)] = names
-	}
-	what := "deploy"
-	if o.Rollback {
-		what = "rollback"
-	}
-	fmt.Fprintf(out, "%s %s: %s %s (%s) to %d hosts, canary %d, batch %s, failure limit %s, by %s\n",
-		what, id, o.Repo, rel.Short(), version, len(hosts), cfg.Canary, cfg.Batch, cfg.FailureLimit, who)
-	p := &progress{w: out, quiet: o.Quiet}
-	sum, err := deploy.Run(ctx, deploy.Options{
-		Repo: o.Repo, Release: rel, Hosts: hosts, From: from, DeployID: id,
-		Canary: cfg.Canary, Batch: rollout.Size(cfg.Batch), FailureLimit: rollout.Size(cfg.FailureLimit),
-		Observe: cfg.Timeouts.Observe, StageTimeout: cfg.Timeouts.Stage, ActionTimeout: cfg.Timeouts.Action,
-		RetryEvery: o.RetryEvery, OnAbort: onAbort, Restart: cfg.Restart, Force: o.Force,
-		Checks: cfg.Checks, Hooks: hooks, Rollback: o.Rollback, User: who, Message: o.Message,
-		Controller: st.Self, Key: key, Transport: host.ControlTransport{C: ctl}, Audit: audit,
-		Progress: p.event,
-	})
-	if err != nil {
-		return err
-	}
-	if err := audit.Sync(); err != nil {
-		fmt.Fprintf(out, "warning: audit log %s: %v\n", auditPath, err)
-	}
-	printSummary(out, sum, version)
-	if sum.Result == rollout.Success {
-		if err := recordDeployed(o.Data, o.Repo, rel, id); err != nil {
-			fmt.Fprintf(out, "warning: %v\n", err)
-		}
-		return nil
-	}
-	return deployError{sum.Result, sum.Reason}
+	return nil
 }
 
-func currentUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return fmt.Sprintf("uid %d", os.Getuid())
-}
-
-// deployedFile records the release the last successful deploy put on the
-// fleet: status compares every host's current with it to flag drift.
-func deployedFile(data, repo string) string { return filepath.Join(data, repo, "deployed") }
-
-func recordDeployed(data, repo string, id core.ReleaseID, deployID string) error {
-	p := deployedFile(data, repo)
-	if err := os.WriteFile(p+".tmp", []byte(id.String()+" "+deployID+"\n"), 0o644); err != nil {
-		return fmt.Errorf("record deployed release: %w", err)
-	}
-	return os.Rename(p+".tmp", p)
-}
-
-func readDeployed(data, repo string) core.ReleaseID {
-	b, err := os.ReadFile(deployedFile(data, repo))
-	if err != nil {
-		return core.ReleaseID{}
-	}
-	id, _ := core.ParseReleaseID(strings.Fields(string(b) + " x")[0])
-	return id
-}
-
-// resolveRelease finds the release to deploy among those the origin
-// seeds: an ID, an ID prefix or a version; by default the newest, or for
-// a rollback the previous release of the selected hosts.
-func resolveRelease(st *host.ClusterStatus, targets []host.Target, hosts []string, o deployOpts) (core.ReleaseID, string, error) {
-	var self *host.MemberStatus
-	for i := range st.Members {
-		if st.Members[i].Name == st.Self {
-			self = &st.Members[i]
-		}
-	}
-	if self == nil || self.Status == nil {
-		return core.ReleaseID{}, "", errors.New("the local daemon does not report its own releases")
-	}
-	type known struct {
-		id      core.ReleaseID
-		version string
-	}
-	var rels []known // newest first
-	for _, r := range self.Status.Repos {
-		if r.Repo == o.Repo {
-			for _, x := range r.Releases {
-				rels = append(rels, known{x.Release, x.Version})
-			}
-		}
-	}
-	if len(rels) == 0 {
-		return core.ReleaseID{}, "", fmt.Errorf("no release of %s is published here; run `scatter publish` first", o.Repo)
-	}
-	want := o.Release
-	if want == "" && o.Rollback {
-		prev, err := previousRelease(targets, hosts)
-		if err != nil {
-			return core.ReleaseID{}, "", err
-		}
-		want = prev.String()
-	}
-	if want == "" {
-		return rels[0].id, rels[0].version, nil
-	}
-	// A version label that matches exactly wins over an ID prefix: "2"
-	// names version 2 even when some release ID happens to start with 2.
-	var match []known
-	for _, r := range rels {
-		if r.version == want {
-			match = append(match, r)
-		}
-	}
-	if len(match) == 0 {
-		for _, r := range rels {
-			if strings.HasPrefix(r.id.String(), want) {
-				match = append(match, r)
-			}
-		}
-	}
-	switch len(match) {
-	case 0:
-		var have []string
-		for _, r := range rels {
-			have = append(have, r.id.Short()+" ("+r.version+")")
-		}
-		return core.ReleaseID{}, "", usagef("release %q of %s is not retained here; have %s", want, o.Repo, strings.Join(have, ", "))
-	case 1:
-		return match[0].id, match[0].version, nil
-	}
-	return core.ReleaseID{}, "", usagef("release %q of %s is ambiguous: %d matches", want, o.Repo, len(match))
-}
-
-// previousRelease is what most selected hosts ran before what they run now.
-func previousRelease(targets []host.Target, hosts []string) (core.ReleaseID, error) {
-	selected := map[string]bool{}
-	for _, h := range hosts {
-		selected[h] = true
-	}
-	votes := map[core.ReleaseID]int{}
-	for _, t := range targets {
-		if selected[t.Name] && !t.Deploy.Previous.IsZero() {
-			votes[t.Deploy.Previous]++
-		}
-	}
-	var best core.ReleaseID
-	for id, n := range votes {
-		if n > votes[best] || (n == votes[best] && id.String() < best.String()) {
-			best = id
-		}
-	}
-	if best.IsZero() {
-		return best, errors.New("no host reports a previous release: name the release to roll back to")
-	}
-	return best, nil
-}
-
-func printPlan(w io.Writer, o deployOpts, cfg *config.Deploy, rel core.ReleaseID, version string, hosts []string, from map[string]core.ReleaseID) {
-	what := "deploy"
-	if o.Rollback {
-		what = "rollback"
-	}
-	fmt.Fprintf(w, "dry run: %s %s %s (%s) to %d hosts; nothing changes\n", what, o.Repo, rel.Short(), version, len(hosts))
-	canary := min(cfg.Canary, len(hosts))
-	fmt.Fprintf(w, "  stage:  all %d hosts (timeout %v)\n", len(hosts), cfg.Timeouts.Stage)
-	if canary > 0 {
-		fmt.Fprintf(w, "  canary: %s", strings.Join(hosts[:canary], " "))
+func printPlan(w io.Writer, p *fleet.Plan) {
+	cfg := p.Config
+	fmt.Fprintf(w, "dry run: %s %s %s (%s) to %d hosts; nothing changes\n", p.What(), p.Repo, p.Release.Short(), p.Version, len(p.Hosts))
+	fmt.Fprintf(w, "  stage:  all %d hosts (timeout %v)\n", len(p.Hosts), cfg.Timeouts.Stage)
+	if canaries := p.Canaries(); len(canaries) > 0 {
+		fmt.Fprintf(w, "  canary: %s", strings.Join(canaries, " "))
 		if cfg.Timeouts.Observe > 0 {
 			fmt.Fprintf(w, " (then observe %v and check again)", cfg.Timeouts.Observe)
 		}
 		fmt.Fprintln(w)
 	}
-	rest := hosts[canary:]
-	per := max(1, rollout.Size(cfg.Batch).Of(len(rest)))
-	for i := 0; len(rest) > 0; i++ {
-		n := min(per, len(rest))
-		fmt.Fprintf(w, "  batch %d: %s\n", i+1, strings.Join(rest[:n], " "))
-		rest = rest[n:]
+	for i, b := range p.Batches() {
+		fmt.Fprintf(w, "  batch %d: %s\n", i+1, strings.Join(b, " "))
 	}
-	restart, same := 0, 0
-	for _, h := range hosts {
-		if from[h] == rel && !o.Force {
-			same++
-		} else {
-			restart++
-		}
-	}
+	restart, same := p.Restarts()
 	if cfg.Restart {
 		fmt.Fprintf(w, "  restart: %d hosts", restart)
 		if same > 0 {
-			fmt.Fprintf(w, " (%d already on %s: not restarted)", same, rel.Short())
+			fmt.Fprintf(w, " (%d already on %s: not restarted)", same, p.Release.Short())
 		}
 		fmt.Fprintln(w)
 	} else {
 		fmt.Fprintln(w, "  restart: none (restart: false)")
 	}
 	fmt.Fprintf(w, "  checks: %s\n", strings.Join(cfg.Checks, ", "))
-	fmt.Fprintf(w, "  failure limit: %s of the non-canary hosts; any canary failure stops the %s\n", cfg.FailureLimit, what)
+	fmt.Fprintf(w, "  failure limit: %s of the non-canary hosts; any canary failure stops the %s\n", cfg.FailureLimit, p.What())
 	var phases []string
-	for p, names := range cfg.Hooks {
+	for ph, names := range cfg.Hooks {
 		if len(names) > 0 {
-			phases = append(phases, string(p)+": "+strings.Join(names, ", "))
+			phases = append(phases, string(ph)+": "+strings.Join(names, ", "))
 		}
 	}
 	sort.Strings(phases)
-	for _, p := range phases {
-		fmt.Fprintf(w, "  hook %s\n", p)
+	for _, ph := range phases {
+		fmt.Fprintf(w, "  hook %s\n", ph)
 	}
 }
 
@@ -583,59 +291,9 @@ func printSummary(w io.Writer, s *deploy.Summary, version string) {
 	}
 }
 
-// publishConfig finds and loads the repo's scatter.yaml for publish:
-// explicit, or SRC/scatter.yaml when SRC is a directory that has one.
-func publishConfig(explicit, src, repo string) (string, *config.Deploy, error) {
-	path := explicit
-	if path == "" {
-		path = filepath.Join(src, "scatter.yaml")
-		if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
-			return "", nil, nil
-		}
-	}
-	d, err := config.LoadDeploy(path)
-	if err != nil {
-		return "", nil, err
-	}
-	if d.Repo != repo {
-		return "", nil, usagef("%s is for repo %q, not %q", path, d.Repo, repo)
-	}
-	return path, d, nil
-}
-
-// runPrepare runs the deploy host's prepare hooks in the source directory,
-// in order; the first failure stops the publish with the hook's output.
-func runPrepare(ctx context.Context, d *config.Deploy, src string, log io.Writer) error {
-	for _, argv := range d.Prepare {
-		fmt.Fprintf(log, "prepare: %s\n", strings.Join(argv, " "))
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Dir = src
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			tail := string(out)
-			if len(tail) > 4096 {
-				tail = "…" + tail[len(tail)-4096:]
-			}
-			return fmt.Errorf("prepare hook %q failed (%w); nothing was published; its output:\n%s", strings.Join(argv, " "), err, tail)
-		}
-	}
-	return nil
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(dst+".tmp", b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(dst+".tmp", dst)
-}
-
 // printDeployStatus prints what runs where, flagging drift from the last
 // successful deploy recorded in data (on the deploy host).
-func printDeployStatus(w io.Writer, s *host.ClusterStatus, data string) {
+func printDeployStatus(w io.Writer, s *host.ClusterStatus, data datadir.Data) {
 	rows := 0
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, m := range s.Members {
@@ -657,7 +315,7 @@ func printDeployStatus(w io.Writer, s *host.ClusterStatus, data string) {
 				}
 			}
 			note := ""
-			if want := readDeployed(data, r.Repo); !want.IsZero() && r.Current != want {
+			if want := fleet.Deployed(data.Repo(r.Repo)); !want.IsZero() && r.Current != want {
 				note = "DRIFT: the fleet was deployed to " + want.Short()
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, r.Repo, shortOrDash(r.Current), shortOrDash(r.Previous),

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"scatter/artifact/datadir"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/deploy"
 )
@@ -97,7 +98,7 @@ func (c *deployCluster) deployCmd(args ...string) *exec.Cmd {
 }
 
 func (c *deployCluster) current(name string) string {
-	id, err := agent.ReadLink(filepath.Join(c.dir, name, "mw"), agent.CurrentLink)
+	id, err := agent.ReadLink(datadir.Data(filepath.Join(c.dir, name)).Repo("mw"), datadir.CurrentLink)
 	if err != nil {
 		c.t.Fatal(err)
 	}

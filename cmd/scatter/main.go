@@ -20,6 +20,7 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/keys"
+	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/rollout"
 )
 
@@ -55,7 +56,7 @@ func exitCode(err error) int {
 		return exitDeployFailed
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.As(err, &ue),
+	case errors.As(err, &ue), errors.Is(err, fleet.ErrInvalid),
 		// urfave/cli's missing-flag error type is unexported; its text is stable.
 		strings.HasPrefix(err.Error(), "Required flag"):
 		return exitUsage
@@ -66,6 +67,19 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
+// interruptedError is an error that came after SIGINT or SIGTERM: it exits
+// 130 and still says what the command was doing when it stopped.
+type interruptedError struct{ err error }
+
+func (e interruptedError) Error() string {
+	if errors.Is(e.err, context.Canceled) {
+		return "interrupted"
+	}
+	return "interrupted: " + e.err.Error()
+}
+
+func (e interruptedError) Unwrap() []error { return []error{context.Canceled, e.err} }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -73,7 +87,7 @@ func main() {
 	if err != nil && !errors.Is(err, errVerify) {
 		var de deployError
 		if ctx.Err() != nil && !errors.As(err, &de) {
-			err = fmt.Errorf("interrupted: %w", context.Canceled)
+			err = interruptedError{err}
 		}
 		fmt.Fprintln(os.Stderr, "scatter:", err)
 	}

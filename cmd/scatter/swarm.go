@@ -7,19 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/anacrolix/torrent/metainfo"
 	"github.com/urfave/cli/v2"
 
 	"scatter/artifact"
+	"scatter/artifact/datadir"
 	"scatter/artifact/keys"
 	"scatter/orchestrate/config"
+	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/host"
 	"scatter/swarm"
 )
@@ -220,51 +219,15 @@ func publishCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			key, err := keys.LoadPrivate(c.String("key"))
-			if err != nil {
-				return err
-			}
-			data := c.String("data")
-			ctl := host.DialControl(data)
-			if _, err := ctl.Status(c.Context); err != nil {
-				return err // no daemon: say so before spending minutes on a build
-			}
-			cfgFile, dcfg, err := publishConfig(c.String("config"), a[0], c.String("repo"))
-			if err != nil {
-				return err
-			}
-			if dcfg != nil {
-				if err := runPrepare(c.Context, dcfg, a[0], c.App.ErrWriter); err != nil {
-					return err
-				}
-			}
-			st, err := artifact.OpenStore(filepath.Join(data, c.String("repo")), log)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			res, err := artifact.Build(c.Context, st, a[0], key, artifact.BuildOptions{
-				Repo: c.String("repo"), Version: c.String("version"), Message: c.String("message"),
-				Builder: defaultBuilder(), Log: log,
+			b, err := fleet.Publish(c.Context, fleet.PublishOptions{
+				Data: datadir.Data(c.String("data")), Src: a[0], Repo: c.String("repo"),
+				Version: c.String("version"), Message: c.String("message"), KeyFile: c.String("key"),
+				ConfigFile: c.String("config"), Builder: defaultBuilder(), Log: log, HookOutput: c.App.ErrWriter,
 			})
 			if err != nil {
 				return err
 			}
-			ann, err := swarm.Prepare(data, st, res.Signed, key)
-			if err != nil {
-				return err
-			}
-			if err := ctl.Announce(c.Context, ann); err != nil {
-				return err
-			}
-			if cfgFile != "" {
-				// What `scatter deploy` reads by default: the config of
-				// the newest published release.
-				if err := copyFile(cfgFile, deployFile(data, c.String("repo"))); err != nil {
-					return fmt.Errorf("save scatter.yaml for deploy: %w", err)
-				}
-			}
-			return printBuild(c.App.Writer, res, c.Bool("json"))
+			return printBuild(c.App.Writer, b.BuildResult, c.Bool("json"))
 		},
 	}
 }
@@ -319,7 +282,7 @@ func statusCommand() *cli.Command {
 				return enc.Encode(s)
 			}
 			printStatus(c.App.Writer, s)
-			printDeployStatus(c.App.Writer, s, c.String("data"))
+			printDeployStatus(c.App.Writer, s, datadir.Data(c.String("data")))
 			printTrust(c.App.Writer, s)
 			return nil
 		},
@@ -420,7 +383,8 @@ func torrentCommand() *cli.Command {
 			if k := c.String("kind"); k != "full" && k != "delta" {
 				return usagef("--kind: want full or delta, got %q", k)
 			}
-			st, err := artifact.OpenStore(c.String("store"), nil)
+			repo := datadir.Repo(c.String("store"))
+			st, err := artifact.OpenStore(repo.Dir(), nil)
 			if err != nil {
 				return err
 			}
@@ -429,30 +393,21 @@ func torrentCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			info, err := os.ReadFile(filepath.Join(c.String("store"), "torrents", id.String()+"."+c.String("kind")))
-			if err != nil {
-				return fmt.Errorf("no %s torrent for release %s in this store (is it published or staged here?): %w", c.String("kind"), id.Short(), err)
-			}
 			tracker := c.String("tracker")
 			if tracker == "" {
-				s, err := host.DialControl(filepath.Dir(filepath.Clean(c.String("store")))).Status(c.Context)
-				if err != nil {
+				if tracker, err = host.DialControl(repo.Data().Dir()).Tracker(c.Context); err != nil {
 					return fmt.Errorf("name a --tracker, or run this next to a daemon: %w", err)
 				}
-				for _, m := range s.Members {
-					if m.Name == s.Self {
-						tracker = "http://" + m.HTTP + "/announce"
-					}
-				}
 			}
-			mi := metainfo.MetaInfo{InfoBytes: info, Announce: tracker, CreatedBy: "scatter"}
+			t, err := swarm.OpenStockTorrent(repo, id, c.String("kind"), tracker)
+			if err != nil {
+				return err
+			}
 			if c.Bool("magnet") {
-				ih := mi.HashInfoBytes()
-				fmt.Fprintf(c.App.Writer, "magnet:?xt=urn:btih:%s&dn=%s&tr=%s\n", ih.HexString(),
-					url.QueryEscape(id.String()+"."+c.String("kind")), url.QueryEscape(tracker))
-				return nil
+				_, err := fmt.Fprintln(c.App.Writer, t.Magnet())
+				return err
 			}
-			return mi.Write(c.App.Writer)
+			return t.Write(c.App.Writer)
 		},
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
 	"scatter/swarm"
@@ -197,9 +198,9 @@ func (a *Agent) State() []RepoState {
 	defer a.mu.Unlock()
 	for name := range a.cfg.Repos {
 		st := a.repoStateLocked(name)
-		dir := filepath.Join(a.cfg.DataDir, name)
-		st.Current, _ = ReadLink(dir, CurrentLink)
-		st.Previous, _ = ReadLink(dir, PreviousLink)
+		dir := datadir.Data(a.cfg.DataDir).Repo(name)
+		st.Current, _ = ReadLink(dir, datadir.CurrentLink)
+		st.Previous, _ = ReadLink(dir, datadir.PreviousLink)
 	}
 	out := make([]RepoState, 0, len(a.state))
 	for _, st := range a.state {
@@ -210,9 +211,9 @@ func (a *Agent) State() []RepoState {
 }
 
 func (a *Agent) newAck(c *command.Command) *command.Ack {
-	dir := filepath.Join(a.cfg.DataDir, c.Repo)
-	cur, _ := ReadLink(dir, CurrentLink)
-	prev, _ := ReadLink(dir, PreviousLink)
+	dir := datadir.Data(a.cfg.DataDir).Repo(c.Repo)
+	cur, _ := ReadLink(dir, datadir.CurrentLink)
+	prev, _ := ReadLink(dir, datadir.PreviousLink)
 	return &command.Ack{Deploy: c.Deploy, Step: c.Step, Host: a.cfg.Name, Repo: c.Repo, Kind: c.Kind,
 		Release: c.Release, Current: cur, Previous: prev}
 }
@@ -223,7 +224,7 @@ func (a *Agent) perform(ctx context.Context, c *command.Command) *command.Ack {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	repo := a.cfg.Repos[c.Repo]
-	if err := checkStepOrder(filepath.Join(a.cfg.DataDir, c.Repo), c); err != nil {
+	if err := checkStepOrder(datadir.Data(a.cfg.DataDir).Repo(c.Repo), c); err != nil {
 		ack := a.newAck(c)
 		ack.Refused, ack.Error = true, err.Error()
 		a.log.Warn("refused out-of-order command", "deploy", c.Deploy, "seq", c.Seq, "step", c.Step, "err", err)
@@ -239,7 +240,7 @@ func (a *Agent) perform(ctx context.Context, c *command.Command) *command.Ack {
 			return ack
 		}
 	}
-	s := &stepRun{a: a, c: c, repo: repo, dir: filepath.Join(a.cfg.DataDir, c.Repo)}
+	s := &stepRun{a: a, c: c, repo: repo, dir: datadir.Data(a.cfg.DataDir).Repo(c.Repo)}
 	var err error
 	var unchanged bool
 	switch c.Kind {
@@ -264,18 +265,18 @@ type stepRun struct {
 	a       *Agent
 	c       *command.Command
 	repo    config.Repo
-	dir     string // the repo directory
+	dir     datadir.Repo
 	results []command.Result
 }
 
 func (s *stepRun) releaseDir(id core.ReleaseID) string {
-	return filepath.Join(s.dir, "releases", id.String())
+	return s.dir.Release(id)
 }
 
 // action runs one named action and records its result.
 func (s *stepRun) action(ctx context.Context, phase, name string) error {
-	cur, _ := ReadLink(s.dir, CurrentLink)
-	prev, _ := ReadLink(s.dir, PreviousLink)
+	cur, _ := ReadLink(s.dir, datadir.CurrentLink)
+	prev, _ := ReadLink(s.dir, datadir.PreviousLink)
 	e := env{repo: s.c.Repo, deploy: s.c.Deploy, phase: phase, release: s.c.Release.String(),
 		releaseDir: s.releaseDir(s.c.Release), previous: prev.String(), cred: s.a.creds[s.c.Repo]}
 	if s.c.Kind == command.Check && !cur.IsZero() {
@@ -286,7 +287,7 @@ func (s *stepRun) action(ctx context.Context, phase, name string) error {
 	// exists already for stage hooks and before the first promote.
 	e.dir = e.releaseDir
 	if s.repo.Dir != "" && s.repo.Dir != config.DefaultDir {
-		e.dir = filepath.Join(s.dir, s.repo.Dir)
+		e.dir = filepath.Join(s.dir.Dir(), s.repo.Dir)
 	}
 	act := s.repo.Actions[name]
 	act.Name = name
@@ -345,7 +346,7 @@ func (s *stepRun) stage(ctx context.Context) error {
 // forces it or an earlier promote to it crashed before its restart.
 func (s *stepRun) promote(ctx context.Context) (unchanged bool, err error) {
 	id := s.c.Release
-	cur, err := ReadLink(s.dir, CurrentLink)
+	cur, err := ReadLink(s.dir, datadir.CurrentLink)
 	if err != nil {
 		return false, fmt.Errorf("promote: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
 	"scatter/swarm"
@@ -43,7 +44,7 @@ var (
 type fixture struct {
 	t      *testing.T
 	data   string
-	repo   string // repo dir
+	repo   datadir.Repo
 	stager *fakeStager
 	agent  *Agent
 	health *int // HTTP status the check sees
@@ -56,9 +57,9 @@ func sh(script string) config.Action {
 
 func newFixture(t *testing.T) *fixture {
 	data := t.TempDir()
-	f := &fixture{t: t, data: data, repo: filepath.Join(data, "mw"), stager: &fakeStager{state: map[core.ReleaseID]swarm.ReleaseStatus{}}}
+	f := &fixture{t: t, data: data, repo: datadir.Data(data).Repo("mw"), stager: &fakeStager{state: map[core.ReleaseID]swarm.ReleaseStatus{}}}
 	for _, id := range []core.ReleaseID{relA, relB} {
-		if err := os.MkdirAll(filepath.Join(f.repo, "releases", id.String()), 0o755); err != nil {
+		if err := os.MkdirAll(f.repo.Release(id), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		f.stager.set(id, swarm.ReleaseStatus{State: "staged"})
@@ -112,7 +113,7 @@ func (f *fixture) log() string {
 }
 
 func (f *fixture) current() core.ReleaseID {
-	id, err := ReadLink(f.repo, CurrentLink)
+	id, err := ReadLink(f.repo, datadir.CurrentLink)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ func TestStageWaitsAndExplains(t *testing.T) {
 		t.Fatalf("ack %+v", ack)
 	}
 	relD := core.ReleaseID{0xd}
-	os.MkdirAll(filepath.Join(f.repo, "releases", relD.String()), 0o755)
+	os.MkdirAll(f.repo.Release(relD), 0o755)
 	go func() {
 		time.Sleep(50 * time.Millisecond)
 		f.stager.set(relD, swarm.ReleaseStatus{State: "staged"})
@@ -268,7 +269,7 @@ func TestSwitchNeverLeavesCurrentDangling(t *testing.T) {
 	if _, err := switchCurrent(f.repo, core.ReleaseID{0xee}); err == nil {
 		t.Fatal("switched to a release that is not staged")
 	}
-	if _, err := os.Lstat(filepath.Join(f.repo, CurrentLink)); !os.IsNotExist(err) {
+	if _, err := os.Lstat(f.repo.Link(datadir.CurrentLink)); !os.IsNotExist(err) {
 		t.Fatalf("current exists after a refused switch: %v", err)
 	}
 }

@@ -8,25 +8,20 @@ import (
 	"strings"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/orchestrate/command"
 )
 
-// Names in a repo directory that the agent owns.
-const (
-	CurrentLink  = "current"  // -> releases/<id>, what runs
-	PreviousLink = "previous" // -> releases/<id>, what ran before
-	// pendingFile marks a promote whose switch happened but whose restart
-	// has not finished: a retried step after a crash must restart again
-	// rather than see the release current and do nothing.
-	pendingFile = ".promote-pending"
-	// stepFile records the newest step of the newest deploy run here.
-	stepFile = ".deploy-step"
-)
+// The agent owns these names of a repo directory (package datadir names
+// them): the current and previous links; the promote-pending mark, set when
+// a promote's switch happened but its restart has not finished, so that a
+// retried step after a crash restarts again rather than see the release
+// current and do nothing; and the record of the newest deploy step run here.
 
 // ReadLink returns the release a repo link (current, previous) names; zero
 // if the link does not exist.
-func ReadLink(repoDir, name string) (core.ReleaseID, error) {
-	target, err := os.Readlink(filepath.Join(repoDir, name))
+func ReadLink(repo datadir.Repo, name string) (core.ReleaseID, error) {
+	target, err := os.Readlink(repo.Link(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return core.ReleaseID{}, nil
 	}
@@ -34,30 +29,29 @@ func ReadLink(repoDir, name string) (core.ReleaseID, error) {
 		return core.ReleaseID{}, err
 	}
 	id, err := core.ParseReleaseID(filepath.Base(target))
-	if err != nil || filepath.Dir(target) != "releases" {
-		return core.ReleaseID{}, fmt.Errorf("%s/%s -> %q is not a release link", repoDir, name, target)
+	if err != nil || filepath.Clean(target) != datadir.ReleaseLinkTarget(id) {
+		return core.ReleaseID{}, fmt.Errorf("%s -> %q is not a release link", repo.Link(name), target)
 	}
 	return id, nil
 }
 
-// setLink points repoDir/name at releases/<id> atomically: a new symlink
+// setLink points the repo's link name at releases/<id> atomically: a new symlink
 // renamed over the old one, so the name always resolves to a complete
 // release, even across a crash, and the directory is synced.
-func setLink(repoDir, name string, id core.ReleaseID) error {
-	rel := filepath.Join("releases", id.String())
-	if fi, err := os.Stat(filepath.Join(repoDir, rel)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("release %s is not staged in %s", id.Short(), repoDir)
+func setLink(repo datadir.Repo, name string, id core.ReleaseID) error {
+	if fi, err := os.Stat(repo.Release(id)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("release %s is not staged in %s", id.Short(), repo.Dir())
 	}
-	tmp := filepath.Join(repoDir, "."+name+".new")
+	tmp := repo.LinkTemp(name)
 	os.Remove(tmp)
-	if err := os.Symlink(rel, tmp); err != nil {
+	if err := os.Symlink(datadir.ReleaseLinkTarget(id), tmp); err != nil {
 		return fmt.Errorf("switch %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(repoDir, name)); err != nil {
+	if err := os.Rename(tmp, repo.Link(name)); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("switch %s: %w", name, err)
 	}
-	return syncDir(repoDir)
+	return syncDir(repo.Dir())
 }
 
 func syncDir(dir string) error {
@@ -71,16 +65,16 @@ func syncDir(dir string) error {
 
 // switchCurrent makes id current and the old current previous. It returns
 // the release that was current before.
-func switchCurrent(repoDir string, id core.ReleaseID) (core.ReleaseID, error) {
-	old, err := ReadLink(repoDir, CurrentLink)
+func switchCurrent(repo datadir.Repo, id core.ReleaseID) (core.ReleaseID, error) {
+	old, err := ReadLink(repo, datadir.CurrentLink)
 	if err != nil {
 		return core.ReleaseID{}, err
 	}
-	if err := setLink(repoDir, CurrentLink, id); err != nil {
+	if err := setLink(repo, datadir.CurrentLink, id); err != nil {
 		return old, err
 	}
 	if !old.IsZero() && old != id {
-		if err := setLink(repoDir, PreviousLink, old); err != nil {
+		if err := setLink(repo, datadir.PreviousLink, old); err != nil {
 			// current switched; a missing previous link only costs the
 			// default of `scatter rollback` on this host.
 			return old, fmt.Errorf("record previous release: %w", err)
@@ -89,8 +83,8 @@ func switchCurrent(repoDir string, id core.ReleaseID) (core.ReleaseID, error) {
 	return old, nil
 }
 
-func readPending(repoDir string) core.ReleaseID {
-	b, err := os.ReadFile(filepath.Join(repoDir, pendingFile))
+func readPending(repo datadir.Repo) core.ReleaseID {
+	b, err := os.ReadFile(repo.PromotePending())
 	if err != nil {
 		return core.ReleaseID{}
 	}
@@ -98,18 +92,18 @@ func readPending(repoDir string) core.ReleaseID {
 	return id
 }
 
-func writePending(repoDir string, id core.ReleaseID) error {
-	p := filepath.Join(repoDir, pendingFile)
+func writePending(repo datadir.Repo, id core.ReleaseID) error {
+	p := repo.PromotePending()
 	if err := os.WriteFile(p+".tmp", []byte(id.String()+"\n"), 0o644); err != nil {
 		return err
 	}
 	if err := os.Rename(p+".tmp", p); err != nil {
 		return err
 	}
-	return syncDir(repoDir)
+	return syncDir(repo.Dir())
 }
 
-func clearPending(repoDir string) { os.Remove(filepath.Join(repoDir, pendingFile)) }
+func clearPending(repo datadir.Repo) { os.Remove(repo.PromotePending()) }
 
 // checkStepOrder refuses a step older than one this host already ran for
 // the same deploy, and records the step otherwise. Steps of a deploy only
@@ -117,8 +111,8 @@ func clearPending(repoDir string) { os.Remove(filepath.Join(repoDir, pendingFile
 // resend stuck behind a partition, landing after the rollback that
 // superseded it) must not undo what came after. The record is on disk: a
 // restarted daemon keeps the order too. Callers hold the repo's lock.
-func checkStepOrder(repoDir string, c *command.Command) error {
-	p := filepath.Join(repoDir, stepFile)
+func checkStepOrder(repo datadir.Repo, c *command.Command) error {
+	p := repo.DeployStep()
 	if b, err := os.ReadFile(p); err == nil {
 		var deploy string
 		var step int
@@ -128,7 +122,7 @@ func checkStepOrder(repoDir string, c *command.Command) error {
 			return nil
 		}
 	}
-	if err := os.MkdirAll(repoDir, 0o755); err != nil {
+	if err := os.MkdirAll(repo.Dir(), 0o755); err != nil {
 		return fmt.Errorf("record deploy step: %w", err)
 	}
 	if err := os.WriteFile(p+".tmp", fmt.Appendf(nil, "%s %d\n", c.Deploy, c.Step), 0o644); err != nil {

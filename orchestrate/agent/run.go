@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/user"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
+	"scatter/orchestrate/proc"
 )
 
 // DefaultActionTimeout bounds an action whose config gives no timeout.
@@ -72,9 +72,7 @@ func runCommand(ctx context.Context, a config.Action, e env) (int, string, error
 	if fi, err := os.Stat(e.dir); err != nil || !fi.IsDir() {
 		return -1, "", fmt.Errorf("working directory %s does not exist", e.dir)
 	}
-	cmd := exec.CommandContext(ctx, a.Command[0], a.Command[1:]...)
-	cmd.Dir = e.dir
-	cmd.Env = []string{
+	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"SCATTER_REPO=" + e.repo,
 		"SCATTER_DEPLOY=" + e.deploy,
@@ -84,26 +82,10 @@ func runCommand(ctx context.Context, a config.Action, e env) (int, string, error
 		"SCATTER_PREVIOUS=" + e.previous,
 	}
 	for k, v := range a.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		env = append(env, k+"="+v)
 	}
-	// Its own process group, so a timeout kills what it started too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: e.cred}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 2 * time.Second
-	out := &tail{max: command.MaxOutput}
-	cmd.Stdout, cmd.Stderr = out, out
-	err := cmd.Run()
-	code := -1
-	if cmd.ProcessState != nil {
-		code = cmd.ProcessState.ExitCode()
-	}
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && code >= 0 {
-			err = fmt.Errorf("exit status %d", code)
-		}
-	}
-	return code, out.String(), err
+	r, err := proc.Run(ctx, proc.Spec{Argv: a.Command, Dir: e.dir, Env: env, Cred: e.cred, MaxOutput: command.MaxOutput})
+	return r.Exit, r.Output, err
 }
 
 func runHTTP(ctx context.Context, c *config.HTTPCheck) (string, error) {
@@ -135,29 +117,6 @@ func runHTTP(ctx context.Context, c *config.HTTPCheck) (string, error) {
 		return snippet, fmt.Errorf("GET %s: body does not contain %q", c.URL, c.Contains)
 	}
 	return "", nil
-}
-
-// tail keeps the last max bytes written to it.
-type tail struct {
-	max int
-	buf []byte
-	cut bool
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-		t.cut = true
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	if t.cut {
-		return "…" + string(t.buf)
-	}
-	return string(t.buf)
 }
 
 // credential resolves the user actions run as. Running as another user

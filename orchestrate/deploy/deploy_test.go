@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
 	"scatter/bench/gen"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
@@ -108,7 +109,7 @@ func (c *cluster) deploy(ctx context.Context, rel core.ReleaseID, mut ...func(*d
 }
 
 func (c *cluster) current(name string) core.ReleaseID {
-	id, err := agent.ReadLink(filepath.Join(c.Dirs[name], "mw"), agent.CurrentLink)
+	id, err := agent.ReadLink(datadir.Data(c.Dirs[name]).Repo("mw"), datadir.CurrentLink)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -35,9 +35,6 @@ type Lock struct {
 	f *os.File
 }
 
-// LockPath is the lock file of a repo on the deploy host.
-func LockPath(dataDir, repo string) string { return filepath.Join(dataDir, repo, "deploy.lock") }
-
 // Acquire takes the lock at path or fails with ErrLocked naming the
 // holder. It does not wait.
 func Acquire(path string, me Holder) (*Lock, error) {

@@ -11,23 +11,19 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"scatter/artifact/datadir"
 	"scatter/artifact/keys"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/trust"
 	"scatter/swarm"
 )
-
-// ControlSocket is the name of the control socket in the data directory.
-// Only the daemon's user may connect to it (mode 0600): it can publish.
-const ControlSocket = "control.sock"
 
 // ClusterStatus is what `scatter status` shows: every member as gossip sees
 // it, with the status each reports over its metadata server.
@@ -145,7 +141,7 @@ func fetchStatus(ctx context.Context, c *http.Client, url string) (*swarm.Status
 // ServeControl serves the control socket in the data directory until the
 // host closes: GET /v1/status and POST /v1/announce.
 func (h *Host) ServeControl() error {
-	path := filepath.Join(h.cfg.DataDir, ControlSocket)
+	path := datadir.Data(h.cfg.DataDir).ControlSocket()
 	if c, err := net.Dial("unix", path); err == nil {
 		c.Close()
 		return fmt.Errorf("control socket %s: another daemon is running on this data directory", path)
@@ -277,7 +273,7 @@ type Control struct {
 
 // DialControl returns a client for the daemon serving dataDir.
 func DialControl(dataDir string) *Control {
-	path := filepath.Join(dataDir, ControlSocket)
+	path := datadir.Data(dataDir).ControlSocket()
 	return &Control{path: path, c: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -308,6 +304,21 @@ func bytesTrim(b []byte) string {
 		b = b[:len(b)-1]
 	}
 	return string(b)
+}
+
+// Tracker is the tracker URL on the daemon's own metadata server, for
+// stock BitTorrent clients.
+func (c *Control) Tracker(ctx context.Context) (string, error) {
+	s, err := c.Status(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range s.Members {
+		if m.Name == s.Self {
+			return "http://" + m.HTTP + "/announce", nil
+		}
+	}
+	return "", errors.New("the daemon does not list itself among the members")
 }
 
 // Status asks the daemon for the cluster status.

@@ -20,7 +20,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -171,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.book = book
-	guard, err := command.NewGuard(cfg.PubKey, filepath.Join(cfg.DataDir, "commands.seen"), nil)
+	guard, err := command.NewGuard(cfg.PubKey, dd.CommandsSeen(), nil)
 	if err != nil {
 		if guard == nil {
 			return nil, err

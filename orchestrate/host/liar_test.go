@@ -3,7 +3,6 @@ package host_test
 import (
 	"context"
 	"net"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -11,10 +10,11 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/core"
+	"scatter/artifact/datadir"
+	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/host"
 	"scatter/orchestrate/host/hosttest"
 	"scatter/orchestrate/membership"
-	"scatter/swarm"
 )
 
 // deadEnd listens on ip and hangs up on everyone: a member that advertises
@@ -72,22 +72,12 @@ func TestEnrolledLiarHurtsOnlyItself(t *testing.T) {
 
 	// Build first, so that the liars can claim the release before the
 	// hosts hear of it.
-	dir := c.Dirs["origin"]
-	st, err := artifact.OpenStore(filepath.Join(dir, "mw"), nil)
+	b, err := fleet.Build(context.Background(), datadir.Data(c.Dirs["origin"]), genTree(t, 8<<20, false), c.Key,
+		artifact.BuildOptions{Repo: "mw", Version: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := genTree(t, 8<<20, false)
-	res, err := artifact.Build(context.Background(), st, src, c.Key, artifact.BuildOptions{Repo: "mw", Version: "1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ann, err := swarm.Prepare(dir, st, res.Signed, c.Key)
-	st.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := res.Signed.ID
+	id, ann := b.Signed.ID, b.Announcement
 	for _, hm := range []*hosttest.Hostile{liar, pend} {
 		msg, err := host.HoldsMessage(hm.Name, hm.Name, id, hm.Key)
 		if err != nil {

@@ -27,9 +27,9 @@ import (
 	"scatter/artifact"
 	"scatter/artifact/datadir"
 	"scatter/orchestrate/config"
+	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/host"
 	"scatter/orchestrate/trust"
-	"scatter/swarm"
 )
 
 // Cluster is a set of hosts joined through the first one started.
@@ -266,24 +266,14 @@ func (c *Cluster) SyncRoster() {
 // through the host named "origin", as `scatter publish` does.
 func (c *Cluster) Publish(repo, src, version string) *artifact.Signed {
 	c.T.Helper()
-	dir := c.Dirs["origin"]
-	st, err := artifact.OpenStore(filepath.Join(dir, repo), nil)
+	b, err := fleet.Build(context.Background(), datadir.Data(c.Dirs["origin"]), src, c.Key, artifact.BuildOptions{Repo: repo, Version: version})
 	if err != nil {
 		c.T.Fatal(err)
 	}
-	defer st.Close()
-	res, err := artifact.Build(context.Background(), st, src, c.Key, artifact.BuildOptions{Repo: repo, Version: version})
-	if err != nil {
+	if err := c.Hosts["origin"].Publish(b.Announcement); err != nil {
 		c.T.Fatal(err)
 	}
-	ann, err := swarm.Prepare(dir, st, res.Signed, c.Key)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	if err := c.Hosts["origin"].Publish(ann); err != nil {
-		c.T.Fatal(err)
-	}
-	return res.Signed
+	return b.Signed
 }
 
 // WaitFor polls ok every 50 ms until it holds, failing the test after
