@@ -64,9 +64,9 @@ func (c *deployCluster) publish(version, scatterYAML string) string {
 	src := filepath.Join(c.dir, "src-"+version)
 	runBin(c.t, c.bin, "generate", "--size", "1MiB", "--seed", "3", src)
 	os.WriteFile(filepath.Join(src, "VERSION"), []byte(version), 0o644)
-	// The operator's config, kept outside the source and named: a
-	// scatter.yaml inside SRC is never obeyed.
-	cfg := filepath.Join(c.dir, "scatter-"+version+".yaml")
+	// The operator's config travels in the release, and is named: a
+	// scatter.yaml inside SRC is obeyed only when named.
+	cfg := filepath.Join(src, "scatter.yaml")
 	os.WriteFile(cfg, []byte(scatterYAML), 0o644)
 	cmd := exec.Command(c.bin, "publish", "--data", c.origin.data, "--repo", "mw", "--version", version, "--config", cfg, src)
 	var stderr syncBuffer

@@ -30,7 +30,7 @@ const (
 	exitFailure = 1 // anything not listed below
 	exitUsage   = 2 // bad flags or arguments
 	exitVerify  = 3 // a release failed verification: bad signature, missing or corrupt chunk
-	// 4 and 5: deploy outcomes, see deploy.go.
+	// 4, 5 and 6: deploy outcomes, see deploy.go.
 	exitInterrupted = 130
 )
 
@@ -50,6 +50,8 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &de) && de.unknown:
+		return exitOutcomeUnknown
 	case errors.As(err, &de) && de.result == rollout.RollbackFailed:
 		return exitRollbackFailed
 	case errors.As(err, &de) && de.result != rollout.Aborted:
@@ -136,6 +138,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			seedCommand(),
 			publishCommand(),
 			statusCommand(),
+			hostsCommand(),
 			deployCommand(),
 			rollbackCommand(),
 			abortCommand(),

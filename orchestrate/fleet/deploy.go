@@ -69,8 +69,10 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 		return p, nil, err
 	}
 	defer lease.Release()
-	// `scatter abort` (through the daemon) stops the deploy as Ctrl-C does;
-	// so does losing the daemon, which frees the lock.
+	// `scatter abort` (through the daemon) stops the deploy as Ctrl-C does.
+	// Losing the daemon (which frees the lock) is the transport's to notice
+	// (host.ControlTransport.Lost): the deploy then ends with its outcome
+	// unknown, sending nothing more.
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -78,10 +80,8 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 		case by, ok := <-lease.Abort:
 			if ok {
 				fmt.Fprintf(warn, "abort requested by %s\n", by)
-			} else {
-				fmt.Fprintln(warn, "lost the daemon's hold on the deploy lock (daemon gone?): aborting")
+				cancel()
 			}
-			cancel()
 		case <-dctx.Done():
 		}
 	}()

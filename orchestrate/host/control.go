@@ -18,9 +18,14 @@ import (
 	"syscall"
 	"time"
 
+	"scatter/artifact/core"
 	"scatter/artifact/datadir"
+	"scatter/artifact/keys"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
+	"scatter/orchestrate/deploy"
+	"scatter/orchestrate/membership"
+	"scatter/orchestrate/trust"
 	"scatter/swarm"
 )
 
@@ -29,16 +34,52 @@ import (
 type ClusterStatus struct {
 	Self    string         `json:"self"`
 	Members []MemberStatus `json:"members"`
+	// Joined is how this daemon last joined the cluster.
+	Joined membership.JoinInfo `json:"joined"`
+	// Roster is the version of the roster this host holds.
+	Roster uint64 `json:"roster"`
+	// Refused counts statements refused, by kind and reason
+	// ("ack:bad-signature", "holds:not-enrolled"…).
+	Refused map[string]uint64 `json:"refused,omitempty"`
+}
+
+// JoinLine says in one line when and through whom the daemon last joined
+// the cluster, and what goes wrong if its rejoins fail.
+func (s ClusterStatus) JoinLine(now time.Time) string {
+	j := s.Joined
+	var b strings.Builder
+	switch {
+	case j.At.IsZero() && len(s.Members) > 1:
+		b.WriteString("has joined through nobody: the others joined through it")
+	case j.At.IsZero():
+		b.WriteString("alone: has joined nobody yet")
+	default:
+		fmt.Fprintf(&b, "joined %s ago (%s) through %s (%s)", now.Sub(j.At).Round(time.Second),
+			j.At.Local().Format("15:04:05"), strings.Join(j.Via, ", "), j.Reason)
+	}
+	fmt.Fprintf(&b, "; %d members seen, %d remembered", len(s.Members), j.Remembered)
+	if len(j.Missing) > 0 {
+		fmt.Fprintf(&b, "; missing, rejoined every few seconds: %s", strings.Join(j.Missing, ", "))
+		if j.Failures > 0 {
+			fmt.Fprintf(&b, " (the last %d attempts reached nobody: %s)", j.Failures, j.Error)
+		}
+	}
+	return b.String()
 }
 
 // MemberStatus is one member's entry.
 type MemberStatus struct {
-	Name   string        `json:"name"`
-	Addr   string        `json:"addr"`
-	HTTP   string        `json:"http"` // metadata server and tracker, ip:port
-	Role   string        `json:"role"`
-	DC     string        `json:"dc,omitempty"`
-	Rack   string        `json:"rack,omitempty"`
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	HTTP string `json:"http"` // metadata server and tracker, ip:port
+	Role string `json:"role"`
+	DC   string `json:"dc,omitempty"`
+	Rack string `json:"rack,omitempty"`
+	// Trust is how far the roster vouches for the member (TrustEnrolled,
+	// TrustPending, TrustNewKey, TrustBadMeta); Key its advertised key's
+	// fingerprint.
+	Trust  string        `json:"trust"`
+	Key    string        `json:"key,omitempty"`
 	Error  string        `json:"error,omitempty"` // why its status could not be read
 	Status *swarm.Status `json:"status,omitempty"`
 	// Deploy is what runs on the member, per repo, as gossip last said.
@@ -49,11 +90,69 @@ type MemberStatus struct {
 	Skew time.Duration `json:"skew,omitempty"`
 }
 
+// Mix is one repo whose hosts run different releases: what an interrupted
+// deploy leaves behind.
+type Mix struct {
+	Repo string
+	// Runs lists the hosts on each release, most hosts first; the zero
+	// release collects hosts that run none.
+	Runs []ReleaseHosts
+}
+
+// ReleaseHosts is the hosts running one release.
+type ReleaseHosts struct {
+	Release core.ReleaseID
+	Hosts   []string
+}
+
+// Mixed lists the repos whose members (the origin aside) run different
+// releases, as gossip last reported them. Members that never ran the repo
+// are left out.
+func (s ClusterStatus) Mixed() []Mix {
+	by := map[string]map[core.ReleaseID][]string{}
+	for _, m := range s.Members {
+		if m.Role == "origin" {
+			continue
+		}
+		for _, r := range m.Deploy {
+			if r.Current.IsZero() && r.Last == nil {
+				continue
+			}
+			if by[r.Repo] == nil {
+				by[r.Repo] = map[core.ReleaseID][]string{}
+			}
+			by[r.Repo][r.Current] = append(by[r.Repo][r.Current], m.Name)
+		}
+	}
+	var out []Mix
+	for repo, rels := range by {
+		if len(rels) < 2 {
+			continue
+		}
+		mix := Mix{Repo: repo}
+		for id, hosts := range rels {
+			sort.Strings(hosts)
+			mix.Runs = append(mix.Runs, ReleaseHosts{id, hosts})
+		}
+		sort.Slice(mix.Runs, func(i, j int) bool {
+			a, b := mix.Runs[i], mix.Runs[j]
+			if len(a.Hosts) != len(b.Hosts) {
+				return len(a.Hosts) > len(b.Hosts)
+			}
+			return a.Release.String() < b.Release.String()
+		})
+		out = append(out, mix)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Repo < out[j].Repo })
+	return out
+}
+
 // ClusterStatus asks every live member for its status, in parallel, each
 // with a short deadline: an unreachable member is reported, not waited for.
 func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	members := h.ml.Members()
-	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members))}
+	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members)), Joined: h.ml.Joined(),
+		Roster: h.book.Version(), Refused: h.tally.Counts()}
 	client := &http.Client{Timeout: 2 * time.Second}
 	own := h.agent.State()
 	h.mu.Lock()
@@ -65,8 +164,18 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	deploy[h.cfg.Name] = own
 	var wg sync.WaitGroup
 	for i, m := range members {
+		e, trusted := h.classify(m)
 		ms := MemberStatus{Name: m.Name, Addr: m.Addr.String(), Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack,
-			HTTP: net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.Meta.Ports["http"])), Deploy: deploy[m.Name]}
+			HTTP: net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.Meta.Ports["http"])), Deploy: deploy[m.Name],
+			Trust: trusted, Key: keys.Fingerprint(metaKey(m))}
+		if trusted == TrustEnrolled {
+			ms.Role, ms.DC, ms.Rack = roleOf(e), e.DC, e.Rack
+		}
+		if trusted != TrustEnrolled && m.Name != h.cfg.Name {
+			ms.Error = untrustedWhy(trusted)
+			out.Members[i] = ms
+			continue
+		}
 		if m.Name == h.cfg.Name {
 			s := h.sw.Status()
 			ms.Status = &s
@@ -93,6 +202,16 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	wg.Wait()
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
 	return out
+}
+
+func untrustedWhy(st string) string {
+	switch st {
+	case TrustPending:
+		return "pending: not on the roster; nothing it says counts (scatter hosts approve)"
+	case TrustNewKey:
+		return "NEW KEY: advertises a key the roster does not hold; not trusted until approved or revoked"
+	}
+	return "its advertisement does not verify against its roster key: ignored"
 }
 
 func fetchStatus(ctx context.Context, c *http.Client, url string) (*swarm.Status, error) {
@@ -154,6 +273,10 @@ func (h *Host) ServeControl() error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(h.ClusterStatus(r.Context()))
 	})
+	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(Ping{Name: h.cfg.Name, Boot: h.boot})
+	})
 	mux.HandleFunc("GET /v1/engine", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, h.sw.Engine().Status())
@@ -214,6 +337,25 @@ func (h *Host) ServeControl() error {
 				}
 			}
 		}
+	})
+	mux.HandleFunc("GET /v1/roster", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(h.book.Raw())
+	})
+	mux.HandleFunc("POST /v1/roster", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(io.LimitReader(r.Body, trust.MaxRosterSize+1))
+		if err == nil {
+			err = h.SetRoster(b)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/hosts", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(h.Hosts())
 	})
 	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -357,16 +499,14 @@ func (t Target) Labels() map[string]string {
 	return map[string]string{"name": t.Name, "role": t.Role, "dc": t.DC, "rack": t.Rack}
 }
 
-// Targets lists the live members, by name, with their state for repo.
+// Targets lists the live enrolled members, by name, with the roster's
+// labels and their state for repo. A pending host is never a target.
 func (h *Host) Targets(repo string) []Target {
 	states := h.DeployState(repo)
 	var out []Target
-	for _, m := range h.ml.Members() {
-		if !m.Alive {
-			continue
-		}
-		st, ok := states[m.Name]
-		out = append(out, Target{Name: m.Name, Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack, Deploy: st, Known: ok})
+	for _, m := range h.enrolled() {
+		st, ok := states[m.Member.Name]
+		out = append(out, Target{Name: m.Member.Name, Role: roleOf(m.Entry), DC: m.Entry.DC, Rack: m.Entry.Rack, Deploy: st, Known: ok})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -442,6 +582,84 @@ func (t ControlTransport) Subscribe(deploy string) (<-chan *command.Ack, func())
 	return ch, cancel
 }
 
+// Ping is the daemon's answer to a liveness check.
+type Ping struct {
+	Name string `json:"name"`
+	// Boot is random per daemon start: a different Boot is a different
+	// daemon, which knows nothing of the subscriptions of the last one.
+	Boot string `json:"boot"`
+}
+
+// Ping checks that the daemon answers, within ctx.
+func (c *Control) Ping(ctx context.Context) (Ping, error) {
+	var p Ping
+	resp, err := c.do(ctx, http.MethodGet, "/v1/ping", nil)
+	if err != nil {
+		return p, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&p); err != nil {
+		return p, fmt.Errorf("daemon ping: %w", err)
+	}
+	return p, nil
+}
+
+// Liveness of the daemon as a deploy watches it: a ping every PingEvery,
+// each given PingTimeout; the daemon is lost after LostAfter without an
+// answer, or at once when its socket refuses connections (nobody
+// listens: it died) or a different daemon answers (it restarted).
+const (
+	PingEvery   = 250 * time.Millisecond
+	PingTimeout = 500 * time.Millisecond
+	LostAfter   = 1500 * time.Millisecond
+)
+
+// ErrDaemonLost is what ControlTransport.Lost reports, wrapped.
+var ErrDaemonLost = errors.New("lost the local daemon")
+
+var _ deploy.Monitor = ControlTransport{}
+
+// Lost watches the daemon (deploy.Monitor).
+func (t ControlTransport) Lost(ctx context.Context) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		var boot string
+		lastOK := time.Now()
+		tick := time.NewTicker(PingEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			pctx, cancel := context.WithTimeout(ctx, PingTimeout)
+			p, err := t.C.Ping(pctx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			var lost error
+			switch {
+			case err == nil && boot != "" && p.Boot != boot:
+				lost = fmt.Errorf("%w: the daemon on %s restarted (a new daemon knows nothing of this deploy)", ErrDaemonLost, t.C.path)
+			case err == nil:
+				boot, lastOK = p.Boot, time.Now()
+			case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT):
+				lost = fmt.Errorf("%w: nothing listens on %s any more (the daemon died)", ErrDaemonLost, t.C.path)
+			case time.Since(lastOK) >= LostAfter:
+				lost = fmt.Errorf("%w: the daemon on %s has not answered for %v (it hangs, is stopped, or its socket is gone)",
+					ErrDaemonLost, t.C.path, time.Since(lastOK).Round(100*time.Millisecond))
+			}
+			if lost != nil {
+				out <- lost
+				return
+			}
+		}
+	}()
+	return out
+}
+
 // Targets asks the daemon for the live members and their state of repo.
 func (c *Control) Targets(ctx context.Context, repo string) ([]Target, error) {
 	resp, err := c.do(ctx, http.MethodGet, "/v1/members?repo="+url.QueryEscape(repo), nil)
@@ -454,4 +672,43 @@ func (c *Control) Targets(ctx context.Context, repo string) ([]Target, error) {
 		return nil, fmt.Errorf("daemon members: %w", err)
 	}
 	return out, nil
+}
+
+// Roster returns the signed roster the daemon holds (empty if none).
+func (c *Control) Roster(ctx context.Context) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/roster", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, trust.MaxRosterSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("daemon roster: %w", err)
+	}
+	return b, nil
+}
+
+// SetRoster hands a deploy-signed roster to the daemon, which keeps and
+// spreads it; an older one than the daemon holds is refused.
+func (c *Control) SetRoster(ctx context.Context, raw []byte) error {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/roster", bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Hosts asks the daemon for the roster's hosts and the pending members.
+func (c *Control) Hosts(ctx context.Context) (*HostsView, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/hosts", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var v HostsView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return nil, fmt.Errorf("daemon hosts: %w", err)
+	}
+	return &v, nil
 }

@@ -19,6 +19,7 @@ import (
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/deploy"
+	"scatter/orchestrate/trust"
 	"scatter/swarm"
 )
 
@@ -38,7 +39,7 @@ import (
 //	GET  /v1/lock?repo=                        who holds the lock
 //	POST /v1/abort?repo=                       asks the deploy holding the lock to abort
 //	GET  /v1/pubkey                            the deploy public key
-//	POST /v1/sign                              body: a message to sign; only a command of the caller's own deploy
+//	POST /v1/sign                              body: a message to sign; only a roster, or a command of the caller's own deploy
 //	POST /v1/audit?repo=&deploy=               body: JSON lines, appended in the caller's name
 //	POST /v1/deployed?repo=&deploy=&release=   records what the fleet runs after a successful deploy
 
@@ -334,7 +335,8 @@ func (h *Host) serveLock(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Signing contexts the daemon signs for, each with its check. A message
+// Signing contexts the daemon signs for, each with its check: a command of
+// the deploy holding its repo's lock, and a roster (`scatter hosts`). A message
 // must start with one; the rest is what the check accepts. Nothing else is
 // ever signed: the daemon is not a signing oracle.
 func (h *Host) checkSigning(msg []byte, c *Caller) (string, error) {
@@ -348,7 +350,15 @@ func (h *Host) checkSigning(msg []byte, c *Caller) (string, error) {
 		}
 		return fmt.Sprintf("command %s seq %d %s %s", cmd.Deploy, cmd.Seq, cmd.Kind, cmd.Repo), nil
 	}
-	return "", errors.New("sign: not a message this daemon signs (only the commands of a deploy holding its lock)")
+	if body, ok := bytes.CutPrefix(msg, []byte(trust.RosterContext)); ok {
+		r, err := trust.ParseRosterRequest(body)
+		if err != nil {
+			return "", err
+		}
+		h.log.Warn("signing a roster", "version", r.Version, "hosts", len(r.Hosts), "user", c.Name)
+		return fmt.Sprintf("roster v%d", r.Version), nil
+	}
+	return "", errors.New("sign: not a message this daemon signs (only rosters, and the commands of a deploy holding its lock)")
 }
 
 func (h *Host) serveSign(w http.ResponseWriter, r *http.Request) {
