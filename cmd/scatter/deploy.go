@@ -222,8 +222,8 @@ func printLost(w io.Writer, s *deploy.Summary, p *fleet.Plan, data string) {
 		"may run either). Next:\n"+
 		"  1. restart the daemon (the same `scatter seed` command and --data %s); it rejoins the fleet;\n"+
 		"  2. `scatter status --data %s` shows which host runs which release (DRIFT, MIXED);\n"+
-		"  3. finish:     scatter deploy --data %s --key KEY -m MESSAGE %s %s\n"+
-		"     or go back: scatter rollback --data %s --key KEY %s\n"+
+		"  3. finish:     scatter deploy --data %s -m MESSAGE %s %s\n"+
+		"     or go back: scatter rollback --data %s %s\n"+
 		"Either brings every selected host to one release. See docs/operations-faults.md.\n",
 		p.What(), data, data, data, p.Repo, s.Release.Short(), data, p.Repo)
 }

@@ -59,7 +59,20 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 	if warn == nil {
 		warn = io.Discard
 	}
-	key, err := ctl.Signer(ctx)
+	// What this process asks of the daemon while the deploy runs (command
+	// signatures, audit lines) stops as soon as the daemon is lost, so a
+	// dead or hung daemon never holds the deploy up: it ends at once with
+	// its outcome unknown (deploy.Monitor).
+	ioctx, iocancel := context.WithCancel(context.Background())
+	defer iocancel()
+	go func() {
+		select {
+		case <-host.ControlTransport{C: ctl}.Lost(ioctx):
+			iocancel()
+		case <-ioctx.Done():
+		}
+	}()
+	key, err := ctl.Signer(ioctx)
 	if err != nil {
 		return p, nil, err
 	}
@@ -85,7 +98,7 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 		case <-dctx.Done():
 		}
 	}()
-	audit := ctl.AuditWriter(o.Repo, id)
+	audit := ctl.AuditWriter(ioctx, o.Repo, id)
 	var auditW io.Writer = audit
 	if o.AuditFile != "" {
 		f, err := os.OpenFile(o.AuditFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
@@ -115,7 +128,10 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 	if err != nil {
 		return p, nil, err
 	}
-	if err := audit.Close(); err != nil {
+	if sum.Outcome == deploy.OutcomeUnknown {
+		iocancel() // the daemon is gone: the audit log's rest with it
+	}
+	if err := audit.Close(); err != nil && sum.Outcome != deploy.OutcomeUnknown {
 		fmt.Fprintf(warn, "warning: %v\n", err)
 	}
 	if sum.Result == rollout.Success {

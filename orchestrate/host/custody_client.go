@@ -152,7 +152,9 @@ func (c *Control) RecordDeployed(ctx context.Context, repo, deployID string, id 
 }
 
 // Signer returns a signer for the deploy key that asks the daemon: it
-// signs a deploy's commands while this process holds the deploy's lock.
+// signs a deploy's commands while this process holds the deploy's lock,
+// and rosters. Each signature is asked for under ctx (cancel it when the
+// daemon is lost) and at most signTimeout.
 func (c *Control) Signer(ctx context.Context) (crypto.Signer, error) {
 	resp, err := c.do(ctx, http.MethodGet, "/v1/pubkey", nil)
 	if err != nil {
@@ -163,11 +165,14 @@ func (c *Control) Signer(ctx context.Context) (crypto.Signer, error) {
 	if err != nil || len(b) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("daemon public key: %d bytes, %v", len(b), err)
 	}
-	return remoteSigner{c: c, pub: ed25519.PublicKey(b)}, nil
+	return remoteSigner{c: c, ctx: ctx, pub: ed25519.PublicKey(b)}, nil
 }
+
+const signTimeout = 30 * time.Second
 
 type remoteSigner struct {
 	c   *Control
+	ctx context.Context
 	pub ed25519.PublicKey
 }
 
@@ -179,7 +184,7 @@ func (s remoteSigner) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]b
 	if opts != nil && opts.HashFunc() != 0 {
 		return nil, errors.New("sign: the deploy key signs messages, not digests")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, signTimeout)
 	defer cancel()
 	resp, err := s.c.do(ctx, http.MethodPost, "/v1/sign", bytes.NewReader(msg))
 	if err != nil {
@@ -198,22 +203,32 @@ func (s remoteSigner) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]b
 
 // AuditWriter sends a deploy's audit lines (one JSON object per Write) to
 // the daemon, which appends them to the repo's audit log in the caller's
-// name. Lines are sent in batches every flushEvery, and by Close.
+// name. Write only buffers, never waits on the daemon (the deploy's
+// controller calls it); lines go out in order, in batches every
+// auditFlushEvery and at Close, each send bounded by the writer's context
+// and auditSendTimeout.
 type AuditWriter struct {
 	c            *Control
+	ctx          context.Context
 	repo, deploy string
-	mu           sync.Mutex
-	buf          bytes.Buffer
-	err          error
-	timer        *time.Timer
+
+	mu    sync.Mutex // guards buf, err, timer
+	buf   bytes.Buffer
+	err   error
+	timer *time.Timer
+
+	send sync.Mutex // one send at a time, so that batches stay in order
 }
 
-const auditFlushEvery = 250 * time.Millisecond
+const (
+	auditFlushEvery  = 250 * time.Millisecond
+	auditSendTimeout = 10 * time.Second
+)
 
 // AuditWriter returns the audit log writer of a deploy that holds the
-// repo's lock.
-func (c *Control) AuditWriter(repo, deployID string) *AuditWriter {
-	return &AuditWriter{c: c, repo: repo, deploy: deployID}
+// repo's lock. Cancelling ctx (the daemon is lost) stops every send.
+func (c *Control) AuditWriter(ctx context.Context, repo, deployID string) *AuditWriter {
+	return &AuditWriter{c: c, ctx: ctx, repo: repo, deploy: deployID}
 }
 
 func (a *AuditWriter) Write(p []byte) (int, error) {
@@ -221,36 +236,45 @@ func (a *AuditWriter) Write(p []byte) (int, error) {
 	defer a.mu.Unlock()
 	a.buf.Write(p)
 	if a.timer == nil {
-		a.timer = time.AfterFunc(auditFlushEvery, func() { a.Flush() })
+		a.timer = time.AfterFunc(auditFlushEvery, func() { a.flush() })
 	}
-	return len(p), a.err
+	return len(p), nil
 }
 
-// Flush sends what is buffered.
-func (a *AuditWriter) Flush() error {
+// flush sends what is buffered.
+func (a *AuditWriter) flush() error {
+	a.send.Lock()
+	defer a.send.Unlock()
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.timer != nil {
 		a.timer.Stop()
 		a.timer = nil
 	}
-	if a.buf.Len() == 0 {
-		return a.err
+	batch := bytes.Clone(a.buf.Bytes())
+	a.buf.Reset()
+	a.mu.Unlock()
+	if len(batch) == 0 {
+		return a.firstErr(nil)
 	}
 	q := url.Values{"repo": {a.repo}, "deploy": {a.deploy}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(a.ctx, auditSendTimeout)
 	defer cancel()
-	resp, err := a.c.do(ctx, http.MethodPost, "/v1/audit?"+q.Encode(), bytes.NewReader(a.buf.Bytes()))
+	resp, err := a.c.do(ctx, http.MethodPost, "/v1/audit?"+q.Encode(), bytes.NewReader(batch))
 	if err != nil {
-		if a.err == nil {
-			a.err = fmt.Errorf("audit log: %w", err)
-		}
-		return a.err
+		return a.firstErr(fmt.Errorf("audit log: %d bytes not written: %w", len(batch), err))
 	}
 	resp.Body.Close()
-	a.buf.Reset()
+	return a.firstErr(nil)
+}
+
+func (a *AuditWriter) firstErr(err error) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err == nil {
+		a.err = err
+	}
 	return a.err
 }
 
 // Close sends the rest and reports the first error.
-func (a *AuditWriter) Close() error { return a.Flush() }
+func (a *AuditWriter) Close() error { return a.flush() }
