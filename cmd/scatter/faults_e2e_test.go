@@ -428,8 +428,8 @@ func TestE2EReplaceDeployHost(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	runBin(t, c.bin, "hosts", "approve", "--data", nd.data, "--key", c.key, "deploy2")
-	runBin(t, c.bin, "hosts", "revoke", "--data", nd.data, "--key", c.key, "origin")
+	runBin(t, c.bin, "hosts", "approve", "--data", nd.data, "deploy2")
+	runBin(t, c.bin, "hosts", "revoke", "--data", nd.data, "origin")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out := runBin(t, c.bin, "status", "--data", nd.data)
