@@ -53,7 +53,7 @@ func fillDisk(t *testing.T, dir string) {
 // Needs root to mount a small tmpfs.
 func TestFullDiskRollback(t *testing.T) {
 	disk := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", disk).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", disk).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a small tmpfs (needs root): %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", disk).Run() })

@@ -21,7 +21,7 @@ const (
 	reserveSize = 1 << 20
 	lowSpace    = 256 << 10
 	// roomAgain is the free space above which the reserve is made again.
-	roomAgain = 16 << 20
+	roomAgain = 4 << 20
 )
 
 // freeSpace is what an unprivileged writer may still use on the data
