@@ -51,6 +51,10 @@ type release struct {
 // so that a restarted host does not start fetching before its membership
 // is up.
 func (n *Node) Resume() error {
+	// PeerSource may be asked from now on (its owner is up): let the
+	// hosts it lists in.
+	n.live.Store(true)
+	n.refreshAllow()
 	if n.cfg.Origin && n.cfg.OffloadAfter > 0 {
 		n.wg.Add(1)
 		go n.offloadLoop()
