@@ -261,9 +261,6 @@ func (r *run) run(ctx context.Context) error {
 			r.say("2dc: the link between the datacenters shaped to %.2f MiB/s each way = %.2f·U", float64(link)/(1<<20), r.rep.Params.DCLinkU)
 		}
 	}
-	if err := c.start(ctx, c.orig, true); err != nil {
-		return err
-	}
 	nSpecial := max(1, (cfg.Hosts+9)/10) // the 10% a scenario treats differently
 	var late []*node
 	for i := range cfg.Hosts {
@@ -281,6 +278,16 @@ func (r *run) run(ctx context.Context) error {
 			n.note = "late"
 		}
 		c.hosts = append(c.hosts, n)
+	}
+	// As an operator's config management would: every host's key made
+	// ahead, and one deploy-signed roster naming them all.
+	if err := c.enrol(); err != nil {
+		return err
+	}
+	if err := c.start(ctx, c.orig, true); err != nil {
+		return err
+	}
+	for _, n := range c.hosts {
 		if n.note == "late" {
 			late = append(late, n)
 			continue
@@ -399,6 +406,7 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 
 	held := map[*node]time.Time{}
 	staged := map[*node]bool{}
+	phaseCPU := map[*node][2]float64{} // netns: the daemon's transfer and staging CPU
 	deadline := start.Add(time.Duration(20*fo.SU*float64(time.Second)) + 2*time.Minute)
 	for len(staged) < len(c.hosts) || len(events) > 0 {
 		el := time.Since(start).Seconds() / fo.SU
@@ -431,6 +439,9 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 			switch st.State {
 			case swarm.Staged:
 				staged[n] = true
+				if c.nn != nil {
+					phaseCPU[n] = [2]float64{st.TransferCPUSeconds, st.StageCPUSeconds}
+				}
 			case swarm.Failed:
 				return fo, fmt.Errorf("%s: %s failed: %s", name, n.name, st.Error)
 			}
@@ -470,6 +481,7 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 			Name: n.name, Seconds: t, Ratio: t / fo.SU, Note: n.note,
 			FromOrigin: k.fromOrigin - k0.fromOrigin, FromPeers: k.fromPeers - k0.fromPeers,
 			Uploaded: k.uploaded - k0.uploaded, CrossDC: k.crossDC - k0.crossDC,
+			TransferCPU: phaseCPU[n][0], StageCPU: phaseCPU[n][1],
 		})
 	}
 	fo.summarize()

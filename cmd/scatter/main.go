@@ -139,6 +139,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			clusterKeyCommand(),
 			publishCommand(),
 			statusCommand(),
+			hostsCommand(),
 			deployCommand(),
 			rollbackCommand(),
 			abortCommand(),

@@ -310,6 +310,7 @@ func statusCommand() *cli.Command {
 			printStatus(c.App.Writer, s)
 			fmt.Fprintf(c.App.Writer, "\n%s: %s\n", s.Self, s.JoinLine(time.Now()))
 			printDeployStatus(c.App.Writer, s, datadir.Data(c.String("data")))
+			printTrust(c.App.Writer, s)
 			return nil
 		},
 	}
@@ -320,6 +321,10 @@ func printStatus(w io.Writer, s *host.ClusterStatus) {
 	fmt.Fprintln(tw, "HOST\tROLE\tDC/RACK\tREPO\tRELEASE\tVERSION\tSTATE\tPROGRESS\tFROM ORIGIN\tFROM PEERS\tUPLOADED\tNOTE")
 	for _, m := range s.Members {
 		loc := strings.Trim(m.DC+"/"+m.Rack, "/")
+		if m.Trust != "" && m.Trust != host.TrustEnrolled {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t%s\t\t\t\t\t%s\n", m.Name, m.Role, loc, strings.ToUpper(m.Trust), m.Error)
+			continue
+		}
 		if m.Status == nil {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\tunreachable\t\t\t\t\t%s\n", m.Name, m.Role, loc, m.Error)
 			continue
@@ -356,6 +361,29 @@ func printStatus(w io.Writer, s *host.ClusterStatus) {
 		}
 	}
 	tw.Flush()
+}
+
+// printTrust says what the roster does not vouch for: pending hosts, known
+// names with new keys (loudly), and refused messages.
+func printTrust(w io.Writer, s *host.ClusterStatus) {
+	var pending, newKey []string
+	for _, m := range s.Members {
+		switch m.Trust {
+		case host.TrustPending:
+			pending = append(pending, m.Name+" ("+m.Key+")")
+		case host.TrustNewKey, host.TrustBadMeta:
+			newKey = append(newKey, m.Name+" ("+m.Key+")")
+		}
+	}
+	fmt.Fprintf(w, "\nroster v%d\n", s.Roster)
+	if len(newKey) > 0 {
+		fmt.Fprintf(w, "WARNING: KNOWN HOSTS ADVERTISE A KEY THE ROSTER DOES NOT HOLD, nothing they say counts: %s\n"+
+			"  reinstalled? `scatter hosts approve NAME`; otherwise `scatter hosts revoke NAME` and investigate\n", strings.Join(newKey, ", "))
+	}
+	if len(pending) > 0 {
+		fmt.Fprintf(w, "pending hosts, never deployed to until approved (scatter hosts pending): %s\n", strings.Join(pending, ", "))
+	}
+	printRefused(w, s.Refused)
 }
 
 func torrentCommand() *cli.Command {

@@ -152,6 +152,11 @@ type Meta struct {
 	DC    string         `json:"dc,omitempty" yaml:"dc"`
 	Rack  string         `json:"rack,omitempty" yaml:"rack"`
 	Ports map[string]int `json:"ports,omitempty" yaml:"ports"` // e.g. "bt": 6881, "http": 8080
+	// Key is the member's host public key and Sig its signature of the
+	// fields above (base64). This package neither checks nor trusts them;
+	// the layer above checks them against the roster (package trust).
+	Key string `json:"key,omitempty" yaml:"-"`
+	Sig string `json:"sig,omitempty" yaml:"-"`
 }
 
 // MetaMaxSize is the largest encoded Meta memberlist carries.
