@@ -363,16 +363,24 @@ const stripeWriteTimeout = 10 * time.Second
 
 // turnLimit is how long a stripe request may hold the origin's turn to
 // send size bytes: four times their time at the upload cap (which the
-// peer wire shares), plus stripeWriteTimeout. A reader slower than that
-// loses its connection and the turn passes on; the host falls back to its
-// peers and the origin's peer wire.
+// peer wire shares), plus turnSlack; with no cap, stripeWriteTimeout. The
+// last bytes of a piece count as sent once the kernel has buffered them,
+// so a reader is cut only when it drains its socket at under about a
+// quarter of the cap for a whole piece: it loses its connection, the turn
+// passes on, and the host falls back to its peers and the origin's peer
+// wire. Without the limit, a reader draining just fast enough that no one
+// write times out held every turn it took for as long as it liked, and the
+// round robin made every other host wait that long once per piece.
 func (n *Node) turnLimit(size int64) time.Duration {
-	d := stripeWriteTimeout
-	if lim := n.e.up.Limit(); lim != rate.Inf && lim > 0 {
-		d += time.Duration(4 * float64(size) / float64(lim) * float64(time.Second))
+	lim := n.e.up.Limit()
+	if lim == rate.Inf || lim <= 0 {
+		return stripeWriteTimeout
 	}
-	return d
+	return turnSlack + time.Duration(4*float64(size)/float64(lim)*float64(time.Second))
 }
+
+// turnSlack is what a stripe turn allows beyond its time at the cap.
+const turnSlack = 2 * time.Second
 
 // layoutFor returns a release's layout of the given kind, parsed once.
 func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, error) {

@@ -5,6 +5,9 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,4 +124,55 @@ func TestClusterKeyRotation(t *testing.T) {
 	if n := len(stale.Members()); n != 1 {
 		t.Fatalf("a host with only the old key sees %d members", n)
 	}
+}
+
+// A pending host — in gossip with the cluster key, not on the roster —
+// gets nothing from an enrolled host's data plane: its requests for
+// status, the tracker, a manifest, a torrent and stripe data are closed
+// when accepted, and so is its peer-wire connection. Once enrolled, the
+// same requests are answered.
+func TestPendingHostGetsNothing(t *testing.T) {
+	c := newTestCluster(t)
+	origin := c.start("origin", 211, true)
+	h1 := c.start("h1", 212, false)
+	c.StartPending("newbie", 213)
+	c.WaitMembers(3, 30*time.Second)
+	sm := c.publish(genTree(t, 1<<20, false), "1")
+	c.waitFor("h1 stages the release", 60*time.Second, c.allStaged(sm.ID, "h1"))
+	const from = "127.0.0.213"
+	base := "/v1/repos/mw/releases/" + sm.ID.String()
+	paths := []string{"/v1/status", base + "/manifest", base + "/torrent/full", base + "/data/full?off=0&n=100",
+		"/announce?info_hash=" + strings.Repeat("%00", 20)}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	get := func(h *host.Host, p string) (int, error) {
+		resp, err := client.Get("http://" + h.Swarm().HTTPAddr() + p)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	for _, h := range []*host.Host{origin, h1} {
+		for _, p := range paths {
+			if code, err := get(h, p); err == nil {
+				t.Errorf("pending host got %s from %s: %d", p, h.Name(), code)
+			}
+		}
+		conn, err := d.Dial("tcp", h.Swarm().BTAddr())
+		if err == nil {
+			conn.Write(append(append([]byte{19}, "BitTorrent protocol"...), make([]byte, 48)...))
+			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if b, _ := io.ReadAll(conn); len(b) > 0 {
+				t.Errorf("pending host got %d bytes from %s's peer wire", len(b), h.Name())
+			}
+			conn.Close()
+		}
+	}
+	c.Enroll("newbie")
+	c.waitFor("the enrolled newbie gets status", 20*time.Second, func() bool {
+		code, err := get(h1, "/v1/status")
+		return err == nil && code == http.StatusOK
+	})
 }
