@@ -22,7 +22,7 @@ import (
 // the server's chunks.
 func TestGetGivesUpOnSilenceAndTrickle(t *testing.T) {
 	const chunk = metaMinRate * int(metaRateWindow/time.Second) // one window's minimum
-	next := make(chan int) // the server sends this many bytes, or falls silent (0)
+	next := make(chan int)                                      // the server sends this many bytes, or falls silent (0)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		rc := http.NewResponseController(w)
 		w.Header().Set("Content-Length", strconv.Itoa(10*chunk))

@@ -56,7 +56,7 @@ type Config struct {
 	// again whenever one is missing from the member list (membership
 	// rejoin). The host also rejoins the members it remembers
 	// (datadir.Data.Members).
-	Join       []string
+	Join []string
 	// ClusterKey encrypts gossip (16, 24 or 32 bytes) and OtherClusterKeys
 	// are accepted besides it during a rotation. ClusterKeyFile, if set,
 	// is read for both instead (membership.LoadKeyFile), at start and on
@@ -69,8 +69,8 @@ type Config struct {
 	// AllowClients are networks let into the data plane although they are
 	// not hosts: stock BitTorrent clients (swarm.Config.AllowClients).
 	AllowClients []netip.Prefix
-	Label      string // separates clusters on one network
-	DC, Rack   string
+	Label        string // separates clusters on one network
+	DC, Rack     string
 	// Bridges is how many hosts of each datacenter fetch across
 	// datacenters (swarm.Config.Bridges); the same on every host.
 	Bridges                  int
