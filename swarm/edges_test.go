@@ -115,7 +115,7 @@ func TestStrangersGetNothing(t *testing.T) {
 
 // metaAbuser is an enrolled host's metadata server that answers every
 // request in one bad way.
-func metaAbuser(t *testing.T, ip string, h http.HandlerFunc) string {
+func metaAbuser(t testing.TB, ip string, h http.HandlerFunc) string {
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
