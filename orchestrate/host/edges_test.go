@@ -35,7 +35,6 @@ func writeKeys(t *testing.T, path string, keys ...[]byte) {
 // the group or others can read; the error says how to fix it.
 func TestHostRefusesMissingOrReadableKey(t *testing.T) {
 	c := hosttest.New(t)
-	c.Configure = func(cfg *host.Config) { cfg.ClusterKey = nil }
 	cfg := host.Config{DataDir: t.TempDir(), PubKey: c.Key.Public().(ed25519.PublicKey), BindAddr: "127.0.0.201"}
 	if _, err := host.Start(context.Background(), cfg); !errors.Is(err, host.ErrNoClusterKey) {
 		t.Fatalf("no key: %v, want ErrNoClusterKey", err)
