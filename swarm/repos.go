@@ -52,7 +52,7 @@ type release struct {
 // Resume re-reads every repo's saved announcements and queues their
 // releases again. Call it once the PeerSource can answer: NewNode does not,
 // so that a restarted host does not start fetching before its membership
-// is up.
+// is up. Until it is called the node lets no host in (allow.go).
 func (n *Node) Resume() error {
 	// PeerSource may be asked from now on (its owner is up): let the
 	// hosts it lists in.
