@@ -153,7 +153,7 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	members := h.ml.Members()
 	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members)), Joined: h.ml.Joined(),
 		Roster: h.book.Version(), Refused: h.tally.Counts()}
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := h.dataPlaneClient(2 * time.Second)
 	own := h.agent.State()
 	h.mu.Lock()
 	deploy := map[string][]agent.RepoState{}
@@ -361,6 +361,7 @@ func (h *Host) ServeControl() error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(h.Targets(r.URL.Query().Get("repo")))
 	})
+	h.keyRoutes(mux)
 	// Every request is attributed to the Unix user on the other end of the
 	// socket (SO_PEERCRED) and refused unless root, the daemon's user or a
 	// deployer.
