@@ -138,8 +138,9 @@ type Node struct {
 
 	mu      sync.Mutex
 	repos   map[string]*repo
-	bad     map[string]bool    // peer IPs banned for bad data, already reported
-	layouts map[string]*Layout // parsed layouts served as stripes, by "<id>.<kind>"
+	bad     map[string]bool       // peer IPs banned for bad data, already reported
+	stalls  map[StallReason]int64 // stalls begun, by reason, since start
+	layouts map[string]*Layout    // parsed layouts served as stripes, by "<id>.<kind>"
 }
 
 type repo struct {
@@ -163,6 +164,7 @@ type release struct {
 	started time.Time
 	done    time.Time
 	stuck   string
+	reason  StallReason // stuck's kind, for counting
 	// offloaded: the origin has stopped uploading this release.
 	offloaded bool
 	// fallback: the origin is a peer-wire peer for this fetch (its stripe
@@ -196,7 +198,7 @@ func NewNode(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, e: e, ln: ln, ctx: ctx, stop: stop,
 		http:  newMetaClient(),
-		repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{},
+		repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{}, stalls: map[StallReason]int64{},
 		metaSlots: make(chan struct{}, metaSlots),
 	}
 	n.srv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -417,7 +419,7 @@ func (n *Node) fetchLoop(r *repo) {
 		if err != nil {
 			rel.state, rel.err = "failed", err
 		} else {
-			rel.state, rel.err, rel.stuck = "staged", nil, ""
+			rel.state, rel.err, rel.stuck, rel.reason = "staged", nil, "", ""
 		}
 		rel.done = time.Now()
 		n.mu.Unlock()
@@ -638,7 +640,7 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 		got, _ := x.Progress()
 		if got != last {
 			last, lastProgress, rejectedBefore = got, time.Now(), x.Rejected()
-			n.setStuck(rel, x, "")
+			n.setStuck(rel, x, "", "")
 			continue
 		}
 		stalled := time.Since(lastProgress)
@@ -658,7 +660,8 @@ func (n *Node) wait(rel *release, x *Transfer, stripeDone <-chan struct{}, hadSt
 			// Right after a reconnect the host is briefly unconnected: not
 			// a reason worth reporting.
 			if time.Since(lastReconnect) >= reconnectGrace {
-				n.setStuck(rel, x, n.diagnose(x, len(addrs), holding, rejected, lastProgress))
+				reason, why := n.diagnose(x, len(addrs), holding, rejected, lastProgress)
+				n.setStuck(rel, x, reason, why)
 			}
 		}
 		evidence := rejected > 0 || stalled >= n.cfg.StallAfter
@@ -697,10 +700,13 @@ func closed(c <-chan struct{}) bool {
 // the transfer's state in the engine (each connection's choke and
 // interest flags, requests in flight either way, pieces held): what tells
 // a peer that will not send from a host that does not ask.
-func (n *Node) setStuck(rel *release, x *Transfer, why string) {
+func (n *Node) setStuck(rel *release, x *Transfer, reason StallReason, why string) {
 	n.mu.Lock()
-	was := rel.stuck
-	rel.stuck = why
+	was, wasReason := rel.stuck, rel.reason
+	rel.stuck, rel.reason = why, reason
+	if reason != "" && reason != wasReason {
+		n.stalls[reason]++
+	}
 	n.mu.Unlock()
 	if why == was {
 		return
@@ -714,32 +720,52 @@ func (n *Node) setStuck(rel *release, x *Transfer, why string) {
 	n.cfg.OnChange()
 }
 
-// diagnose says in words why a transfer makes no progress. holding is how
-// many connected peers hold a piece it lacks, rejected how many Reject
-// messages peers sent since progress stopped at since.
-func (n *Node) diagnose(x *Transfer, known, holding int, rejected int64, since time.Time) string {
+// StallReason is the kind of a stall: a short, fixed name for counting
+// (metrics label them by it), where ReleaseStatus.Stuck says it in words.
+type StallReason string
+
+// The reasons a fetch stalls, in the order diagnose tries them.
+const (
+	StallNoPeers      StallReason = "no_peers"      // membership knows no other host
+	StallWriteFailed  StallReason = "write_failed"  // received blocks cannot be written
+	StallPeersBanned  StallReason = "peers_banned"  // every peer sent bad data
+	StallNotConnected StallReason = "not_connected" // peers known, none reachable
+	StallNoHolder     StallReason = "no_holder"     // connected, none holds a missing piece
+	StallBadPieces    StallReason = "bad_pieces"    // pieces failed verification
+	StallRejected     StallReason = "rejected"      // holders reject our requests
+	StallNotSending   StallReason = "not_sending"   // holders choke, are capped, or do not answer
+)
+
+// StallReasons lists every StallReason.
+var StallReasons = []StallReason{StallNoPeers, StallWriteFailed, StallPeersBanned, StallNotConnected,
+	StallNoHolder, StallBadPieces, StallRejected, StallNotSending}
+
+// diagnose says why a transfer makes no progress, as a kind and in words.
+// holding is how many connected peers hold a piece it lacks, rejected how
+// many Reject messages peers sent since progress stopped at since.
+func (n *Node) diagnose(x *Transfer, known, holding int, rejected int64, since time.Time) (StallReason, string) {
 	st := x.Stats()
 	bad := len(n.e.cl.BadPeerIPs())
 	werr, werrAt := x.WriteErr()
 	switch {
 	case known == 0:
-		return "no peers: membership knows no other host"
+		return StallNoPeers, "no peers: membership knows no other host"
 	case werr != nil && werrAt.After(since):
-		return fmt.Sprintf("writing received blocks fails (downloads pause %s, then retry): %v", writeRetry, werr)
+		return StallWriteFailed, fmt.Sprintf("writing received blocks fails (downloads pause %s, then retry): %v", writeRetry, werr)
 	case st.ActivePeers == 0 && bad > 0:
-		return fmt.Sprintf("no usable peers: %d banned for sending data that failed verification", bad)
+		return StallPeersBanned, fmt.Sprintf("no usable peers: %d banned for sending data that failed verification", bad)
 	case st.ActivePeers == 0:
-		return fmt.Sprintf("not connected to any of %d known peers", known)
+		return StallNotConnected, fmt.Sprintf("not connected to any of %d known peers", known)
 	case holding == 0:
-		return fmt.Sprintf("connected to %d peers, none holds a missing piece", st.ActivePeers)
+		return StallNoHolder, fmt.Sprintf("connected to %d peers, none holds a missing piece", st.ActivePeers)
 	case st.PiecesDirtiedBad.Int64() > 0:
-		return fmt.Sprintf("%d pieces failed verification", st.PiecesDirtiedBad.Int64())
+		return StallBadPieces, fmt.Sprintf("%d pieces failed verification", st.PiecesDirtiedBad.Int64())
 	case rejected > 0:
-		return fmt.Sprintf("%d peers hold missing pieces but none is sending; they sent %d rejects since the stall began "+
+		return StallRejected, fmt.Sprintf("%d peers hold missing pieces but none is sending; they sent %d rejects since the stall began "+
 			"(failed reads, or answers to our cancels); reconnecting about every %s",
 			holding, rejected, min(reconnectAfter, n.cfg.StallAfter))
 	default:
-		return fmt.Sprintf("%d peers hold missing pieces but none is sending: choking, rate-limited, or not answering "+
+		return StallNotSending, fmt.Sprintf("%d peers hold missing pieces but none is sending: choking, rate-limited, or not answering "+
 			"(reconnecting about every %s)", holding, min(reconnectAfter, n.cfg.StallAfter))
 	}
 }

@@ -73,11 +73,17 @@ func (s *syncBuffer) String() string {
 
 func startDaemon(t *testing.T, bin string, args ...string) *daemon {
 	t.Helper()
-	data := ""
+	data, admin := "", false
 	for i, a := range args {
 		if a == "--data" {
 			data = args[i+1]
 		}
+		admin = admin || a == "--admin-addr"
+	}
+	if !admin {
+		// Daemons of one test share the machine's loopback: the default
+		// admin port would collide.
+		args = append(args, "--admin-addr", "")
 	}
 	return launch(t, data, exec.Command(bin, append([]string{"--log-level", "info", "seed"}, args...)...))
 }
@@ -337,7 +343,7 @@ func TestE2EStockClientDownloads(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	torrentFile := filepath.Join(c.dir, "release.torrent")
-	tor, err := exec.Command(c.bin, "torrent", "--store", filepath.Join(h.data, "mw"), id).Output()
+	tor, err := exec.Command(c.bin, "torrent", "--data", h.data, "--repo", "mw", id).Output()
 	if err != nil {
 		t.Fatal(err)
 	}

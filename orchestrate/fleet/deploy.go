@@ -85,6 +85,15 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 		o.Started(p, id, who)
 	}
 	cfg := p.Config
+	report := reporter{ctl: ctl, repo: o.Repo, warn: warn}
+	progress := func(e deploy.Event) {
+		if e.Event == "phase" {
+			report.send(host.DeployReport{Repo: o.Repo, Phase: e.Phase})
+		}
+		if o.Progress != nil {
+			o.Progress(e)
+		}
+	}
 	sum, err := deploy.Run(ctx, deploy.Options{
 		Repo: o.Repo, Release: p.Release, Hosts: p.Hosts, From: p.From, DeployID: id,
 		Canary: cfg.Canary, Batch: rollout.Size(cfg.Batch), FailureLimit: rollout.Size(cfg.FailureLimit),
@@ -92,11 +101,16 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 		RetryEvery: o.RetryEvery, OnAbort: o.OnAbort, Restart: cfg.Restart, Force: o.Force,
 		Checks: cfg.Checks, Hooks: hooks, Rollback: o.Rollback, User: who, Message: o.Message,
 		Controller: p.Controller, Key: key, Transport: host.ControlTransport{C: ctl}, Audit: audit,
-		Progress: o.Progress,
+		Progress: progress,
 	})
 	if err != nil {
 		return p, nil, err
 	}
+	done := host.DeployReport{Repo: o.Repo, Outcome: sum.Outcome}
+	for _, ph := range sum.Phases {
+		done.Phases = append(done.Phases, host.PhaseSpan{Name: ph.Name, Seconds: ph.End.Sub(ph.Start).Seconds()})
+	}
+	report.send(done)
 	if err := audit.Sync(); err != nil {
 		fmt.Fprintf(warn, "warning: audit log %s: %v\n", auditPath, err)
 	}
@@ -106,6 +120,25 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 		}
 	}
 	return p, sum, nil
+}
+
+// reporter tells the daemon how the deploy goes, for its metrics. It is
+// best effort: a daemon that does not take the report (an older one, say)
+// costs one warning, never the deploy.
+type reporter struct {
+	ctl    *host.Control
+	repo   string
+	warn   io.Writer
+	warned bool
+}
+
+func (r *reporter) send(rep host.DeployReport) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.ctl.ReportDeploy(ctx, rep); err != nil && !r.warned {
+		r.warned = true
+		fmt.Fprintf(r.warn, "warning: the daemon's deploy metrics will miss this deploy: %v\n", err)
+	}
 }
 
 func currentUser() string {

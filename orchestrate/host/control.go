@@ -28,6 +28,8 @@ import (
 type ClusterStatus struct {
 	Self    string         `json:"self"`
 	Members []MemberStatus `json:"members"`
+	// Health is the local daemon's own: what its /readyz says.
+	Health Health `json:"health"`
 }
 
 // MemberStatus is one member's entry.
@@ -38,6 +40,7 @@ type MemberStatus struct {
 	Role   string        `json:"role"`
 	DC     string        `json:"dc,omitempty"`
 	Rack   string        `json:"rack,omitempty"`
+	Build  string        `json:"build,omitempty"` // the scatter build it runs (version.Info.Short)
 	Error  string        `json:"error,omitempty"` // why its status could not be read
 	Status *swarm.Status `json:"status,omitempty"`
 	// Deploy is what runs on the member, per repo, as gossip last said.
@@ -60,11 +63,12 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	deploy[h.cfg.Name] = own
 	var wg sync.WaitGroup
 	for i, m := range members {
-		ms := MemberStatus{Name: m.Name, Addr: m.Addr.String(), Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack,
+		ms := MemberStatus{Name: m.Name, Addr: m.Addr.String(), Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack, Build: m.Meta.Build,
 			HTTP: net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.Meta.Ports["http"])), Deploy: deploy[m.Name]}
 		if m.Name == h.cfg.Name {
 			s := h.sw.Status()
 			ms.Status = &s
+			out.Health = h.health(s)
 			out.Members[i] = ms
 			continue
 		}
@@ -191,6 +195,15 @@ func (h *Host) ServeControl() error {
 			}
 		}
 	})
+	mux.HandleFunc("POST /v1/deploy-report", func(w http.ResponseWriter, r *http.Request) {
+		var rep DeployReport
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&rep); err != nil || rep.Repo == "" {
+			http.Error(w, fmt.Sprintf("bad deploy report: %v", err), http.StatusBadRequest)
+			return
+		}
+		h.ReportDeploy(rep)
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(h.Targets(r.URL.Query().Get("repo")))
@@ -297,6 +310,21 @@ func (c *Control) Engine(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("daemon engine state: %w", err)
 	}
 	return string(b), nil
+}
+
+// ReportDeploy tells the daemon how a deploy run from this host goes, for
+// its metrics (see DeployReport).
+func (c *Control) ReportDeploy(ctx context.Context, r DeployReport) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/deploy-report", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
 }
 
 // Announce hands a signed announcement to the daemon to publish.

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"scatter/artifact/core"
 	"scatter/artifact/datadir"
 	"scatter/orchestrate/agent"
@@ -32,6 +34,7 @@ import (
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/membership"
 	"scatter/swarm"
+	"scatter/version"
 )
 
 // Config configures a Host. The zero value of each optional field means its
@@ -62,6 +65,12 @@ type Config struct {
 	// deploy host's command, and as whom.
 	Repos map[string]config.Repo
 	Log   *slog.Logger
+	// Build is the scatter build this host advertises in its gossip meta;
+	// default version.Get().Short(). Tests set it to make a mixed fleet.
+	Build string
+	// Metrics, if set, receives the host's collectors (see Host.Collector);
+	// the admin listener serves it.
+	Metrics prometheus.Registerer
 }
 
 // Validate checks the configuration without changing it.
@@ -88,6 +97,7 @@ type Host struct {
 	sw    *swarm.Node
 	agent *agent.Agent
 	guard *command.Guard
+	count *counters
 
 	mu       sync.Mutex
 	holds    map[string]map[core.ReleaseID]bool // by member name
@@ -129,11 +139,14 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Build == "" {
+		cfg.Build = version.Get().Short()
+	}
 	h := &Host{
 		cfg: cfg, log: cfg.Log.With("host", cfg.Name),
 		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
-		states: map[string]hostState{},
-		dirty:  make(chan struct{}, 1), stop: make(chan struct{}),
+		states: map[string]hostState{}, count: newCounters(),
+		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	guard, err := command.NewGuard(cfg.PubKey, datadir.Data(cfg.DataDir).CommandsSeen(), nil)
 	if err != nil {
@@ -157,7 +170,8 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.sw = sw
-	h.agent, err = agent.New(agent.Config{Name: cfg.Name, DataDir: cfg.DataDir, Repos: cfg.Repos, Stager: sw, Log: h.log})
+	h.agent, err = agent.New(agent.Config{Name: cfg.Name, DataDir: cfg.DataDir, Repos: cfg.Repos, Stager: sw, Log: h.log,
+		Performed: h.count.ranActions})
 	if err != nil {
 		sw.Close()
 		return nil, err
@@ -169,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	ml, err := membership.New(membership.Config{
 		Name: cfg.Name, BindAddr: cfg.BindAddr, BindPort: cfg.GossipPort,
 		SecretKey: cfg.ClusterKey, Label: cfg.Label, Log: h.log,
-		Meta: membership.Meta{Role: role, DC: cfg.DC, Rack: cfg.Rack, Ports: map[string]int{
+		Meta: membership.Meta{Role: role, DC: cfg.DC, Rack: cfg.Rack, Build: cfg.Build, Ports: map[string]int{
 			"bt": port(sw.BTAddr()), "http": port(sw.HTTPAddr()),
 		}},
 		PushPullInterval: cfg.PushPullInterval,
@@ -182,6 +196,12 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.ml = ml
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(h.Collector()); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("host: metrics: %w", err)
+		}
+	}
 	if err := sw.Resume(); err != nil {
 		h.Close()
 		return nil, err

@@ -116,6 +116,9 @@ type Meta struct {
 	DC    string         `json:"dc,omitempty" yaml:"dc"`
 	Rack  string         `json:"rack,omitempty" yaml:"rack"`
 	Ports map[string]int `json:"ports,omitempty" yaml:"ports"` // e.g. "bt": 6881, "http": 8080
+	// Build names the scatter build the member runs (version.Info.Short),
+	// so `scatter status` can show a fleet running mixed builds.
+	Build string `json:"build,omitempty" yaml:"build"`
 }
 
 // MetaMaxSize is the largest encoded Meta memberlist carries.
