@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/anacrolix/torrent/metainfo"
-
 	"scatter/artifact/core"
 	"scatter/artifact/keys"
 )
@@ -25,9 +23,9 @@ type Announcement struct {
 	Parent  core.ReleaseID `json:"parent"`
 	// Full and Delta are the info hashes of the release's torrents; Delta is
 	// zero when the release has no parent.
-	Full  metainfo.Hash `json:"full"`
-	Delta metainfo.Hash `json:"delta"`
-	Time  time.Time     `json:"time"` // when it was published
+	Full  InfoHash  `json:"full"`
+	Delta InfoHash  `json:"delta"`
+	Time  time.Time `json:"time"` // when it was published
 }
 
 // Signed announcement wire form: magic | signature (64) | JSON body.
@@ -80,10 +78,10 @@ func OpenAnnouncement(b []byte, trusted ed25519.PublicKey) (*Announcement, error
 	if err := dec.Decode(&a); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadAnnouncement, err)
 	}
-	if a.Repo == "" || a.Release.IsZero() || a.Full == (metainfo.Hash{}) {
+	if a.Repo == "" || a.Release.IsZero() || a.Full.IsZero() {
 		return nil, fmt.Errorf("%w: missing repo, release or info hash", ErrBadAnnouncement)
 	}
-	if a.Parent.IsZero() != (a.Delta == metainfo.Hash{}) {
+	if a.Parent.IsZero() != a.Delta.IsZero() {
 		return nil, fmt.Errorf("%w: a delta torrent needs a parent and vice versa", ErrBadAnnouncement)
 	}
 	return &a, nil

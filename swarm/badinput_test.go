@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anacrolix/torrent/metainfo"
-
 	"scatter/artifact"
 	"scatter/artifact/core"
 )
@@ -23,7 +21,7 @@ func TestOpenAnnouncementRefusesBadInput(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
 	pub := key.Public().(ed25519.PublicKey)
-	a := &Announcement{Repo: "mw", Version: "1", Release: core.ReleaseID{1}, Full: metainfo.Hash{2}}
+	a := &Announcement{Repo: "mw", Version: "1", Release: core.ReleaseID{1}, Full: InfoHash{2}}
 	good, err := SignAnnouncement(a, key)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +33,7 @@ func TestOpenAnnouncementRefusesBadInput(t *testing.T) {
 	tampered := bytes.Clone(good)
 	tampered[len(tampered)-3] ^= 1
 	noParent := *a
-	noParent.Delta = metainfo.Hash{3}
+	noParent.Delta = InfoHash{3}
 	halfDelta, _ := SignAnnouncement(&noParent, key)
 	cases := map[string]struct {
 		b    []byte
@@ -58,7 +56,7 @@ func TestOpenAnnouncementRefusesBadInput(t *testing.T) {
 func FuzzAnnouncement(f *testing.F) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	pub := key.Public().(ed25519.PublicKey)
-	good, _ := SignAnnouncement(&Announcement{Repo: "mw", Release: core.ReleaseID{1}, Full: metainfo.Hash{2}}, key)
+	good, _ := SignAnnouncement(&Announcement{Repo: "mw", Release: core.ReleaseID{1}, Full: InfoHash{2}}, key)
 	f.Add(good)
 	f.Add([]byte(announceMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -122,14 +120,14 @@ func TestBadAnnouncementsDoNotStopTheNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ann, err := Prepare(c.dirs["origin"], st, res.Signed, c.key) // trusted key signs the announcement
+	ann, err := Prepare(c.dirs["origin"], st, res.Signed, c.key, time.Now()) // trusted key signs the announcement
 	st.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.announce(ann.Announcement)
 	// A release nobody has.
-	ghost, _ := SignAnnouncement(&Announcement{Repo: "mw", Version: "ghost", Release: core.ReleaseID{0xee}, Full: metainfo.Hash{1}, Time: time.Now()}, c.key)
+	ghost, _ := SignAnnouncement(&Announcement{Repo: "mw", Version: "ghost", Release: core.ReleaseID{0xee}, Full: InfoHash{1}, Time: time.Now()}, c.key)
 	c.announce(ghost)
 	// Garbage is refused outright.
 	if _, err := host.Announce([]byte("SCATANN1 not really")); err == nil {

@@ -39,6 +39,22 @@
 // origin when its stripe's host left. Old releases beyond Config.Keep are
 // collected, never the ones the current and previous links name.
 //
+// Who owns what. A Node keeps a registry of repos (repos.go): the releases
+// announced for each, their State (Queued, Fetching, Staged, Failed) and
+// retention. Each repo has one fetch loop (fetch.go), which takes its
+// releases one at a time, oldest first, and schedules the retry of a
+// failed one itself. The piece transfer of one fetch is a pieceFetch
+// (follow.go): one goroutine owns its state — progress, stall, fallback to
+// the origin, reconnects — and hears from the stripe's goroutine and the
+// engine by messages. The origin's offload loop (offload.go) owns the
+// decision to stop uploading. The metadata server (http.go, metadata.go)
+// answers peers. What status reads, those owners publish under the node's
+// lock.
+//
+// Time. Every decision above reads the node's clock (package
+// swarm/clock, Config.Clock): tests give a node a fake clock and cross a
+// ten-second stall or a five-second retry without waiting for it.
+//
 // Vocabulary: Node (one host's part: stores, engine, metadata server),
 // Engine (the anacrolix client, one per host), Transfer (one torrent on
 // one host), Layout (where each chunk sits in a torrent), Kind (Full or

@@ -23,6 +23,7 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/datadir"
+	"scatter/swarm/clock"
 )
 
 // EngineConfig configures a host's BitTorrent engine. The zero value of each
@@ -35,12 +36,16 @@ type EngineConfig struct {
 	// second; 0 means unlimited.
 	UploadRate, DownloadRate int64
 	Log                      *slog.Logger
+	// Clock times the pause after a failed write and the staging file's
+	// flushes; default the wall clock.
+	Clock clock.Clock
 }
 
 // Engine moves chunks between hosts: one anacrolix client, many torrents.
 type Engine struct {
-	cl  *torrent.Client
-	log *slog.Logger
+	cl    *torrent.Client
+	log   *slog.Logger
+	clock clock.Clock
 	// up is the host's upload limiter, shared by the peer wire and the
 	// metadata server's stripe responses.
 	up *rate.Limiter
@@ -103,7 +108,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.ListenAddr == "" {
 		return nil, errors.New("swarm engine: ListenAddr is required")
 	}
-	e := &Engine{log: cfg.Log, received: map[netip.Addr]int64{}, rejected: map[metainfo.Hash]int64{}}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	e := &Engine{log: cfg.Log, clock: cfg.Clock, received: map[netip.Addr]int64{}, rejected: map[metainfo.Hash]int64{}}
 	c := torrent.NewDefaultClientConfig()
 	c.SetListenAddr(cfg.ListenAddr)
 	c.NoDHT = true
@@ -262,18 +270,18 @@ type Transfer struct {
 // info bytes the caller has checked against the signed info hash. Blocks
 // not yet verified are staged in files under the repo's partial directory.
 func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, repo datadir.Repo) (*Transfer, error) {
-	cs := newChunkStorage(store, l, repo, e.log)
+	cs := newChunkStorage(store, l, repo, e.log, e.clock)
 	var impl storage.ClientImpl = cs
 	if e.wrapStorage != nil {
 		impl = e.wrapStorage(cs)
 	}
 	t, isNew := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
-		InfoHash:  InfoHash(info),
+		InfoHash:  InfoHashOf(info).anacrolix(),
 		InfoBytes: info,
 		Storage:   impl,
 	})
 	if !isNew {
-		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHash(info))
+		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHashOf(info))
 	}
 	x := &Transfer{e: e, t: t, st: cs, Layout: l}
 	t.SetOnWriteChunkError(x.writeFailed)
@@ -293,7 +301,7 @@ const writeRetry = 5 * time.Second
 // the log has the first failure and every 100th.
 func (x *Transfer) writeFailed(err error) {
 	x.mu.Lock()
-	x.writeErr, x.writeErrAt = err, time.Now()
+	x.writeErr, x.writeErrAt = err, x.e.clock.Now()
 	x.writeFails++
 	x.e.writeFails.Add(1)
 	fails, paused := x.writeFails, x.paused
@@ -307,7 +315,7 @@ func (x *Transfer) writeFailed(err error) {
 		return
 	}
 	x.t.DisallowDataDownload()
-	time.AfterFunc(writeRetry, func() {
+	x.e.clock.AfterFunc(writeRetry, func() {
 		x.mu.Lock()
 		x.paused = false
 		x.mu.Unlock()
@@ -335,7 +343,7 @@ func (x *Transfer) Paused() bool {
 }
 
 // InfoHash returns the torrent's info hash.
-func (x *Transfer) InfoHash() metainfo.Hash { return x.t.InfoHash() }
+func (x *Transfer) InfoHash() InfoHash { return InfoHash(x.t.InfoHash()) }
 
 // AddPeers tells the transfer where peers listen ("ip:port").
 func (x *Transfer) AddPeers(addrs []string) {
@@ -379,20 +387,18 @@ func (x *Transfer) PutPiece(ctx context.Context, i int, data []byte) error {
 	// VerifyDataContext returns once the hash is computed; anacrolix marks
 	// the piece complete a moment later, outside its lock (MarkComplete may
 	// sync a pack to disk), so wait for the marking to finish.
-	for {
-		ps := x.t.PieceState(i)
-		if ps.Complete {
-			return nil
-		}
-		if !ps.Checking && !ps.Marking {
-			return fmt.Errorf("piece %d failed verification", i)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	var ps torrent.PieceState
+	x.e.clock.Poll(ctx, 5*time.Millisecond, 0, func() bool {
+		ps = x.t.PieceState(i)
+		return ps.Complete || !ps.Checking && !ps.Marking
+	})
+	switch {
+	case ps.Complete:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
 	}
+	return fmt.Errorf("piece %d failed verification", i)
 }
 
 // Wait blocks until every piece is complete and every chunk is in the store.
@@ -507,17 +513,14 @@ func (x *Transfer) Reconnect() {
 	for _, pc := range old {
 		pc.Close()
 	}
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		left := false
+	x.e.clock.Poll(context.Background(), 10*time.Millisecond, time.Second, func() bool {
 		for _, pc := range x.t.PeerConns() {
-			left = left || slices.Contains(old, pc)
+			if slices.Contains(old, pc) {
+				return false
+			}
 		}
-		if !left {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return true
+	})
 }
 
 // Rejected returns how many Reject messages peers have sent on this

@@ -15,9 +15,9 @@ import (
 	"path/filepath"
 
 	"github.com/anacrolix/torrent/bencode"
-	"github.com/anacrolix/torrent/metainfo"
 
 	"scatter/artifact/core"
+	"scatter/swarm/clock"
 )
 
 // handler serves release metadata to peers and stock clients:
@@ -116,7 +116,7 @@ func readAtMost(r io.Reader, limit int64) ([]byte, error) {
 func (n *Node) getMeta(addr, path string, use func(io.Reader) error) error {
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
-	idle := time.AfterFunc(metaIdleTimeout, cancel)
+	idle := n.cfg.Clock.AfterFunc(metaIdleTimeout, cancel)
 	defer idle.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
@@ -217,13 +217,13 @@ func (n *Node) announce(w http.ResponseWriter, req *http.Request) {
 // knowsInfoHash reports whether ih is the full or delta torrent of a
 // release this node knows.
 func (n *Node) knowsInfoHash(ih string) bool {
-	var h metainfo.Hash
+	var h InfoHash
 	copy(h[:], ih)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, r := range n.repos {
 		for _, rel := range r.rels {
-			if rel.ann.Full == h || (rel.ann.Delta == h && h != metainfo.Hash{}) {
+			if rel.ann.Full == h || (rel.ann.Delta == h && !h.IsZero()) {
 				return true
 			}
 		}
@@ -291,7 +291,7 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 		}
 		// Bounded: a host that stops reading (frozen, partitioned) must
 		// not hold the turn, and with it every other host's stripe.
-		rc.SetWriteDeadline(time.Now().Add(stripeWriteTimeout))
+		rc.SetWriteDeadline(n.cfg.Clock.IODeadline(stripeWriteTimeout))
 		if _, err := w.Write(b); err != nil {
 			return
 		}
@@ -352,7 +352,7 @@ func servedLayoutLocked(r *repo, id core.ReleaseID, kind string) *Layout {
 // idleReader restarts the idle timer whenever bytes arrive.
 type idleReader struct {
 	r    io.Reader
-	idle *time.Timer
+	idle clock.Timer
 }
 
 func (r *idleReader) Read(p []byte) (int, error) {

@@ -11,7 +11,6 @@ import (
 	"sort"
 
 	"github.com/anacrolix/torrent/bencode"
-	"github.com/anacrolix/torrent/metainfo"
 
 	"scatter/artifact"
 	"scatter/artifact/core"
@@ -330,9 +329,6 @@ func ParseInfo(info []byte, t *artifact.Table) (*Layout, error) {
 	return l, nil
 }
 
-// InfoHash is the BitTorrent v1 info hash of info bytes.
-func InfoHash(info []byte) metainfo.Hash { return metainfo.HashBytes(info) }
-
 // Torrent is a layout with its info bytes.
 type Torrent struct {
 	Layout *Layout
@@ -340,7 +336,7 @@ type Torrent struct {
 }
 
 // InfoHash is the torrent's v1 info hash.
-func (t *Torrent) InfoHash() metainfo.Hash { return InfoHash(t.Info) }
+func (t *Torrent) InfoHash() InfoHash { return InfoHashOf(t.Info) }
 
 // MakeTorrent lays out release sm (a delta against parent when kind is
 // Delta) from the frames in st.

@@ -55,8 +55,8 @@ const (
 	metaHeaderTimeout = 5 * time.Second
 )
 
-// metaIdleTimeout: see above (a variable for tests).
-var metaIdleTimeout = 10 * time.Second
+// metaIdleTimeout: see above.
+const metaIdleTimeout = 10 * time.Second
 
 // newMetaClient is the HTTP client a node asks others for metadata with.
 func newMetaClient() *http.Client {
@@ -97,14 +97,12 @@ func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b sizedReader
 	// the moment it had sent a small manifest served whoever asked while
 	// that copy was being checked and stored, and the origin served most
 	// of the copies.
-	start := time.Now()
+	start := n.cfg.Clock.Now()
 	if lim := n.e.up.Limit(); lim != rate.Inf && lim > 0 {
 		hold := time.Duration(float64(b.Size()) / float64(lim) * float64(time.Second))
 		defer func() {
-			t := time.NewTimer(hold - time.Since(start))
-			defer t.Stop()
 			select {
-			case <-t.C:
+			case <-n.cfg.Clock.After(hold - n.cfg.Clock.Since(start)):
 			case <-n.ctx.Done():
 			}
 		}()
@@ -120,7 +118,7 @@ func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b sizedReader
 			return
 		}
 		// A client that stops reading must not hold the slot.
-		rc.SetWriteDeadline(time.Now().Add(stripeWriteTimeout))
+		rc.SetWriteDeadline(n.cfg.Clock.IODeadline(stripeWriteTimeout))
 		if _, err := w.Write(buf[:k]); err != nil {
 			return
 		}
@@ -162,7 +160,7 @@ func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 		defer n.receiving.Delete(path)
 		return use(r)
 	}
-	deadline := time.Now().Add(metaPatience)
+	deadline := n.cfg.Clock.Now().Add(metaPatience)
 	wait := 20 * time.Millisecond
 	for {
 		peers := n.metaSources()
@@ -172,7 +170,7 @@ func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 		var errs []string
 		busy := false
 		for _, p := range peers {
-			if p.Origin && busy && time.Now().Before(deadline) {
+			if p.Origin && busy && n.cfg.Clock.Now().Before(deadline) {
 				continue // a peer has it or soon will: leave the origin to others
 			}
 			err := n.getMeta(p.HTTP, path, receive)
@@ -182,15 +180,13 @@ func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 			busy = busy || errors.Is(err, errBusy)
 			errs = append(errs, p.Name+": "+err.Error())
 		}
-		if !busy || time.Now().After(deadline) {
+		if !busy || n.cfg.Clock.Now().After(deadline) {
 			return fmt.Errorf("no peer could serve %s: %s", path, strings.Join(errs, "; "))
 		}
-		t := time.NewTimer(wait/2 + rand.N(wait))
 		select {
 		case <-n.ctx.Done():
-			t.Stop()
 			return n.ctx.Err()
-		case <-t.C:
+		case <-n.cfg.Clock.After(wait/2 + rand.N(wait)):
 		}
 		wait = min(2*wait, 250*time.Millisecond)
 	}

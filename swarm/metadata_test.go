@@ -6,59 +6,93 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"scatter/swarm/clock"
 	"strings"
 	"testing"
 	"time"
 )
 
 // A node that stops sending in the middle of an answer is given up on
-// after metaIdleTimeout; one that sends slowly but steadily is not, even
-// when the whole answer takes several times as long.
+// after metaIdleTimeout of silence; one that sends slowly but steadily is
+// not, even when the whole answer takes several times as long. The asker
+// runs on a fake clock: the test moves it between the server's chunks.
 func TestGetGivesUpOnlyOnSilence(t *testing.T) {
-	old := metaIdleTimeout
-	metaIdleTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { metaIdleTimeout = old })
-
+	next := make(chan bool) // the server sends a chunk (true) or falls silent (false)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		rc := http.NewResponseController(w)
 		w.Header().Set("Content-Length", "100")
 		w.WriteHeader(http.StatusOK)
-		for i := range 10 {
-			if req.URL.Path == "/stall" && i == 3 {
-				<-req.Context().Done()
+		rc.Flush()
+		for range 10 {
+			select {
+			case more := <-next:
+				if !more {
+					<-req.Context().Done()
+					return
+				}
+			case <-req.Context().Done():
 				return
 			}
 			w.Write([]byte(strings.Repeat("x", 10)))
 			rc.Flush()
-			time.Sleep(100 * time.Millisecond)
 		}
 	}))
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n := &Node{ctx: ctx, http: newMetaClient()}
+	clk := clock.NewFake(time.Now())
+	n := &Node{ctx: ctx, http: newMetaClient(), cfg: Config{Clock: clk}}
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
-	get := func(path string) ([]byte, error) {
-		var b []byte
-		err := n.getMeta(addr, path, func(r io.Reader) (err error) {
-			b, err = readAtMost(r, 1000)
-			return err
-		})
-		return b, err
+	got := make(chan int, 100) // bytes read so far, after each read returns
+	get := func() <-chan error {
+		errc := make(chan error, 1)
+		go func() {
+			errc <- n.getMeta(addr, "/", func(r io.Reader) error {
+				buf, total := make([]byte, 100), 0
+				for {
+					k, err := r.Read(buf)
+					if total += k; k > 0 {
+						got <- total
+					}
+					if err == io.EOF {
+						return nil
+					} else if err != nil {
+						return err
+					}
+				}
+			})
+		}()
+		return errc
 	}
-	start := time.Now()
-	b, err := get("/steady")
-	if err != nil || len(b) != 100 {
-		t.Fatalf("steady answer over %v: %d bytes, %v", time.Since(start), len(b), err)
+	// send gives the asker one chunk and waits until it has read it (and
+	// so restarted its idle timer), then lets most of the timeout pass.
+	send := func(i int) {
+		next <- true
+		for total := 0; total < 10*(i+1); total = <-got {
+		}
+		clk.Advance(metaIdleTimeout * 9 / 10)
 	}
-	start = time.Now()
-	_, err = get("/stall")
-	if err == nil || !strings.Contains(err.Error(), "nothing received") {
+	errc := get()
+	for i := range 10 {
+		send(i)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("steady answer over %v of silence-free time: %v", 9*metaIdleTimeout, err)
+	}
+	errc = get()
+	for i := range 3 {
+		send(i)
+	}
+	next <- false // 9/10 of the timeout has passed since the last byte
+	select {
+	case err := <-errc:
+		t.Fatalf("gave up before metaIdleTimeout of silence: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	clk.Advance(metaIdleTimeout / 10)
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "nothing received") {
 		t.Fatalf("stalled answer: err %v, want a give-up after silence", err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("gave up after %v, want about %v", d, metaIdleTimeout)
 	}
 }
 

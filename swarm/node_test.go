@@ -14,6 +14,7 @@ import (
 	"scatter/artifact"
 	"scatter/bench"
 	"scatter/bench/gen"
+	"scatter/swarm/clock"
 )
 
 // staticPeers is a PeerSource over nodes in the same process.
@@ -39,6 +40,9 @@ type cluster struct {
 	dcs map[string]string
 	// logs holds every node's log, printed if the test fails.
 	logs *testLog
+	// clocks gives nodes a clock of their own (a clock.Fake); the others
+	// run on the wall clock.
+	clocks map[string]clock.Clock
 }
 
 // testLog collects nodes' logs (info and above) for a failed test: the
@@ -107,7 +111,7 @@ func (c *cluster) start(name string, ip int, origin bool, upload int64) *Node {
 		Name: name, DataDir: dir, PubKey: c.key.Public().(ed25519.PublicKey), Origin: origin,
 		Engine:   EngineConfig{ListenAddr: addr + ":0", UploadRate: upload},
 		HTTPAddr: addr + ":0", Peers: c.peersOf(name), StallAfter: c.stallAfter, SkipStage: c.skipStage,
-		DC: c.dcs[name], Log: slog.New(slog.NewTextHandler(c.logs, nil)).With("node", name),
+		DC: c.dcs[name], Log: slog.New(slog.NewTextHandler(c.logs, nil)).With("node", name), Clock: c.clocks[name],
 	})
 	if err != nil {
 		c.t.Fatal(err)
@@ -160,7 +164,7 @@ func (c *cluster) prepare(src, version string) (*artifact.Signed, []byte) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	ann, err := Prepare(dir, st, res.Signed, c.key)
+	ann, err := Prepare(dir, st, res.Signed, c.key, time.Now())
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/anacrolix/torrent/metainfo"
-
 	"scatter/artifact"
 	"scatter/artifact/datadir"
 )
@@ -21,15 +19,16 @@ type Prepared struct {
 // Prepare readies a release built into the origin's store under dataDir
 // for the swarm: it lays out its full torrent (and its delta against the
 // parent, when the store holds the parent), saves their info bytes where
-// the origin's node serves them, and returns the signed announcement.
-func Prepare(dataDir string, st *artifact.Store, sm *artifact.Signed, key ed25519.PrivateKey) (*Prepared, error) {
+// the origin's node serves them, and returns the signed announcement,
+// dated at (hosts keep the newest announcements).
+func Prepare(dataDir string, st *artifact.Store, sm *artifact.Signed, key ed25519.PrivateKey, at time.Time) (*Prepared, error) {
 	m := sm.Manifest
 	repo := datadir.Data(dataDir).Repo(m.Repo)
 	if err := os.MkdirAll(repo.Torrents(), 0o755); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
-	a := &Announcement{Repo: m.Repo, Version: m.Version, Release: sm.ID, Time: time.Now().UTC()}
-	save := func(t *Torrent) (metainfo.Hash, error) {
+	a := &Announcement{Repo: m.Repo, Version: m.Version, Release: sm.ID, Time: at.UTC()}
+	save := func(t *Torrent) (InfoHash, error) {
 		path := repo.Torrent(sm.ID, t.Layout.Kind.String())
 		return t.InfoHash(), writeFileAtomic(path, t.Info)
 	}

@@ -18,6 +18,7 @@ import (
 	"scatter/artifact/core"
 	"scatter/artifact/datadir"
 	"scatter/bench/gen"
+	"scatter/swarm/clock"
 )
 
 // faultyStorage wraps a transfer's storage so that, once armed, its next
@@ -64,8 +65,15 @@ func (p faultyPiece) WriteAt(b []byte, off int64) (int, error) {
 // stopped uploading it. Before late starts, arm sets faults on the hosts'
 // storage; lateDelta returns once late has staged the delta, with late's
 // transfer of it.
+//
+// The late host runs on a fake clock, ten times as fast as the wall clock:
+// its stall, reconnect and write-retry thresholds pass in a tenth of the
+// real time, while its peers and the engine run as they would.
 func lateDelta(t *testing.T, arm func(faults map[string]faultyStorage)) *Transfer {
 	c := newCluster(t)
+	clk := clock.NewFake(time.Now())
+	c.clocks = map[string]clock.Clock{"late": clk}
+	runClock(t, clk, 100*time.Millisecond, 10*time.Millisecond)
 	origin := c.start("origin", 140, true, 0)
 	names := []string{"host1", "host2"}
 	faults := map[string]faultyStorage{}
@@ -135,7 +143,7 @@ func TestRejectedRequestIsAskedAgain(t *testing.T) {
 	// What the stall log carries: this torrent's section of the engine
 	// state, not the others'.
 	st := x.Status()
-	if !strings.HasPrefix(st, x.Layout.Release.String()+".delta\n") || !strings.Contains(st, "Infohash: "+x.InfoHash().HexString()) ||
+	if !strings.HasPrefix(st, x.Layout.Release.String()+".delta\n") || !strings.Contains(st, "Infohash: "+x.InfoHash().String()) ||
 		strings.Count(st, "Infohash: ") != 1 {
 		t.Fatalf("transfer status is not its torrent's section:\n%s", st)
 	}
@@ -178,7 +186,7 @@ func TestPieceReadFailureIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs testLog
-	s := newChunkStorage(openStore(t), tor.Layout, datadir.Repo(t.TempDir()), slog.New(slog.NewTextHandler(&logs, nil)))
+	s := newChunkStorage(openStore(t), tor.Layout, datadir.Repo(t.TempDir()), slog.New(slog.NewTextHandler(&logs, nil)), clock.Real{})
 	defer s.close()
 	p := &chunkPiece{s: s, index: 0, off: 0, n: min(tor.Layout.PieceLen, tor.Layout.Length)}
 	b := make([]byte, 16<<10)
@@ -191,4 +199,61 @@ func TestPieceReadFailureIsLogged(t *testing.T) {
 	if got != 2 || !strings.Contains(string(logs.buf), "failures=101") {
 		t.Fatalf("want the 1st and 101st failure logged, got %d lines:\n%s", got, logs.buf)
 	}
+}
+
+// runClock advances f by step every real interval until the test ends.
+func runClock(t *testing.T, f *clock.Fake, step, every time.Duration) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				f.Advance(step)
+			}
+		}
+	}()
+}
+
+// A fetch that fails is tried again RetryAfter later on the node's clock,
+// not before, and then succeeds: here the only peer, the origin, comes up
+// between the two tries. No real second is waited for the retry.
+func TestFailedFetchIsRetried(t *testing.T) {
+	c := newCluster(t)
+	clk := clock.NewFake(time.Now())
+	c.clocks = map[string]clock.Clock{"late": clk}
+	c.dirs["origin"] = filepath.Join(t.TempDir(), "origin")
+	sm, ann := c.prepare(genTree(t, 1<<20, false), "1")
+	late := c.start("late", 155, false, 0)
+	if _, err := late.Announce(ann); err != nil {
+		t.Fatal(err)
+	}
+	state := func() ReleaseStatus {
+		st, _ := late.Release("mw", sm.ID)
+		return st
+	}
+	for deadline := time.Now().Add(10 * time.Second); state().State != Failed; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fetch with no peer did not fail: %+v", state())
+		}
+	}
+	if st := state(); !strings.Contains(st.Error, "no peers") {
+		t.Fatalf("failed fetch says %q, want the reason", st.Error)
+	}
+	origin := c.start("origin", 156, true, 0)
+	if _, err := origin.Announce(ann); err != nil {
+		t.Fatal(err)
+	}
+	c.waitStaged(sm, []string{"origin"}, 30*time.Second)
+	clk.Advance(RetryAfter - time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // a retry due early would start now
+	if st := state(); st.State != Failed {
+		t.Fatalf("retried before RetryAfter: %v", st.State)
+	}
+	clk.Advance(time.Millisecond)
+	c.waitStaged(sm, []string{"late"}, 30*time.Second)
 }

@@ -39,7 +39,7 @@ type RepoStatus struct {
 type ReleaseStatus struct {
 	Release core.ReleaseID `json:"release"`
 	Version string         `json:"version"`
-	State   string         `json:"state"` // queued, fetching, staged, failed
+	State   State          `json:"state"`
 	Kind    string         `json:"kind,omitempty"`
 	Done    int64          `json:"done,omitempty"` // bytes of the torrent complete
 	Total   int64          `json:"total,omitempty"`
@@ -106,21 +106,21 @@ func (n *Node) Status() Status {
 
 func (rel *release) statusLocked() ReleaseStatus {
 	x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck, StuckReason: rel.reason, Offloaded: rel.offloaded}
-	if rel.state != "queued" {
+	if rel.state != Queued {
 		x.Kind = rel.kind.String()
 	}
 	if rel.err != nil {
 		x.Error = rel.err.Error()
 	}
 	x.Total = rel.total
-	if rel.state == "staged" {
+	if rel.state == Staged {
 		x.Done = rel.total
 	}
 	if rel.x != nil {
 		x.Done, x.Total = rel.x.Progress()
 		x.Peers = rel.x.Stats().ActivePeers
 	}
-	if rel.state == "staged" {
+	if rel.state == Staged {
 		x.Seconds = rel.done.Sub(rel.started).Seconds()
 	}
 	if rel.held {
@@ -151,7 +151,7 @@ func (n *Node) Staged(repo string, id core.ReleaseID) bool {
 		return false
 	}
 	rel := r.rels[id]
-	return rel != nil && rel.state == "staged"
+	return rel != nil && rel.state == Staged
 }
 
 // HeldReleases lists the releases whose every chunk this node holds, for

@@ -17,6 +17,7 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/datadir"
+	"scatter/swarm/clock"
 )
 
 // chunkStorage is an anacrolix storage over the artifact store for one
@@ -46,6 +47,7 @@ type chunkStorage struct {
 	frame    []byte // MarkComplete's buffer for one frame, reused
 	pending  int64  // bytes in w not yet flushed
 	flushed  time.Time
+	clock    clock.Clock
 	closed   bool
 	finished bool // every chunk stored, staging file removed
 	readErrs atomic.Int64
@@ -59,8 +61,8 @@ const (
 	flushAfter = time.Second
 )
 
-func newChunkStorage(st *artifact.Store, l *Layout, dir datadir.Repo, log *slog.Logger) *chunkStorage {
-	s := &chunkStorage{st: st, layout: l, dir: dir, log: log, done: make([]bool, l.Pieces()), recheck: make([]bool, l.Pieces()), flushed: time.Now()}
+func newChunkStorage(st *artifact.Store, l *Layout, dir datadir.Repo, log *slog.Logger, clk clock.Clock) *chunkStorage {
+	s := &chunkStorage{st: st, layout: l, dir: dir, log: log, done: make([]bool, l.Pieces()), recheck: make([]bool, l.Pieces()), flushed: clk.Now(), clock: clk}
 	if b, err := os.ReadFile(s.path("done")); err == nil {
 		for i := range min(len(b), len(s.recheck)) {
 			s.recheck[i] = b[i] == 1
@@ -124,7 +126,7 @@ func (s *chunkStorage) flushLocked() error {
 		return nil
 	}
 	err := s.w.Close()
-	s.w, s.pending, s.flushed = nil, 0, time.Now()
+	s.w, s.pending, s.flushed = nil, 0, s.clock.Now()
 	return err
 }
 
@@ -325,7 +327,7 @@ func (p *chunkPiece) MarkComplete() error {
 		}
 		s.pending += int64(n)
 	}
-	if s.pending >= flushEvery || time.Since(s.flushed) > flushAfter {
+	if s.pending >= flushEvery || s.clock.Since(s.flushed) > flushAfter {
 		return s.flushLocked()
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/deploy"
 	"scatter/orchestrate/rollout"
+	"scatter/swarm"
 )
 
 // Scenarios Run knows.
@@ -428,9 +429,9 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 				held[n] = st.HeldAt
 			}
 			switch st.State {
-			case "staged":
+			case swarm.Staged:
 				staged[n] = true
-			case "failed":
+			case swarm.Failed:
 				return fo, fmt.Errorf("%s: %s failed: %s", name, n.name, st.Error)
 			}
 		}

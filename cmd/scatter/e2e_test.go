@@ -245,10 +245,10 @@ func (c *e2eCluster) host(name, ip string, extra ...string) *daemon {
 }
 
 // releaseStatus reads one release's entry from a daemon's own status.
-func releaseStatus(t *testing.T, d *daemon, name, id string) (done, total int64, state string, fromOrigin, fromPeers int64) {
+func releaseStatus(t *testing.T, d *daemon, name, id string) (done, total int64, state swarm.State, fromOrigin, fromPeers int64) {
 	s, err := host.DialControl(d.data).Status(context.Background())
 	if err != nil {
-		return 0, 0, "", 0, 0
+		return 0, 0, swarm.Queued, 0, 0
 	}
 	for _, m := range s.Members {
 		if m.Name != name || m.Status == nil {
@@ -262,7 +262,7 @@ func releaseStatus(t *testing.T, d *daemon, name, id string) (done, total int64,
 			}
 		}
 	}
-	return 0, 0, "", 0, 0
+	return 0, 0, swarm.Queued, 0, 0
 }
 
 // Property 5: kill -9 a daemon mid-fetch and restart it: it resumes
@@ -293,7 +293,7 @@ func TestE2ECrashAndResume(t *testing.T) {
 	deadline = time.Now().Add(90 * time.Second)
 	for {
 		_, _, state, fromOrigin, fromPeers := releaseStatus(t, h2, "h1", id)
-		if state == "staged" {
+		if state == swarm.Staged {
 			got := fromOrigin + fromPeers
 			// What a crash may lose: the last second of chunks not yet in a
 			// complete pack (1 MiB/s upload cap) plus pieces in flight.

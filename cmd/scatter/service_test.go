@@ -166,7 +166,7 @@ func TestStatusExitAndMixedBuilds(t *testing.T) {
 	healthy := host.Health{Ready: true, Joined: true}
 	member := func(name, build, stuck string) host.MemberStatus {
 		st := &swarm.Status{Repos: []swarm.RepoStatus{{Repo: "mw", Releases: []swarm.ReleaseStatus{
-			{Release: core.ReleaseID{1}, State: "fetching", Stuck: stuck}}}}}
+			{Release: core.ReleaseID{1}, State: swarm.Fetching, Stuck: stuck}}}}}
 		return host.MemberStatus{Name: name, Build: build, Status: st}
 	}
 	for _, c := range []struct {

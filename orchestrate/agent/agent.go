@@ -323,14 +323,14 @@ func (s *stepRun) stage(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		st, ok := s.a.cfg.Stager.Release(s.c.Repo, s.c.Release)
-		if ok && st.State == "staged" {
+		if ok && st.State == swarm.Staged {
 			break
 		}
 		select {
 		case <-ctx.Done():
 			why := "the release was never announced to this host"
 			if ok {
-				why = "state " + st.State
+				why = "state " + st.State.String()
 				if st.Total > 0 {
 					why += fmt.Sprintf(", %d of %d bytes", st.Done, st.Total)
 				}

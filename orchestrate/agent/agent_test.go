@@ -62,7 +62,7 @@ func newFixture(t *testing.T) *fixture {
 		if err := os.MkdirAll(f.repo.Release(id), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		f.stager.set(id, swarm.ReleaseStatus{State: "staged"})
+		f.stager.set(id, swarm.ReleaseStatus{State: swarm.Staged})
 	}
 	status := http.StatusOK
 	f.health = &status
@@ -245,7 +245,7 @@ func TestStepRunsOnce(t *testing.T) {
 func TestStageWaitsAndExplains(t *testing.T) {
 	f := newFixture(t)
 	relC := core.ReleaseID{0xc}
-	f.stager.set(relC, swarm.ReleaseStatus{State: "fetching", Done: 10, Total: 100, Stuck: "no peer holds the missing pieces"})
+	f.stager.set(relC, swarm.ReleaseStatus{State: swarm.Fetching, Done: 10, Total: 100, Stuck: "no peer holds the missing pieces"})
 	ack := f.handle(f.cmd(command.Stage, relC, func(c *command.Command) { c.Timeout = 100 * time.Millisecond }))
 	if ack.OK || !strings.Contains(ack.Error, "10 of 100 bytes, stuck: no peer holds") {
 		t.Fatalf("ack %+v", ack)
@@ -254,7 +254,7 @@ func TestStageWaitsAndExplains(t *testing.T) {
 	os.MkdirAll(f.repo.Release(relD), 0o755)
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		f.stager.set(relD, swarm.ReleaseStatus{State: "staged"})
+		f.stager.set(relD, swarm.ReleaseStatus{State: swarm.Staged})
 	}()
 	ack = f.handle(f.cmd(command.Stage, relD, func(c *command.Command) {
 		c.Hooks = map[string][]string{command.AfterStage: {"hook-pwd"}}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"time"
 
 	"scatter/artifact"
 	"scatter/artifact/datadir"
@@ -36,7 +37,7 @@ func Build(ctx context.Context, data datadir.Data, src string, key ed25519.Priva
 	if err != nil {
 		return nil, err
 	}
-	p, err := swarm.Prepare(data.Dir(), st, res.Signed, key)
+	p, err := swarm.Prepare(data.Dir(), st, res.Signed, key, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("prepare %s: %w", bo.Version, err)
 	}

@@ -133,7 +133,7 @@ var (
 	descReady = prometheus.NewDesc("scatter_ready",
 		"1 when the daemon is ready (/readyz): joined, store readable, no fetch stalled.", nil, nil)
 	descReleases = prometheus.NewDesc("scatter_releases",
-		"Releases this host knows, by repo and state (queued, fetching, staged, seeding, failed).", []string{"repo", "state"}, nil)
+		"Releases this host knows, by repo and state (queued, fetching, staged, failed).", []string{"repo", "state"}, nil)
 	descStalled = prometheus.NewDesc("scatter_fetches_stalled",
 		"Fetches making no progress now, by repo and reason.", []string{"repo", "reason"}, nil)
 	descFromOrigin = prometheus.NewDesc("scatter_received_from_origin_bytes_total",
@@ -215,7 +215,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descStalls, float64(st.Stalls[r]), string(r))
 	}
 	for _, r := range st.Repos {
-		states := map[string]int{}
+		states := map[swarm.State]int{}
 		stalled := map[swarm.StallReason]int{}
 		staged := false
 		for _, rel := range r.Releases { // newest first
@@ -223,13 +223,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			if rel.Stuck != "" {
 				stalled[rel.StuckReason]++
 			}
-			if !staged && rel.State == "staged" && rel.Seconds > 0 {
+			if !staged && rel.State == swarm.Staged && rel.Seconds > 0 {
 				gauge(descStaging, rel.Seconds, r.Repo)
 				staged = true
 			}
 		}
-		for _, s := range []string{"queued", "fetching", "staged", "seeding", "failed"} {
-			gauge(descReleases, float64(states[s]), r.Repo, s)
+		for _, s := range []swarm.State{swarm.Queued, swarm.Fetching, swarm.Staged, swarm.Failed} {
+			gauge(descReleases, float64(states[s]), r.Repo, s.String())
 		}
 		for reason, n := range stalled {
 			gauge(descStalled, float64(n), r.Repo, string(reason))

@@ -1,0 +1,52 @@
+package swarm
+
+import (
+	"scatter/artifact/core"
+	"time"
+)
+
+// offloadEvery is how often the origin counts the hosts holding each release.
+const offloadEvery = 250 * time.Millisecond
+
+// offloadLoop stops the origin uploading a release once enough hosts hold
+// it: the origin's uplink is the one every host would otherwise share, and
+// from then on the hosts serve each other. If hosts holding it leave, the
+// origin serves again.
+func (n *Node) offloadLoop() {
+	defer n.wg.Done()
+	tick := n.cfg.Clock.NewTicker(offloadEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C():
+		}
+		holders := map[core.ReleaseID]int{}
+		for _, p := range n.cfg.Peers.Peers() {
+			if p.Origin {
+				continue
+			}
+			for _, id := range p.Holds {
+				holders[id]++
+			}
+		}
+		n.mu.Lock()
+		for _, r := range n.repos {
+			for id, rel := range r.rels {
+				off := holders[id] >= n.cfg.OffloadAfter
+				if off == rel.offloaded || len(rel.seeds) == 0 && rel.x == nil {
+					continue
+				}
+				rel.offloaded = off
+				for _, x := range append(rel.seeds, rel.x) {
+					if x != nil {
+						x.SetUpload(!off)
+					}
+				}
+				n.cfg.Log.Info("origin upload", "release", id, "hosts_holding", holders[id], "serving", !off)
+			}
+		}
+		n.mu.Unlock()
+	}
+}
