@@ -3,12 +3,12 @@
 // A release is a tree of files, directories and symlinks. Build reads it
 // from a directory or a tarball, cuts every file into content-defined chunks
 // (package chunker), names each chunk by the SHA-256 of its bytes, and stores
-// the chunks the store lacks, zstd-compressed, one file per chunk. The
+// the chunks the store lacks, zstd-compressed, appended to pack files. The
 // Manifest lists the tree and the chunks of each file together with the
 // release metadata (repo, version, parent, builder, message, time); the
-// deploy key signs its canonical encoding, and the release ID is the SHA-256
-// of that encoding, so the same tree with the same metadata always gets the
-// same ID.
+// release ID is the SHA-256 of its canonical encoding, and the deploy key
+// signs the release ID (envelope format 2), so the same tree with the same
+// metadata always gets the same ID.
 //
 // Vocabulary:
 //   - chunk: a piece of a file's content, 4–64 KiB, addressed by core.ChunkID;

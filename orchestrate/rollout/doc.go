@@ -5,8 +5,8 @@
 // It is a pure, deterministic state machine in the manner of etcd raft: a
 // Machine does no I/O, starts no goroutine, reads no clock and draws no
 // random number. Inputs (Start, Ack, Tick, Abort), each carrying the
-// current time, go in; Actions come out. The deploy controller in package
-// orchestrate owns one Machine in one goroutine, turns the host actions
+// current time, go in; Actions come out. The deploy controller (package
+// orchestrate/deploy) owns one Machine in one goroutine, turns the host actions
 // into signed commands over gossip, feeds the hosts' acks back in, and
 // calls Tick about once a second. Equal inputs give equal actions, so the
 // tests drive the whole deploy with a fake clock in milliseconds.
