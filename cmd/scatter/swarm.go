@@ -292,6 +292,9 @@ func statusCommand() *cli.Command {
 				printStatus(c.App.Writer, s)
 				printDeployStatus(c.App.Writer, s, datadir.Data(c.String("data")))
 				printVersions(c.App.Writer, s)
+				for _, w := range s.Warnings {
+					fmt.Fprintf(c.App.Writer, "\nwarning: %s\n", w)
+				}
 			}
 			return statusExit(s)
 		},

@@ -30,6 +30,9 @@ type ClusterStatus struct {
 	Members []MemberStatus `json:"members"`
 	// Health is the local daemon's own: what its /readyz says.
 	Health Health `json:"health"`
+	// Warnings are what the local daemon found wrong that is not a
+	// member's state: gossip in a format it cannot read, for one.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // MemberStatus is one member's entry.
@@ -86,6 +89,10 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	}
 	wg.Wait()
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
+	if st := h.ml.Stats(); st.FormatRefused > 0 {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("refused %d gossip message(s) in format version(s) %v, which this build "+
+			"cannot read: a member runs a newer scatter; upgrade this host", st.FormatRefused, st.FormatVersions))
+	}
 	return out
 }
 

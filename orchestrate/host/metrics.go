@@ -162,6 +162,8 @@ var (
 		"Acks received as a deploy's controller, by repo and result (ok, failed, refused).", []string{"repo", "result"}, nil)
 	descMembers = prometheus.NewDesc("scatter_gossip_members",
 		"Members as gossip sees them: alive, or gone (known, not alive now).", []string{"state"}, nil)
+	descFormat = prometheus.NewDesc("scatter_gossip_format_refused_total",
+		"Gossip messages refused because their format version is one this build cannot read (a newer scatter).", nil, nil)
 	descDeploys = prometheus.NewDesc("scatter_deploys_total",
 		"Deploys and rollbacks run from this host, by repo and outcome.", []string{"repo", "outcome"}, nil)
 	descPhases = prometheus.NewDesc("scatter_deploy_phases_total",
@@ -185,7 +187,7 @@ func (h *Host) Collector() prometheus.Collector { return collector{h} }
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descReady, descReleases, descStalled, descFromOrigin, descFromPeers,
 		descSent, descMetaSent, descPeers, descBanned, descStalls, descWriteFails, descStaging, descActions, descRefused,
-		descAcks, descMembers, descDeploys, descPhases, descPhaseSeconds, descRunning} {
+		descAcks, descMembers, descFormat, descDeploys, descPhases, descPhaseSeconds, descRunning} {
 		ch <- d
 	}
 }
@@ -252,6 +254,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	h.mu.Unlock()
 	gauge(descMembers, float64(len(alive)), "alive")
 	gauge(descMembers, float64(gone), "gone")
+	counter(descFormat, float64(h.ml.Stats().FormatRefused))
 
 	k := h.count
 	k.mu.Lock()
