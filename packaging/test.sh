@@ -20,13 +20,23 @@ fail() { echo "FAIL $* (${SECONDS}s)"; failed=$((failed + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
 finish() { echo "package: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; }
 
+# It installs, then purges, the scatter package: never over a real one.
+case $(dpkg-query -W -f '${Status}' scatter 2>/dev/null) in
+*" installed") echo "package: the scatter package is installed here; not testing over it"; fail "clean machine"; finish ;;
+*config-files) dpkg --purge scatter >/dev/null ;; # what an earlier run left
+esac
+
+# The data directory goes at the end too, if this run made it.
+made_data=0
+[ -e /var/lib/scatter ] || made_data=1
 work=$(mktemp -d /tmp/scatter-package.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    dpkg -s scatter >/dev/null 2>&1 && dpkg -r scatter >/dev/null 2>&1
-    rm -rf "$work" /etc/scatter/seed.yaml.ci-backup
+    dpkg-query -W scatter >/dev/null 2>&1 && dpkg --purge scatter >/dev/null 2>&1
+    rm -rf "$work"
+    [ "$made_data" = 1 ] && rm -rf /var/lib/scatter
 }
 trap cleanup EXIT
 
@@ -63,8 +73,8 @@ chmod 0755 "$work"
 run_as -- /usr/bin/scatter keygen --out "$keys/deploy.key" || fail "keygen"
 head -c 32 /dev/urandom | base64 >"$keys/cluster.key" && chown scatter:scatter "$keys/cluster.key"
 
-# The target reads /etc/scatter/seed.yaml, as the unit says.
-cp /etc/scatter/seed.yaml /etc/scatter/seed.yaml.ci-backup
+# The target reads /etc/scatter/seed.yaml, as the unit says (the purge at
+# the end removes it with the package's other conffiles).
 cat >/etc/scatter/seed.yaml <<YAML
 pubkey: $keys/deploy.key.pub
 cluster_key: $keys/cluster.key
@@ -143,6 +153,6 @@ fi
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
 for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
 pids=()
-mv /etc/scatter/seed.yaml.ci-backup /etc/scatter/seed.yaml
 if dpkg -r scatter >"$work/dpkg.log" 2>&1 && ! test -e /usr/bin/scatter; then ok "dpkg -r"; else cat "$work/dpkg.log"; fail "dpkg -r"; fi
+if dpkg --purge scatter >"$work/dpkg.log" 2>&1 && ! test -e /etc/scatter/seed.yaml; then ok "dpkg --purge"; else cat "$work/dpkg.log"; fail "dpkg --purge"; fi
 finish

@@ -243,7 +243,7 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show the cluster as the local daemon sees it",
 		ArgsUsage: " ",
-		Description: "Lists every member: role, labels, each repo's releases with their state and\n" +
+		Description: "Lists every member: the scatter build it runs, role, labels, each repo's releases with their state and\n" +
 			"progress, bytes received from the origin and from peers, and for a stalled fetch\n" +
 			"the reason (no peers, none holds the missing pieces, peers choking or\n" +
 			"rate-limited, verification failures). Members that do not answer are listed with\n" +
@@ -257,7 +257,10 @@ func statusCommand() *cli.Command {
 			"A:conn:B\", A is this host towards the peer and B the peer towards it: i =\n" +
 			"interested, c = choking the other side. \"reqq: R+C/...:P/...\" counts our requests\n" +
 			"in flight (R) and cancelled (C), and the peer's requests waiting on us (P). A stalled\n" +
-			"fetch logs its torrent's part of this once, when it stalls.",
+			"fetch logs its torrent's part of this once, when it stalls.\n\n" +
+			"Exit status: 0 healthy; 7 the local daemon does not answer or is not ready (told to join,\n" +
+			"yet alone; data directory unreadable); 8 a member's fetch is stalled. A warning follows\n" +
+			"the tables when members run different builds.",
 		Flags: []cli.Flag{
 			dataFlag("the local daemon's data directory"),
 			&cli.BoolFlag{Name: "json", Usage: "print the full status as JSON"},
