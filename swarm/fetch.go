@@ -37,7 +37,7 @@ func (n *Node) fetchLoop(r *repo) {
 		err := n.fetch(r, rel)
 		n.mu.Lock()
 		rel.x = nil
-		rel.done = n.cfg.Clock.Now()
+		rel.done, rel.cpuDone = n.cfg.Clock.Now(), processCPU()
 		if err != nil {
 			rel.state, rel.err, rel.retryAt = Failed, err, rel.done.Add(RetryAfter)
 		} else {
@@ -92,6 +92,7 @@ func (n *Node) nextQueued(r *repo) (*release, time.Time) {
 	}
 	if next != nil {
 		next.state, next.started = Fetching, now
+		next.cpuStart, next.cpuHeld, next.cpuDone = processCPU(), 0, 0
 		return next, time.Time{}
 	}
 	return nil, retryAt
@@ -128,7 +129,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 		return err
 	}
 	n.mu.Lock()
-	rel.held, rel.heldAt = true, n.cfg.Clock.Now()
+	rel.held, rel.heldAt, rel.cpuHeld = true, n.cfg.Clock.Now(), processCPU()
 	n.mu.Unlock()
 	n.cfg.OnChange()
 	seeds := []*Transfer{x}

@@ -45,6 +45,9 @@ type release struct {
 	// held: every chunk is in the store (set before staging finishes).
 	held   bool
 	heldAt time.Time
+	// The process's CPU time when the fetch started, when every chunk was
+	// in the store, and when staging ended (processCPU).
+	cpuStart, cpuHeld, cpuDone time.Duration
 }
 
 // Resume re-reads every repo's saved announcements and queues their

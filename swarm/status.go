@@ -55,6 +55,14 @@ type ReleaseStatus struct {
 	HeldAt      time.Time `json:"held_at,omitzero"`
 	// Offloaded: on the origin, uploads stopped because enough hosts hold it.
 	Offloaded bool `json:"offloaded,omitempty"`
+	// TransferCPUSeconds and StageCPUSeconds are the daemon process's CPU
+	// time from the start of the fetch until every chunk was in the store,
+	// and from then until the tree was staged. They are the host's cost of
+	// each phase when one release is fetched at a time in its own process,
+	// as `scatter seed` does; in a process that runs many hosts (the
+	// in-process bench) they are the whole process's.
+	TransferCPUSeconds float64 `json:"transfer_cpu_seconds,omitempty"`
+	StageCPUSeconds    float64 `json:"stage_cpu_seconds,omitempty"`
 }
 
 // Status reports the node's releases and counters.
@@ -126,6 +134,10 @@ func (rel *release) statusLocked() ReleaseStatus {
 	if rel.held {
 		x.HeldSeconds = rel.heldAt.Sub(rel.started).Seconds()
 		x.HeldAt = rel.heldAt
+		x.TransferCPUSeconds = (rel.cpuHeld - rel.cpuStart).Seconds()
+	}
+	if rel.state == Staged && rel.held {
+		x.StageCPUSeconds = (rel.cpuDone - rel.cpuHeld).Seconds()
 	}
 	return x
 }

@@ -8,6 +8,7 @@
 //
 //	<data>/control.sock              the daemon's control socket
 //	<data>/commands.seen             command sequence numbers already run
+//	<data>/members                   the gossip members seen alive, to rejoin after a restart
 //	<data>/<repo>/                   one repo (see Repo)
 //
 // A repo directory is also its chunk store: the store's own names (packs,
@@ -44,6 +45,10 @@ func (d Data) ControlSocket() string { return filepath.Join(string(d), "control.
 // CommandsSeen records the command sequence numbers the agent has run, so a
 // replayed command is refused after a restart too.
 func (d Data) CommandsSeen() string { return filepath.Join(string(d), "commands.seen") }
+
+// Members remembers the gossip members this host has seen alive, name and
+// address, so that a restarted daemon rejoins them (membership.Config.KnownFile).
+func (d Data) Members() string { return filepath.Join(string(d), "members") }
 
 // Repo is one repo's directory: its chunk store, its torrents and
 // announcements, its staged release trees, the links the agent switches, and

@@ -399,6 +399,7 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 
 	held := map[*node]time.Time{}
 	staged := map[*node]bool{}
+	phaseCPU := map[*node][2]float64{} // netns: the daemon's transfer and staging CPU
 	deadline := start.Add(time.Duration(20*fo.SU*float64(time.Second)) + 2*time.Minute)
 	for len(staged) < len(c.hosts) || len(events) > 0 {
 		el := time.Since(start).Seconds() / fo.SU
@@ -431,6 +432,9 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 			switch st.State {
 			case swarm.Staged:
 				staged[n] = true
+				if c.nn != nil {
+					phaseCPU[n] = [2]float64{st.TransferCPUSeconds, st.StageCPUSeconds}
+				}
 			case swarm.Failed:
 				return fo, fmt.Errorf("%s: %s failed: %s", name, n.name, st.Error)
 			}
@@ -470,6 +474,7 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 			Name: n.name, Seconds: t, Ratio: t / fo.SU, Note: n.note,
 			FromOrigin: k.fromOrigin - k0.fromOrigin, FromPeers: k.fromPeers - k0.fromPeers,
 			Uploaded: k.uploaded - k0.uploaded, CrossDC: k.crossDC - k0.crossDC,
+			TransferCPU: phaseCPU[n][0], StageCPU: phaseCPU[n][1],
 		})
 	}
 	fo.summarize()

@@ -39,6 +39,12 @@ func (rep *Report) Print(w io.Writer) {
 			x.OriginUpS, mib(x.FromOrigin), mib(x.FromPeers), x.CPUPercent)
 	}
 	fmt.Fprintln(w, "  (origin: what the origin uploaded / S; from origin, from peers: means per host)")
+	for _, x := range append([]FanOut{f}, rep.Deltas...) {
+		if x.TransferCPU > 0 || x.StageCPU > 0 {
+			fmt.Fprintf(w, "  %s: CPU per host (median, as each daemon reports it): transfer %.2f s, staging %.2f s\n",
+				x.Name, x.TransferCPU, x.StageCPU)
+		}
+	}
 	for _, d := range rep.Deltas {
 		fmt.Fprintf(w, "  %s: %s per host on the wire = %.2f%% of the full release (delta torrent %s)\n",
 			d.Name, mib(d.FromOrigin+d.FromPeers), 100*d.PerHostOverS, mib(float64(d.Bytes)))

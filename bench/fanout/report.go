@@ -103,6 +103,12 @@ type HostResult struct {
 	Uploaded   int64   `json:"uploaded"`
 	CrossDC    int64   `json:"cross_dc,omitempty"` // received from the other datacenter (2dc)
 	Note       string  `json:"note,omitempty"`     // churned, late, slow (U/4), dc2
+	// TransferCPU and StageCPU are the host's CPU seconds for the fetch
+	// until every chunk was stored, and for staging the tree after it, as
+	// its daemon reports them (netns mode: one process per host; in
+	// process they would be the whole process's, and are left out).
+	TransferCPU float64 `json:"transfer_cpu_seconds,omitempty"`
+	StageCPU    float64 `json:"stage_cpu_seconds,omitempty"`
 }
 
 // FanOut is one release's distribution to every host.
@@ -139,9 +145,12 @@ type FanOut struct {
 	// from the other datacenter; in netns mode every byte the link carried
 	// (payload, gossip, metadata, control, headers), CrossDC1To2 one way
 	// and CrossDC2To1 the other, and HostResult.CrossDC is absent.
-	CrossDC     int64        `json:"cross_dc,omitempty"`
-	CrossDC1To2 int64        `json:"cross_dc_1to2,omitempty"`
-	CrossDC2To1 int64        `json:"cross_dc_2to1,omitempty"`
+	CrossDC     int64 `json:"cross_dc,omitempty"`
+	CrossDC1To2 int64 `json:"cross_dc_1to2,omitempty"`
+	CrossDC2To1 int64 `json:"cross_dc_2to1,omitempty"`
+	// TransferCPU and StageCPU are the medians of the hosts' (netns mode).
+	TransferCPU float64      `json:"transfer_cpu_seconds_median,omitempty"`
+	StageCPU    float64      `json:"stage_cpu_seconds_median,omitempty"`
 	Wall        float64      `json:"wall_seconds"` // until the last host staged (materialized)
 	CPUSeconds  float64      `json:"cpu_seconds"`  // process CPU over Wall
 	CPUPercent  float64      `json:"cpu_percent"`
@@ -215,6 +224,17 @@ func (f *FanOut) summarize() {
 		fo += h.FromOrigin
 		fp += h.FromPeers
 		f.CrossDC += h.CrossDC
+	}
+	var tc, sc []float64
+	for _, h := range f.Hosts {
+		if h.TransferCPU > 0 || h.StageCPU > 0 {
+			tc, sc = append(tc, h.TransferCPU), append(sc, h.StageCPU)
+		}
+	}
+	if len(tc) > 0 {
+		slices.Sort(tc)
+		slices.Sort(sc)
+		f.TransferCPU, f.StageCPU = quantile(tc, 0.5), quantile(sc, 0.5)
 	}
 	slices.Sort(ts)
 	f.Median, f.P90, f.P99, f.Last = quantile(ts, 0.5), quantile(ts, 0.9), quantile(ts, 0.99), quantile(ts, 1)

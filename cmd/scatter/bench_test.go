@@ -84,6 +84,16 @@ func TestBenchNetnsSmoke(t *testing.T) {
 	if f := rep.FanOut; f.OriginUpS < 0.9 || f.FromPeers <= 0 || rep.Resources.PeakRSSPerHost <= 0 {
 		t.Errorf("origin sent %.2f S, from peers %.0f per host, peak RSS per daemon %d", f.OriginUpS, f.FromPeers, rep.Resources.PeakRSSPerHost)
 	}
+	// Each daemon reports its own CPU per phase: a fetch costs some, and
+	// staging a cold release writes every file.
+	for _, h := range rep.FanOut.Hosts {
+		if h.TransferCPU <= 0 || h.StageCPU <= 0 {
+			t.Errorf("%s: transfer CPU %.3f s, staging CPU %.3f s: want both reported", h.Name, h.TransferCPU, h.StageCPU)
+		}
+	}
+	if !strings.Contains(out, "CPU per host (median, as each daemon reports it)") {
+		t.Errorf("report lacks the per-phase CPU line:\n%s", out)
+	}
 	if t.Failed() {
 		t.Logf("stderr:\n%s", stderr)
 	}

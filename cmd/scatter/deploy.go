@@ -23,18 +23,25 @@ import (
 const (
 	exitDeployFailed   = 4 // the deploy stopped and every promoted host was rolled back (or nothing was promoted)
 	exitRollbackFailed = 5 // some host could not be rolled back: look at it now
+	exitOutcomeUnknown = 6 // the deploy lost its local daemon: hosts may run different releases
 )
 
 // deployError carries a deploy's outcome to exitCode.
 type deployError struct {
-	result rollout.Result
-	reason string
+	result  rollout.Result
+	reason  string
+	unknown bool // lost the daemon: no outcome
 }
 
-func (e deployError) Error() string { return e.result.String() + ": " + e.reason }
+func (e deployError) Error() string {
+	if e.unknown {
+		return "outcome unknown: " + e.reason
+	}
+	return e.result.String() + ": " + e.reason
+}
 
 func (e deployError) Unwrap() error {
-	if e.result == rollout.Aborted {
+	if !e.unknown && e.result == rollout.Aborted {
 		return context.Canceled
 	}
 	return nil
@@ -79,8 +86,12 @@ func deployCommand() *cli.Command {
 			"Ctrl-C (or `scatter abort REPO`) aborts: no new batch starts, the one in flight\n" +
 			"finishes, then promoted hosts roll back (--on-abort=halt leaves them). Hosts already on\n" +
 			"the release are not restarted unless --force.\n\n" +
+			"If the local daemon dies or stops answering mid-deploy, the deploy notices within 2 s,\n" +
+			"sends nothing more, prints what each host was last known to run and exits 6.\n\n" +
 			"Exit status: 0 success, 4 stopped and rolled back (or stopped before promoting),\n" +
-			"5 a rollback failed (hosts need attention), 130 aborted, 1 could not run, 2 usage.",
+			"5 a rollback failed (hosts need attention), 6 outcome unknown: lost the local\n" +
+			"daemon, hosts may run different releases (see docs/operations-faults.md),\n" +
+			"130 aborted, 1 could not run, 2 usage.",
 		Flags: deployFlags(false),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 || c.NArg() > 2 {
@@ -182,10 +193,38 @@ func runDeploy(ctx context.Context, o fleet.DeployOptions, quiet bool, out io.Wr
 		return nil
 	}
 	printSummary(out, sum, p.Version)
+	if sum.Lost != "" {
+		printLost(out, sum, p, o.Data.Dir())
+		return deployError{reason: sum.Lost, unknown: true}
+	}
 	if sum.Result != rollout.Success {
-		return deployError{sum.Result, sum.Reason}
+		return deployError{result: sum.Result, reason: sum.Reason}
 	}
 	return nil
+}
+
+// printLost tells the operator of a deploy that lost its daemon what each
+// host last did, and what to run next.
+func printLost(w io.Writer, s *deploy.Summary, p *fleet.Plan, data string) {
+	fmt.Fprintf(w, "  last known state of each host (nothing was sent after the daemon was lost):\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "    HOST\tSTATE\tRUNS\tRAN BEFORE\tLAST ANSWER")
+	for _, l := range s.Last {
+		said := l.Said
+		if said == "" {
+			said = "-"
+		}
+		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", l.Host, l.State, shortOrDash(l.Runs), shortOrDash(p.From[l.Host]), said)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nThe %s's outcome is unknown: hosts may run different releases (a host \"promoting\"\n"+
+		"may run either). Next:\n"+
+		"  1. restart the daemon (the same `scatter seed` command and --data %s); it rejoins the fleet;\n"+
+		"  2. `scatter status --data %s` shows which host runs which release (DRIFT, MIXED);\n"+
+		"  3. finish:     scatter deploy --data %s --key KEY -m MESSAGE %s %s\n"+
+		"     or go back: scatter rollback --data %s --key KEY %s\n"+
+		"Either brings every selected host to one release. See docs/operations-faults.md.\n",
+		p.What(), data, data, data, p.Repo, s.Release.Short(), data, p.Repo)
 }
 
 func printPlan(w io.Writer, p *fleet.Plan) {
@@ -323,6 +362,15 @@ func printDeployStatus(w io.Writer, s *host.ClusterStatus, data datadir.Data) {
 		}
 	}
 	tw.Flush()
+	for _, mix := range s.Mixed() {
+		var parts []string
+		for _, r := range mix.Runs {
+			parts = append(parts, fmt.Sprintf("%s on %s", hostList(r.Hosts), shortOrDash(r.Release)))
+		}
+		fmt.Fprintf(w, "\nMIXED %s: %s.\n  A deploy did not finish, or hosts were out of reach. `scatter deploy %s RELEASE`\n"+
+			"  or `scatter rollback %s` brings every host to one release (docs/operations-faults.md).\n",
+			mix.Repo, strings.Join(parts, "; "), mix.Repo, mix.Repo)
+	}
 }
 
 func shortOrDash(id core.ReleaseID) string {

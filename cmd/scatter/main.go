@@ -33,7 +33,7 @@ const (
 	exitFailure = 1 // anything not listed below
 	exitUsage   = 2 // bad flags or arguments
 	exitVerify  = 3 // a release failed verification: bad signature, missing or corrupt chunk
-	// 4 and 5: deploy outcomes, see deploy.go.
+	// 4, 5 and 6: deploy outcomes, see deploy.go.
 	exitUnhealthy   = 7 // status: the local daemon does not answer, or is not ready (not joined, data directory unreadable)
 	exitStalled     = 8 // status: a fetch is stalled
 	exitInterrupted = 130
@@ -59,6 +59,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &se):
 		return se.code
+	case errors.As(err, &de) && de.unknown:
+		return exitOutcomeUnknown
 	case errors.As(err, &de) && de.result == rollout.RollbackFailed:
 		return exitRollbackFailed
 	case errors.As(err, &de) && de.result != rollout.Aborted:

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"scatter/orchestrate/rollout"
 )
 
 // run executes the CLI in-process and returns stdout, stderr and the exit code.
@@ -114,5 +117,27 @@ func TestSeedRefusesBadCounts(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, "at least 1") {
 			t.Errorf("seed %v: exit %d, %q; want a usage error", args, code, errOut)
 		}
+	}
+}
+
+// Deploy outcomes map to their documented exit codes; a lost daemon is 6,
+// never mistaken for an abort even though no rollout result is set.
+func TestDeployExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want int
+	}{
+		{deployError{result: rollout.RolledBack}, exitDeployFailed},
+		{deployError{result: rollout.RollbackFailed}, exitRollbackFailed},
+		{deployError{result: rollout.Aborted}, exitInterrupted},
+		{deployError{reason: "lost the local daemon", unknown: true}, exitOutcomeUnknown},
+		{fmt.Errorf("wrapped: %w", deployError{unknown: true}), exitOutcomeUnknown},
+	} {
+		if got := exitCode(c.err); got != c.want {
+			t.Errorf("exitCode(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+	if exitOutcomeUnknown != 6 {
+		t.Fatal("exit code 6 is documented as outcome unknown")
 	}
 }

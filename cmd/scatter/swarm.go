@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -293,6 +294,7 @@ func statusCommand() *cli.Command {
 				}
 			} else {
 				printStatus(c.App.Writer, s)
+				fmt.Fprintf(c.App.Writer, "\n%s: %s\n", s.Self, s.JoinLine(time.Now()))
 				printDeployStatus(c.App.Writer, s, datadir.Data(c.String("data")))
 				printVersions(c.App.Writer, s)
 				for _, w := range s.Warnings {

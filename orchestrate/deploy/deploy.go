@@ -40,6 +40,17 @@ type Transport interface {
 	Subscribe(deploy string) (acks <-chan *command.Ack, cancel func())
 }
 
+// Monitor is implemented by a Transport that can tell when it is gone for
+// good — the local daemon that carries commands and acks died or stopped
+// answering — so that a deploy stops at once and says so, instead of
+// timing every host out and blaming them.
+type Monitor interface {
+	// Lost watches the transport until ctx ends. The channel receives one
+	// error, saying what was lost, when commands can no longer be sent or
+	// acks received; it receives nothing while the transport works.
+	Lost(ctx context.Context) <-chan error
+}
+
 // Options describe one deploy (or fleet rollback).
 type Options struct {
 	Repo    string
@@ -111,6 +122,32 @@ type Summary struct {
 	Started  time.Time           `json:"started"`
 	Ended    time.Time           `json:"ended"`
 	Aborted  bool                `json:"aborted,omitempty"`
+	// Lost, when set, says why the deploy stopped with no outcome: its
+	// transport (the local daemon) was lost (Monitor). Nothing more was
+	// sent; hosts may run different releases. Result is zero, Outcome
+	// "unknown", Failures empty (no host is to blame), and Last says what
+	// each host was last known to do.
+	Lost string     `json:"lost,omitempty"`
+	Last []HostLast `json:"last,omitempty"`
+}
+
+// OutcomeUnknown is Summary.Outcome of a deploy that lost its transport.
+const OutcomeUnknown = "unknown"
+
+// HostLast is what a deploy last knew of one host when it lost its
+// transport.
+type HostLast struct {
+	Host string `json:"host"`
+	// State is where the host stood in the deploy: "promoting" means a
+	// promote was sent and not answered, so the host may run either
+	// release.
+	State string `json:"state"`
+	// Runs is the release the host last said it runs (its latest ack),
+	// else what it ran before the deploy; zero if none.
+	Runs core.ReleaseID `json:"runs,omitzero"`
+	// Said is the host's latest answer ("promote ok", "stage FAILED"), ""
+	// if it never answered.
+	Said string `json:"said,omitempty"`
 }
 
 // Failure is one host's failure, with what an operator needs to act.
@@ -216,6 +253,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	c.emit(Event{Event: "start", User: o.User, Message: o.Message, Repo: o.Repo, What: what,
 		Release: o.Release, Hosts: o.Hosts})
 
+	var lost <-chan error
+	if mon, ok := o.Transport.(Monitor); ok {
+		wctx, wcancel := context.WithCancel(context.Background())
+		defer wcancel()
+		lost = mon.Lost(wctx)
+	}
 	tick := time.NewTicker(o.TickEvery)
 	defer tick.Stop()
 	done := ctx.Done()
@@ -225,6 +268,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			break
 		}
 		select {
+		case err := <-lost:
+			c.lose(err)
+			// Sends in flight go to a daemon that is gone or hung: give
+			// them a moment to fail, never the minute a hung one takes.
+			waitTimeout(&c.sends, time.Second)
+			return c.sum, nil
 		case a := <-acks:
 			c.onAck(a)
 		case err := <-c.sendErrs:
@@ -505,4 +554,46 @@ func (c *controller) finish(a rollout.Action) {
 	}
 	sort.SliceStable(s.Failures, func(i, j int) bool { return s.Failures[i].Host < s.Failures[j].Host })
 	c.emit(Event{Event: "done", Phase: a.Phase, Result: a.Result.String(), Reason: a.Reason, Summary: s})
+}
+
+// lose ends the deploy with no outcome: its transport is gone, so nothing
+// more can be sent and no ack can arrive. It reports what each host was
+// last known to do, and blames none.
+func (c *controller) lose(err error) {
+	s := c.sum
+	now := c.o.Now()
+	if n := len(c.phases); n > 0 && c.phases[n-1].End.IsZero() {
+		c.phases[n-1].End = now
+	}
+	s.Outcome, s.Lost = OutcomeUnknown, err.Error()
+	s.Reason = err.Error() + "; nothing more was sent: the outcome is unknown and hosts may run different releases"
+	s.Hosts = c.m.Hosts()
+	s.Counts = c.m.Counts()
+	s.Phases = c.phases
+	s.Ended = now
+	for _, h := range s.Hosts {
+		l := HostLast{Host: h.Name, State: h.State.String(), Runs: c.o.From[h.Name]}
+		if a := c.acks[h.Name]; a != nil {
+			l.Runs = a.Current
+			l.Said = string(a.Kind) + " ok"
+			if !a.OK {
+				l.Said = string(a.Kind) + " FAILED"
+			}
+		}
+		s.Last = append(s.Last, l)
+	}
+	c.emit(Event{Event: "done", Result: OutcomeUnknown, Reason: s.Reason, Summary: s})
+}
+
+// waitTimeout waits for wg, at most d.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
 }

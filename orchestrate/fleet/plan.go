@@ -17,9 +17,12 @@ import (
 // PlanOptions say what to deploy and how; zero values mean the repo's
 // scatter.yaml, and its defaults where it is silent.
 type PlanOptions struct {
-	Data    datadir.Data // the origin daemon's data directory
-	Repo    string
-	Release string // an ID, an ID prefix, a version; "": the newest, or for a rollback the previous
+	Data datadir.Data // the origin daemon's data directory
+	Repo string
+	// Release is an ID, an ID prefix or a version; "": the newest, or for
+	// a rollback the last deployed release if hosts run different ones,
+	// else the previous release of most hosts.
+	Release string
 	// ConfigFile is the repo's scatter.yaml; "": the one publish saved,
 	// else the defaults.
 	ConfigFile          string
@@ -185,7 +188,7 @@ func resolveRelease(st *host.ClusterStatus, targets []host.Target, hosts []strin
 	}
 	want := o.Release
 	if want == "" && o.Rollback {
-		prev, err := previousRelease(targets, hosts)
+		prev, err := rollbackTarget(targets, hosts, Deployed(o.Data.Repo(o.Repo)))
 		if err != nil {
 			return core.ReleaseID{}, "", err
 		}
@@ -220,6 +223,26 @@ func resolveRelease(st *host.ClusterStatus, targets []host.Target, hosts []strin
 		return match[0].id, match[0].version, nil
 	}
 	return core.ReleaseID{}, "", invalidError{fmt.Sprintf("release %q of %s is ambiguous: %d matches", want, o.Repo, len(match))}
+}
+
+// rollbackTarget is the default release of a rollback. When the selected
+// hosts run different releases and the last successful deploy is known
+// (recorded on this deploy host), it is that release: an interrupted
+// deploy is undone, stranded canaries included. Otherwise it is what most
+// hosts ran before what they run now.
+func rollbackTarget(targets []host.Target, hosts []string, deployed core.ReleaseID) (core.ReleaseID, error) {
+	if !deployed.IsZero() {
+		selected := map[string]bool{}
+		for _, h := range hosts {
+			selected[h] = true
+		}
+		for _, t := range targets {
+			if selected[t.Name] && t.Deploy.Current != deployed {
+				return deployed, nil
+			}
+		}
+	}
+	return previousRelease(targets, hosts)
 }
 
 // previousRelease is what most selected hosts ran before what they run now.

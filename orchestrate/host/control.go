@@ -15,11 +15,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"scatter/artifact/core"
 	"scatter/artifact/datadir"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
+	"scatter/orchestrate/deploy"
+	"scatter/orchestrate/membership"
 	"scatter/swarm"
 )
 
@@ -33,6 +37,32 @@ type ClusterStatus struct {
 	// Warnings are what the local daemon found wrong that is not a
 	// member's state: gossip in a format it cannot read, for one.
 	Warnings []string `json:"warnings,omitempty"`
+	// Joined is how this daemon last joined the cluster.
+	Joined membership.JoinInfo `json:"joined"`
+}
+
+// JoinLine says in one line when and through whom the daemon last joined
+// the cluster, and what goes wrong if its rejoins fail.
+func (s ClusterStatus) JoinLine(now time.Time) string {
+	j := s.Joined
+	var b strings.Builder
+	switch {
+	case j.At.IsZero() && len(s.Members) > 1:
+		b.WriteString("has joined through nobody: the others joined through it")
+	case j.At.IsZero():
+		b.WriteString("alone: has joined nobody yet")
+	default:
+		fmt.Fprintf(&b, "joined %s ago (%s) through %s (%s)", now.Sub(j.At).Round(time.Second),
+			j.At.Local().Format("15:04:05"), strings.Join(j.Via, ", "), j.Reason)
+	}
+	fmt.Fprintf(&b, "; %d members seen, %d remembered", len(s.Members), j.Remembered)
+	if len(j.Missing) > 0 {
+		fmt.Fprintf(&b, "; missing, rejoined every few seconds: %s", strings.Join(j.Missing, ", "))
+		if j.Failures > 0 {
+			fmt.Fprintf(&b, " (the last %d attempts reached nobody: %s)", j.Failures, j.Error)
+		}
+	}
+	return b.String()
 }
 
 // MemberStatus is one member's entry.
@@ -50,11 +80,68 @@ type MemberStatus struct {
 	Deploy []agent.RepoState `json:"deploy,omitempty"`
 }
 
+// Mix is one repo whose hosts run different releases: what an interrupted
+// deploy leaves behind.
+type Mix struct {
+	Repo string
+	// Runs lists the hosts on each release, most hosts first; the zero
+	// release collects hosts that run none.
+	Runs []ReleaseHosts
+}
+
+// ReleaseHosts is the hosts running one release.
+type ReleaseHosts struct {
+	Release core.ReleaseID
+	Hosts   []string
+}
+
+// Mixed lists the repos whose members (the origin aside) run different
+// releases, as gossip last reported them. Members that never ran the repo
+// are left out.
+func (s ClusterStatus) Mixed() []Mix {
+	by := map[string]map[core.ReleaseID][]string{}
+	for _, m := range s.Members {
+		if m.Role == "origin" {
+			continue
+		}
+		for _, r := range m.Deploy {
+			if r.Current.IsZero() && r.Last == nil {
+				continue
+			}
+			if by[r.Repo] == nil {
+				by[r.Repo] = map[core.ReleaseID][]string{}
+			}
+			by[r.Repo][r.Current] = append(by[r.Repo][r.Current], m.Name)
+		}
+	}
+	var out []Mix
+	for repo, rels := range by {
+		if len(rels) < 2 {
+			continue
+		}
+		mix := Mix{Repo: repo}
+		for id, hosts := range rels {
+			sort.Strings(hosts)
+			mix.Runs = append(mix.Runs, ReleaseHosts{id, hosts})
+		}
+		sort.Slice(mix.Runs, func(i, j int) bool {
+			a, b := mix.Runs[i], mix.Runs[j]
+			if len(a.Hosts) != len(b.Hosts) {
+				return len(a.Hosts) > len(b.Hosts)
+			}
+			return a.Release.String() < b.Release.String()
+		})
+		out = append(out, mix)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Repo < out[j].Repo })
+	return out
+}
+
 // ClusterStatus asks every live member for its status, in parallel, each
 // with a short deadline: an unreachable member is reported, not waited for.
 func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	members := h.ml.Members()
-	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members))}
+	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members)), Joined: h.ml.Joined()}
 	client := &http.Client{Timeout: 2 * time.Second}
 	own := h.agent.State()
 	h.mu.Lock()
@@ -140,6 +227,10 @@ func (h *Host) ServeControl() error {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(h.ClusterStatus(r.Context()))
+	})
+	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(Ping{Name: h.cfg.Name, Boot: h.boot})
 	})
 	mux.HandleFunc("GET /v1/engine", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -445,6 +536,84 @@ func (t ControlTransport) Subscribe(deploy string) (<-chan *command.Ack, func())
 	// Acks sent before the stream is up would be lost: wait for it.
 	<-ready
 	return ch, cancel
+}
+
+// Ping is the daemon's answer to a liveness check.
+type Ping struct {
+	Name string `json:"name"`
+	// Boot is random per daemon start: a different Boot is a different
+	// daemon, which knows nothing of the subscriptions of the last one.
+	Boot string `json:"boot"`
+}
+
+// Ping checks that the daemon answers, within ctx.
+func (c *Control) Ping(ctx context.Context) (Ping, error) {
+	var p Ping
+	resp, err := c.do(ctx, http.MethodGet, "/v1/ping", nil)
+	if err != nil {
+		return p, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&p); err != nil {
+		return p, fmt.Errorf("daemon ping: %w", err)
+	}
+	return p, nil
+}
+
+// Liveness of the daemon as a deploy watches it: a ping every PingEvery,
+// each given PingTimeout; the daemon is lost after LostAfter without an
+// answer, or at once when its socket refuses connections (nobody
+// listens: it died) or a different daemon answers (it restarted).
+const (
+	PingEvery   = 250 * time.Millisecond
+	PingTimeout = 500 * time.Millisecond
+	LostAfter   = 1500 * time.Millisecond
+)
+
+// ErrDaemonLost is what ControlTransport.Lost reports, wrapped.
+var ErrDaemonLost = errors.New("lost the local daemon")
+
+var _ deploy.Monitor = ControlTransport{}
+
+// Lost watches the daemon (deploy.Monitor).
+func (t ControlTransport) Lost(ctx context.Context) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		var boot string
+		lastOK := time.Now()
+		tick := time.NewTicker(PingEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			pctx, cancel := context.WithTimeout(ctx, PingTimeout)
+			p, err := t.C.Ping(pctx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			var lost error
+			switch {
+			case err == nil && boot != "" && p.Boot != boot:
+				lost = fmt.Errorf("%w: the daemon on %s restarted (a new daemon knows nothing of this deploy)", ErrDaemonLost, t.C.path)
+			case err == nil:
+				boot, lastOK = p.Boot, time.Now()
+			case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT):
+				lost = fmt.Errorf("%w: nothing listens on %s any more (the daemon died)", ErrDaemonLost, t.C.path)
+			case time.Since(lastOK) >= LostAfter:
+				lost = fmt.Errorf("%w: the daemon on %s has not answered for %v (it hangs, is stopped, or its socket is gone)",
+					ErrDaemonLost, t.C.path, time.Since(lastOK).Round(100*time.Millisecond))
+			}
+			if lost != nil {
+				out <- lost
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // Targets asks the daemon for the live members and their state of repo.

@@ -13,13 +13,15 @@ package host
 import (
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -48,10 +50,14 @@ type Config struct {
 	// peer wire, metadata); required. Ports 0 let the kernel choose.
 	BindAddr                     string
 	GossipPort, BTPort, HTTPPort int
-	Join                         []string // gossip addresses of members to join through
-	ClusterKey                   []byte   // 16/24/32 bytes: gossip encryption; nil: none
-	Label                        string   // separates clusters on one network
-	DC, Rack                     string
+	// Join are gossip addresses of members to join through: at start, and
+	// again whenever one is missing from the member list (membership
+	// rejoin). The host also rejoins the members it remembers
+	// (datadir.Data.Members).
+	Join       []string
+	ClusterKey []byte // 16/24/32 bytes: gossip encryption; nil: none
+	Label      string // separates clusters on one network
+	DC, Rack   string
 	// Bridges is how many hosts of each datacenter fetch across
 	// datacenters (swarm.Config.Bridges); the same on every host.
 	Bridges                  int
@@ -92,6 +98,7 @@ func (c Config) Validate() error {
 // Host is one running scatter host.
 type Host struct {
 	cfg   Config
+	boot  string // random per start, for Ping
 	log   *slog.Logger
 	ml    *membership.Node
 	sw    *swarm.Node
@@ -104,6 +111,7 @@ type Host struct {
 	sentHold map[core.ReleaseID]bool
 	subs     map[string][]chan *command.Ack // by deploy ID
 	states   map[string]hostState           // by member name
+	heard    map[string]bool                // members whose state blob arrived
 	dirty    chan struct{}
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -142,10 +150,12 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Build == "" {
 		cfg.Build = version.Get().Short()
 	}
+	var boot [8]byte
+	crand.Read(boot[:])
 	h := &Host{
-		cfg: cfg, log: cfg.Log.With("host", cfg.Name),
+		cfg: cfg, boot: hex.EncodeToString(boot[:]), log: cfg.Log.With("host", cfg.Name),
 		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
-		states: map[string]hostState{}, count: newCounters(),
+		states: map[string]hostState{}, heard: map[string]bool{}, count: newCounters(),
 		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	guard, err := command.NewGuard(cfg.PubKey, datadir.Data(cfg.DataDir).CommandsSeen(), nil)
@@ -187,6 +197,8 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 			"bt": port(sw.BTAddr()), "http": port(sw.HTTPAddr()),
 		}},
 		PushPullInterval: cfg.PushPullInterval,
+		Seeds:            slices.DeleteFunc(slices.Clone(cfg.Join), func(s string) bool { return s == "" }),
+		KnownFile:        datadir.Data(cfg.DataDir).Members(),
 		OnMessage:        h.onMessage,
 		OnState:          h.onState,
 		OnLeave:          func(m membership.Member) { h.forget(m.Name) },
@@ -213,63 +225,50 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	// cluster learns what runs here (say, after a crash) at once, not a
 	// push/pull interval later.
 	h.setState()
-	if len(cfg.Join) > 0 {
-		if _, err := ml.Join(ctx, cfg.Join); err != nil {
-			// The seeds may not be up yet, or be partitioned away: keep
-			// serving and keep trying rather than exit.
-			h.log.Warn("join failed; retrying in the background", "seeds", cfg.Join, "err", err)
-		}
-		h.wg.Add(1)
-		go h.rejoin()
+	// The first join waits (ctx bounds it): the seeds and the members
+	// this host remembers from before a restart. After that, the
+	// membership node's own loop rejoins whatever goes missing.
+	if _, err := ml.RejoinNow(ctx); err != nil && !errors.Is(err, membership.ErrNobody) {
+		// The seeds may not be up yet, or be partitioned away: keep
+		// serving and keep trying rather than exit.
+		h.log.Warn("join failed; retrying in the background", "seeds", cfg.Join, "err", err)
 	}
+	h.wg.Add(1)
+	go h.syncStates()
 	return h, nil
 }
 
-// rejoin joins the seeds again: at once whenever this host finds itself
-// alone (the first join failed, or a partition made each side declare the
-// other dead, and memberlist, left to itself, would never merge them
-// again), and every 2–3 minutes otherwise. It backs off from 1 s to 30 s while
-// joins fail.
-func (h *Host) rejoin() {
+// syncStates asks the members whose state blob has not arrived for it,
+// by a state exchange, 16 at a time, during the host's first minute: a
+// restarted or new deploy host then knows what runs where within seconds
+// rather than as push/pull happens to reach each member (30 s apart).
+func (h *Host) syncStates() {
 	defer h.wg.Done()
-	delay := time.Second
-	last := time.Now()
-	every := 2*time.Minute + time.Duration(rand.Int64N(int64(time.Minute)))
-	for {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
 		select {
 		case <-h.stop:
 			return
-		case <-time.After(delay):
+		case <-time.After(time.Second):
 		}
-		if h.aliveMembers() >= 2 && time.Since(last) < every {
-			// Not alone: still join the seeds every 2–3 minutes, which
-			// merges the halves of a partition that left more than one
-			// host on a side (jittered: a fleet must not join in step).
-			delay = 5 * time.Second
+		members := h.ml.Members()
+		var missing []string
+		h.mu.Lock()
+		for _, m := range members {
+			if m.Name != h.cfg.Name && !h.heard[m.Name] {
+				missing = append(missing, m.Name)
+			}
+		}
+		h.mu.Unlock()
+		if len(missing) == 0 {
 			continue
 		}
-		last = time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := h.ml.Join(ctx, h.cfg.Join)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := h.ml.Exchange(ctx, missing[:min(16, len(missing))]); err != nil {
+			h.log.Debug("state exchange", "err", err)
+		}
 		cancel()
-		if err == nil {
-			h.log.Debug("joined the seeds", "seeds", h.cfg.Join)
-			delay = 5 * time.Second
-			continue
-		}
-		h.log.Warn("join failed", "seeds", h.cfg.Join, "err", err, "retry_in", delay)
-		delay = min(2*delay, 30*time.Second)
 	}
-}
-
-func (h *Host) aliveMembers() int {
-	n := 0
-	for _, m := range h.ml.Members() {
-		if m.Alive {
-			n++
-		}
-	}
-	return n
 }
 
 func port(addr string) int {
@@ -335,6 +334,7 @@ func (h *Host) onState(from string, b []byte) {
 		h.mergeHostState(*st.Deploy)
 	}
 	h.mu.Lock()
+	h.heard[from] = true
 	h.holds[from] = map[core.ReleaseID]bool{}
 	for _, id := range st.Holds {
 		h.addHoldLocked(from, id)
@@ -357,6 +357,7 @@ func (h *Host) addHoldLocked(host string, id core.ReleaseID) {
 func (h *Host) forget(name string) {
 	h.mu.Lock()
 	delete(h.holds, name)
+	delete(h.heard, name)
 	h.mu.Unlock()
 }
 

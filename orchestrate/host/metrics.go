@@ -292,8 +292,8 @@ func b2f(b bool) float64 {
 type Health struct {
 	// Ready: joined, store readable, no fetch stalled.
 	Ready bool `json:"ready"`
-	// Joined is false when this host was told to join others (--join) and
-	// gossip shows it alone.
+	// Joined is false when this host expects company (told to --join, or
+	// remembering members from before a restart) and gossip shows it alone.
 	Joined bool `json:"joined"`
 	// Store is "" when the data directory reads, else why not.
 	Store string `json:"store,omitempty"`
@@ -305,7 +305,15 @@ type Health struct {
 func (h *Host) Health() Health { return h.health(h.sw.Status()) }
 
 func (h *Host) health(st swarm.Status) Health {
-	hl := Health{Joined: len(h.cfg.Join) == 0 || h.aliveMembers() >= 2}
+	alive := 0
+	for _, m := range h.ml.Members() {
+		if m.Alive {
+			alive++
+		}
+	}
+	// Expected to have company: told to join, or remembering members.
+	expect := len(h.cfg.Join) > 0 || h.ml.Joined().Remembered > 0
+	hl := Health{Joined: !expect || alive >= 2}
 	if _, err := os.ReadDir(h.cfg.DataDir); err != nil {
 		hl.Store = err.Error()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -107,6 +108,36 @@ type Config struct {
 	// MaxPendingCallbacks bounds message and state events waiting for
 	// their callback. 0 => 4096.
 	MaxPendingCallbacks int `yaml:"max_pending_callbacks"`
+
+	// Rejoin (see rejoin.go). A node given Seeds or KnownFile keeps itself
+	// in the cluster: it rejoins the seeds and the members it remembers
+	// whenever they are missing from its member list, and the seeds now
+	// and then even when nothing is missing. Neither: the node joins only
+	// when Join is called.
+
+	// Seeds are gossip addresses ("ip:port", or "host:port") to join
+	// through: the configured --join.
+	Seeds []string `yaml:"seeds"`
+	// KnownFile, if set, is where the node remembers the members it has
+	// seen alive (JSON, replaced atomically), so that it rejoins them
+	// after a restart. The caller names it (datadir.Data.Members).
+	KnownFile string `yaml:"-"`
+	// RejoinMin and RejoinMax bound the wait between attempts while a
+	// seed or a remembered member is missing: it starts at RejoinMin and
+	// doubles while attempts fail. 0 => 1s and 5s.
+	RejoinMin time.Duration `yaml:"rejoin_min"`
+	RejoinMax time.Duration `yaml:"rejoin_max"`
+	// RejoinEvery is how often the seeds are joined while nothing is
+	// missing, plus up to half as much again at random: it merges the
+	// halves of a partition that each kept several members. 0 => 2m.
+	RejoinEvery time.Duration `yaml:"rejoin_every"`
+	// RejoinCheck is how often the member list is compared with the
+	// seeds and the remembered members. 0 => 500ms.
+	RejoinCheck time.Duration `yaml:"rejoin_check"`
+	// ForgetAfter is how long a member not seen alive is remembered (one
+	// that leaves gracefully is forgotten at once). 0 => 72h, a long
+	// weekend.
+	ForgetAfter time.Duration `yaml:"forget_after"`
 }
 
 // Meta is a member's advertised metadata. It travels JSON-encoded in
@@ -160,6 +191,11 @@ const (
 	defaultRepairBytes         = 64 << 10
 	defaultMaxQueueDepth       = 4096
 	defaultMaxPendingCallbacks = 4096
+	defaultRejoinMin           = time.Second
+	defaultRejoinMax           = 5 * time.Second
+	defaultRejoinEvery         = 2 * time.Minute
+	defaultRejoinCheck         = 500 * time.Millisecond
+	defaultForgetAfter         = 72 * time.Hour
 
 	// memberlist refuses user messages and push/pull user state over
 	// 20 MiB (maxUserMsgBytes, maxPushStateBytes).
@@ -232,6 +268,11 @@ func (c Config) Validate() error {
 		{"tcp timeout", c.TCPTimeout},
 		{"dedupe window", c.DedupeWindow},
 		{"repair window", c.RepairWindow},
+		{"rejoin min", c.RejoinMin},
+		{"rejoin max", c.RejoinMax},
+		{"rejoin every", c.RejoinEvery},
+		{"rejoin check", c.RejoinCheck},
+		{"forget after", c.ForgetAfter},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("config: %s %v is negative", d.name, d.v)
@@ -260,6 +301,14 @@ func (c Config) Validate() error {
 	d := c.withDefaults()
 	if d.MaxStateSize+d.RepairBytes > maxPushPullLimit {
 		return fmt.Errorf("config: max state size %d + repair bytes %d over %d", d.MaxStateSize, d.RepairBytes, maxPushPullLimit)
+	}
+	if d.RejoinMin > d.RejoinMax {
+		return fmt.Errorf("config: rejoin min %v is over rejoin max %v", d.RejoinMin, d.RejoinMax)
+	}
+	for _, s := range c.Seeds {
+		if s == "" {
+			return errors.New("config: empty seed address")
+		}
 	}
 	if d.RepairWindow >= d.DedupeWindow {
 		return fmt.Errorf("config: repair window %v must be shorter than dedupe window %v", d.RepairWindow, d.DedupeWindow)
@@ -297,6 +346,12 @@ func (c Config) withDefaults() Config {
 	setInt(&c.RepairBytes, defaultRepairBytes)
 	setInt(&c.MaxQueueDepth, defaultMaxQueueDepth)
 	setInt(&c.MaxPendingCallbacks, defaultMaxPendingCallbacks)
+	setDur(&c.RejoinMin, defaultRejoinMin)
+	setDur(&c.RejoinMax, defaultRejoinMax)
+	setDur(&c.RejoinEvery, defaultRejoinEvery)
+	setDur(&c.RejoinCheck, defaultRejoinCheck)
+	setDur(&c.ForgetAfter, defaultForgetAfter)
+	c.Seeds = slices.Clone(c.Seeds)
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}

@@ -70,7 +70,11 @@ func (e events) NotifyJoin(node *memberlist.Node) {
 
 func (e events) NotifyLeave(node *memberlist.Node) {
 	m := memberOf(node, false, e.n.log)
+	m.Left = node.State == memberlist.StateLeft
 	e.n.removeMember(m.Name)
+	if m.Left {
+		e.n.forgetLeft(m.Name)
+	}
 	e.n.notify(e.n.cfg.OnLeave, m)
 }
 

@@ -22,6 +22,13 @@
 //   - message ID: SHA-256 of a broadcast's payload; the seen set remembers
 //     IDs for DedupeWindow so each member delivers and relays a message once;
 //   - direct message: point-to-point over TCP (SendTo), for acknowledgements;
+//   - seed: a configured join address (Config.Seeds);
+//   - remembered member: one this node has seen alive, kept on disk
+//     (Config.KnownFile) so that the node rejoins it after a restart;
+//   - rejoin: joining seeds and remembered members again whenever they are
+//     missing from the member list, since memberlist forgets a dead member
+//     30 s after declaring it dead and never contacts it again (rejoin.go;
+//     Joined reports the last join and who is still missing);
 //   - frame: the few header bytes (version, kind, and for state the sender's
 //     name) in front of everything this package gives memberlist, so that
 //     garbage, truncated, unknown and oversized input is dropped and

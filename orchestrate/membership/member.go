@@ -21,6 +21,9 @@ type Member struct {
 	// Alive is false in OnLeave: the member left or was declared failed.
 	// Members returns only alive members.
 	Alive bool
+	// Left is true in OnLeave when the member left gracefully (Leave)
+	// rather than failed.
+	Left bool
 }
 
 // memberOf converts memberlist's node. Its Meta came from the network, so

@@ -8,7 +8,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +67,8 @@ type Node struct {
 	membersMu  sync.RWMutex
 	members    map[string]Member
 	numMembers atomic.Int64 // len(members), for the queue's retransmit limit
+
+	rejoin rejoiner
 
 	lifeMu sync.Mutex // serializes Leave and Shutdown
 	closed atomic.Bool
@@ -131,6 +132,9 @@ func New(cfg Config) (*Node, error) {
 	n.ml = ml
 	// memberlist.Create wrote the kernel's port back into mc.
 	n.addr = net.JoinHostPort(cfg.BindAddr, strconv.Itoa(mc.BindPort))
+	if len(cfg.Seeds) > 0 || cfg.KnownFile != "" {
+		n.startRejoin(time.Now())
+	}
 	return n, nil
 }
 
@@ -158,7 +162,8 @@ func (n *Node) usable() error {
 // returns how many seeds it reached; an error means none. Join gives up
 // waiting when ctx ends; the attempt may still finish in the background
 // within TCPTimeout, and a node that has joined so is a member like any
-// other.
+// other. Seeds are contacted in parallel, so a dead one does not hold up
+// the others.
 func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 	if err := n.usable(); err != nil {
 		return 0, fmt.Errorf("join: %w", err)
@@ -169,25 +174,9 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("join: %w", err)
 	}
-	type result struct {
-		n   int
-		err error
-	}
-	done := make(chan result, 1)
-	seeds = slices.Clone(seeds)
-	go func() {
-		k, err := n.ml.Join(seeds)
-		done <- result{k, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return r.n, fmt.Errorf("join %s: %w", strings.Join(seeds, ","), r.err)
-		}
-		return r.n, nil
-	case <-ctx.Done():
-		return 0, fmt.Errorf("join %s: %w", strings.Join(seeds, ","), context.Cause(ctx))
-	}
+	reached, err := n.joinAddrs(ctx, slices.Clone(seeds))
+	n.recordJoin(time.Now(), "join", reached, err)
+	return len(reached), err
 }
 
 // UpdateMeta re-advertises this node's metadata. It blocks until memberlist
@@ -255,6 +244,7 @@ func (n *Node) Shutdown() error {
 	if n.closed.Swap(true) {
 		return nil
 	}
+	n.stopRejoin()
 	n.disp.close()
 	if err := n.ml.Shutdown(); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
