@@ -412,7 +412,7 @@ func TestE2EKillDuringPromote(t *testing.T) {
 	if c.current("h1") == v2 {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			out := runBin(t, c.bin, "status", "--data", c.origin.data)
+			out := runStatus(t, c.bin, "--data", c.origin.data)
 			if strings.Contains(out, "DRIFT") {
 				break
 			}
