@@ -124,7 +124,21 @@ check "the target daemon runs as scatter, no new privileges, no capabilities" sh
      grep -q '^NoNewPrivs:[[:space:]]*1' /proc/${pids[1]}/status &&
      grep -q '^CapBnd:[[:space:]]*0000000000000000' /proc/${pids[1]}/status"
 
-# 4. Publish and deploy, as the scatter user (the control socket is 0600).
+# 4. Enrol both hosts (scatter hosts approve, on the deploy host), then
+# publish and deploy, all as the scatter user (the control socket is 0600).
+enrolled() {
+    run_as -- /usr/bin/scatter hosts approve --data "$origin" --key "$keys/deploy.key" origin target >>"$work/hosts.log" 2>&1 || \
+        run_as -- /usr/bin/scatter hosts list --data "$origin" 2>>"$work/hosts.log" | grep -q "2 hosts"
+}
+target_has_roster() {
+    run_as -- /usr/bin/scatter status --json 2>/dev/null | grep -q '"roster": [1-9]'
+}
+if waitfor 30 enrolled && waitfor 30 target_has_roster; then
+    ok "scatter hosts approve: both daemons enrolled"
+else
+    cat "$work/hosts.log"; fail "scatter hosts approve"
+fi
+
 mkdir -p "$src/bin" && echo "hello $RANDOM" >"$src/index.html" && printf '#!/bin/sh\necho hi\n' >"$src/bin/run" && chmod 0755 "$src/bin/run"
 printf 'repo: demo\ncanary: 0\nbatch: 1\nchecks: [healthy]\n' >"$src/scatter.yaml"
 chmod -R a+rX "$src"

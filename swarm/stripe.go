@@ -21,12 +21,25 @@ import (
 // that starts late (its metadata came later than its peers') would
 // otherwise take a stripe the others already fetched, in slots they
 // counted differently, and receive those pieces twice.
+//
+// One host's word is not enough to skip the stripes: a host that claims
+// to hold every release (a liar, or a bug) would otherwise send every
+// other host to a swarm that has nothing, and to the origin only after
+// StallAfter. It takes two holders (one if that host is the only peer).
 func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
 	peers := n.cfg.Peers.Peers()
+	holders, others := 0, 0
 	for _, p := range peers {
-		if !p.Origin && slices.Contains(p.Holds, a.Release) {
-			return 0, 0
+		if p.Origin {
+			continue
 		}
+		others++
+		if slices.Contains(p.Holds, a.Release) {
+			holders++
+		}
+	}
+	if holders > 0 && holders >= min(2, others) {
+		return 0, 0
 	}
 	dc := n.stripeDC(peers)
 	if dc != "" && n.cfg.DC != dc {

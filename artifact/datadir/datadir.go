@@ -9,6 +9,8 @@
 //	<data>/control.sock              the daemon's control socket
 //	<data>/commands.seen             command sequence numbers already run
 //	<data>/members                   the gossip members seen alive, to rejoin after a restart
+//	<data>/host.key                  the host's own ed25519 key (0600)
+//	<data>/roster                    the newest deploy-signed roster seen
 //	<data>/<repo>/                   one repo (see Repo)
 //
 // A repo directory is also its chunk store: the store's own names (packs,
@@ -49,6 +51,14 @@ func (d Data) CommandsSeen() string { return filepath.Join(string(d), "commands.
 // Members remembers the gossip members this host has seen alive, name and
 // address, so that a restarted daemon rejoins them (membership.Config.KnownFile).
 func (d Data) Members() string { return filepath.Join(string(d), "members") }
+
+// HostKey is the host's own ed25519 private key (PEM, mode 0600), created
+// on the daemon's first start: it signs what the host says about itself.
+func (d Data) HostKey() string { return filepath.Join(string(d), "host.key") }
+
+// Roster is the newest deploy-signed roster the host has seen, kept so that
+// a restarted daemon refuses an older one.
+func (d Data) Roster() string { return filepath.Join(string(d), "roster") }
 
 // Repo is one repo's directory: its chunk store, its torrents and
 // announcements, its staged release trees, the links the agent switches, and

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"scatter/orchestrate/deploy"
 	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/host"
+	"scatter/orchestrate/trust"
 	"scatter/swarm"
 )
 
@@ -96,6 +98,42 @@ func (c *cluster) add(name string, i int, up int64) *node {
 	}
 	c.byIP[netip.MustParseAddr(n.ip)] = n
 	return n
+}
+
+// enrol gives every node its host key and writes one roster naming them
+// all, signed by the deploy key, into every data directory: the hosts
+// start enrolled, the way an operator's config management enrols them.
+func (c *cluster) enrol() error {
+	r := &trust.Roster{Version: 1, Issued: time.Now().UTC()}
+	nodes := append([]*node{c.orig}, c.hosts...)
+	for _, n := range nodes {
+		dd := datadir.Data(n.dir)
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		if err := trust.WriteHostKey(dd.HostKey(), key); err != nil {
+			return err
+		}
+		e := trust.Entry{Name: n.name, Key: key.Public().(ed25519.PublicKey)}
+		if !c.blind {
+			e.DC = n.dc
+		}
+		if n == c.orig {
+			e.Role = trust.RoleOrigin
+		}
+		r.Put(e)
+	}
+	raw, err := trust.SignRoster(r, c.key)
+	if err != nil {
+		return fmt.Errorf("enrol: %w", err)
+	}
+	for _, n := range nodes {
+		if err := os.WriteFile(datadir.Data(n.dir).Roster(), raw, 0o644); err != nil {
+			return fmt.Errorf("enrol: %w", err)
+		}
+	}
+	return nil
 }
 
 // start starts (or restarts, keeping its data directory) a node.

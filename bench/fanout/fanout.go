@@ -261,9 +261,6 @@ func (r *run) run(ctx context.Context) error {
 			r.say("2dc: the link between the datacenters shaped to %.2f MiB/s each way = %.2f·U", float64(link)/(1<<20), r.rep.Params.DCLinkU)
 		}
 	}
-	if err := c.start(ctx, c.orig, true); err != nil {
-		return err
-	}
 	nSpecial := max(1, (cfg.Hosts+9)/10) // the 10% a scenario treats differently
 	var late []*node
 	for i := range cfg.Hosts {
@@ -281,6 +278,16 @@ func (r *run) run(ctx context.Context) error {
 			n.note = "late"
 		}
 		c.hosts = append(c.hosts, n)
+	}
+	// As an operator's config management would: every host's key made
+	// ahead, and one deploy-signed roster naming them all.
+	if err := c.enrol(); err != nil {
+		return err
+	}
+	if err := c.start(ctx, c.orig, true); err != nil {
+		return err
+	}
+	for _, n := range c.hosts {
 		if n.note == "late" {
 			late = append(late, n)
 			continue

@@ -267,12 +267,6 @@ func runRoundTrip(ctx context.Context, o benchOptions, dir string) error {
 	return nil
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 // writeJSONFile writes v as indented JSON to path, if path is not "".
 func writeJSONFile(path string, v any) error {
 	if path == "" {

@@ -170,6 +170,7 @@ func TestE2EPublishAndStage(t *testing.T) {
 		name := fmt.Sprintf("h%d", i)
 		hosts = append(hosts, startDaemon(t, bin, append(common(name, fmt.Sprintf("127.0.0.%d", 151+i)), "--join", seed)...))
 	}
+	enrol(t, bin, origin, key, append(hosts, origin)...)
 	src := filepath.Join(dir, "src")
 	runBin(t, bin, "generate", "--size", "3MiB", "--seed", "5", src)
 	id := strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--key", key, "--repo", "mw", "--version", "1", "--message", "e2e", src))
@@ -252,8 +253,11 @@ func (c *e2eCluster) args(name, ip string) []string {
 		"--gossip-port", "0", "--bt-port", "0", "--http-port", "0", "--cluster-key", c.ckey, "--label", "e2e"}
 }
 
+// host starts a host and enrols it (and the origin, the first time).
 func (c *e2eCluster) host(name, ip string, extra ...string) *daemon {
-	return startDaemon(c.t, c.bin, append(append(c.args(name, ip), "--join", c.seed), extra...)...)
+	d := startDaemon(c.t, c.bin, append(append(c.args(name, ip), "--join", c.seed), extra...)...)
+	enrol(c.t, c.bin, c.origin, c.key, c.origin, d)
+	return d
 }
 
 // releaseStatus reads one release's entry from a daemon's own status.
@@ -415,5 +419,63 @@ func TestE2EStockClientDownloads(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("aria2c got %d bytes that differ from the release's %d", len(got), len(want))
+	}
+}
+
+// enrol approves the daemons, the origin's included, as an operator would
+// after they joined (`scatter hosts approve`), and waits until each holds
+// the resulting roster. Daemons already enrolled are left as they are.
+func enrol(t *testing.T, bin string, origin *daemon, key string, ds ...*daemon) {
+	t.Helper()
+	ctl := host.DialControl(origin.data)
+	deadline := time.Now().Add(30 * time.Second)
+	var pending []string
+	for {
+		v, err := ctl.Hosts(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = pending[:0]
+		known := 0
+		for _, d := range ds {
+			name := filepath.Base(d.data)
+			for _, p := range v.Pending {
+				if p.Name == name && !p.NewKey {
+					pending = append(pending, name)
+					known++
+				}
+			}
+			for _, e := range v.Enrolled {
+				if e.Name == name && e.Trust == host.TrustEnrolled {
+					known++
+				}
+			}
+		}
+		if known == len(ds) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not every daemon showed up pending or enrolled: %+v", v)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(pending) > 0 {
+		runBin(t, bin, append([]string{"hosts", "approve", "--data", origin.data, "--key", key}, pending...)...)
+	}
+	v, err := ctl.Hosts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		for {
+			st, err := host.DialControl(d.data).Status(context.Background())
+			if err == nil && st.Roster >= v.Version {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never got roster v%d: %v", d.data, v.Version, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }

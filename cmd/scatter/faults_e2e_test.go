@@ -419,6 +419,18 @@ func TestE2EReplaceDeployHost(t *testing.T) {
 	nd := startDaemon(t, c.bin, append(c.args("deploy2", "127.0.80.2"), "--origin", "--gossip-port", "7946",
 		"--join", c.ips["h3"]+":7946")...)
 	c.waitMembers(nd, len(c.names)+1, 30*time.Second) // the old origin fails out of the count
+	// It learns the roster from the targets and shows up pending in it: the
+	// operator, holding the deploy key, enrols it by name (an origin is
+	// never approved wholesale) and revokes the lost one.
+	deadline0 := time.Now().Add(60 * time.Second)
+	for !strings.Contains(runBin(t, c.bin, "hosts", "pending", "--data", nd.data), "deploy2") {
+		if time.Now().After(deadline0) {
+			t.Fatalf("the new deploy host never saw itself pending:\n%s", runBin(t, c.bin, "status", "--data", nd.data))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	runBin(t, c.bin, "hosts", "approve", "--data", nd.data, "--key", c.key, "deploy2")
+	runBin(t, c.bin, "hosts", "revoke", "--data", nd.data, "--key", c.key, "origin")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out := runStatus(t, c.bin, "--data", nd.data)

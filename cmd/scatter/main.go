@@ -159,6 +159,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			seedCommand(),
 			publishCommand(),
 			statusCommand(),
+			hostsCommand(),
 			deployCommand(),
 			rollbackCommand(),
 			abortCommand(),

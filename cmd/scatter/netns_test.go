@@ -63,6 +63,7 @@ func TestE2ENetworkNamespaces(t *testing.T) {
 	for i := 1; i <= hosts; i++ {
 		ds = append(ds, start(i, fmt.Sprintf("h%d", i), "--join", ns.Addr(0)+":7946"))
 	}
+	enrol(t, bin, origin, key, append(ds, origin)...)
 	src := filepath.Join(dir, "src")
 	runBin(t, bin, "generate", "--size", "8MiB", "--seed", "6", src)
 	id := strings.TrimSpace(runBin(t, bin, "publish", "--data", origin.data, "--key", key, "--repo", "mw", "--version", "1", src))
@@ -111,9 +112,11 @@ func TestE2EDeployPartition(t *testing.T) {
 		return ns.seed(bin, dir, key, i, name, append([]string{"--config", cfg}, extra...)...)
 	}
 	origin := start(0, "origin", "--origin")
+	all := []*daemon{origin}
 	for i := 1; i <= hosts; i++ {
-		start(i, fmt.Sprintf("h%d", i), "--join", ns.Addr(0)+":7946")
+		all = append(all, start(i, fmt.Sprintf("h%d", i), "--join", ns.Addr(0)+":7946"))
 	}
+	enrol(t, bin, origin, key, all...)
 	yaml := "repo: mw\ncanary: 1\nbatch: 1\nfailure_limit: 1\nchecks: [health]\ntimeouts: {stage: 1m, action: 8s}\n"
 	publish := func(version string) string {
 		src := filepath.Join(dir, "src"+version)

@@ -373,6 +373,10 @@ func printStatus(w io.Writer, s *host.ClusterStatus) {
 	for _, m := range s.Members {
 		loc := strings.Trim(m.DC+"/"+m.Rack, "/")
 		build := or(m.Build, "-")
+		if m.Trust != "" && m.Trust != host.TrustEnrolled {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\t%s\t\t\t\t\t%s\n", m.Name, build, m.Role, loc, strings.ToUpper(m.Trust), m.Error)
+			continue
+		}
 		if m.Status == nil {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\tunreachable\t\t\t\t\t%s\n", m.Name, build, m.Role, loc, m.Error)
 			continue
@@ -409,6 +413,29 @@ func printStatus(w io.Writer, s *host.ClusterStatus) {
 		}
 	}
 	tw.Flush()
+}
+
+// printTrust says what the roster does not vouch for: pending hosts, known
+// names with new keys (loudly), and refused messages.
+func printTrust(w io.Writer, s *host.ClusterStatus) {
+	var pending, newKey []string
+	for _, m := range s.Members {
+		switch m.Trust {
+		case host.TrustPending:
+			pending = append(pending, m.Name+" ("+m.Key+")")
+		case host.TrustNewKey, host.TrustBadMeta:
+			newKey = append(newKey, m.Name+" ("+m.Key+")")
+		}
+	}
+	fmt.Fprintf(w, "\nroster v%d\n", s.Roster)
+	if len(newKey) > 0 {
+		fmt.Fprintf(w, "WARNING: KNOWN HOSTS ADVERTISE A KEY THE ROSTER DOES NOT HOLD, nothing they say counts: %s\n"+
+			"  reinstalled? `scatter hosts approve NAME`; otherwise `scatter hosts revoke NAME` and investigate\n", strings.Join(newKey, ", "))
+	}
+	if len(pending) > 0 {
+		fmt.Fprintf(w, "pending hosts, never deployed to until approved (scatter hosts pending): %s\n", strings.Join(pending, ", "))
+	}
+	printRefused(w, s.Refused)
 }
 
 func torrentCommand() *cli.Command {

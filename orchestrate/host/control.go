@@ -20,10 +20,12 @@ import (
 
 	"scatter/artifact/core"
 	"scatter/artifact/datadir"
+	"scatter/artifact/keys"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/deploy"
 	"scatter/orchestrate/membership"
+	"scatter/orchestrate/trust"
 	"scatter/swarm"
 )
 
@@ -39,6 +41,11 @@ type ClusterStatus struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Joined is how this daemon last joined the cluster.
 	Joined membership.JoinInfo `json:"joined"`
+	// Roster is the version of the roster this host holds.
+	Roster uint64 `json:"roster"`
+	// Refused counts statements refused, by kind and reason
+	// ("ack:bad-signature", "holds:not-enrolled"…).
+	Refused map[string]uint64 `json:"refused,omitempty"`
 }
 
 // JoinLine says in one line when and through whom the daemon last joined
@@ -67,13 +74,20 @@ func (s ClusterStatus) JoinLine(now time.Time) string {
 
 // MemberStatus is one member's entry.
 type MemberStatus struct {
-	Name   string        `json:"name"`
-	Addr   string        `json:"addr"`
-	HTTP   string        `json:"http"` // metadata server and tracker, ip:port
-	Role   string        `json:"role"`
-	DC     string        `json:"dc,omitempty"`
-	Rack   string        `json:"rack,omitempty"`
-	Build  string        `json:"build,omitempty"` // the scatter build it runs (version.Info.Short)
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	HTTP string `json:"http"` // metadata server and tracker, ip:port
+	Role string `json:"role"`
+	DC   string `json:"dc,omitempty"`
+	Rack string `json:"rack,omitempty"`
+	// Build is the scatter build it runs (version.Info.Short), as its
+	// signed advertisement says.
+	Build string `json:"build,omitempty"`
+	// Trust is how far the roster vouches for the member (TrustEnrolled,
+	// TrustPending, TrustNewKey, TrustBadMeta); Key its advertised key's
+	// fingerprint.
+	Trust  string        `json:"trust"`
+	Key    string        `json:"key,omitempty"`
 	Error  string        `json:"error,omitempty"` // why its status could not be read
 	Status *swarm.Status `json:"status,omitempty"`
 	// Deploy is what runs on the member, per repo, as gossip last said.
@@ -141,7 +155,8 @@ func (s ClusterStatus) Mixed() []Mix {
 // with a short deadline: an unreachable member is reported, not waited for.
 func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	members := h.ml.Members()
-	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members)), Joined: h.ml.Joined()}
+	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members)), Joined: h.ml.Joined(),
+		Roster: h.book.Version(), Refused: h.tally.Counts()}
 	client := &http.Client{Timeout: 2 * time.Second}
 	own := h.agent.State()
 	h.mu.Lock()
@@ -153,8 +168,18 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	deploy[h.cfg.Name] = own
 	var wg sync.WaitGroup
 	for i, m := range members {
+		e, trusted := h.classify(m)
 		ms := MemberStatus{Name: m.Name, Addr: m.Addr.String(), Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack, Build: m.Meta.Build,
-			HTTP: net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.Meta.Ports["http"])), Deploy: deploy[m.Name]}
+			HTTP: net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.Meta.Ports["http"])), Deploy: deploy[m.Name],
+			Trust: trusted, Key: keys.Fingerprint(metaKey(m))}
+		if trusted == TrustEnrolled {
+			ms.Role, ms.DC, ms.Rack = roleOf(e), e.DC, e.Rack
+		}
+		if trusted != TrustEnrolled && m.Name != h.cfg.Name {
+			ms.Error = untrustedWhy(trusted)
+			out.Members[i] = ms
+			continue
+		}
 		if m.Name == h.cfg.Name {
 			s := h.sw.Status()
 			ms.Status = &s
@@ -181,6 +206,16 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 			"cannot read: a member runs a newer scatter; upgrade this host", st.FormatRefused, st.FormatVersions))
 	}
 	return out
+}
+
+func untrustedWhy(st string) string {
+	switch st {
+	case TrustPending:
+		return "pending: not on the roster; nothing it says counts (scatter hosts approve)"
+	case TrustNewKey:
+		return "NEW KEY: advertises a key the roster does not hold; not trusted until approved or revoked"
+	}
+	return "its advertisement does not verify against its roster key: ignored"
 }
 
 func fetchStatus(ctx context.Context, c *http.Client, url string) (*swarm.Status, error) {
@@ -301,6 +336,25 @@ func (h *Host) ServeControl() error {
 		}
 		h.ReportDeploy(rep)
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/roster", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(h.book.Raw())
+	})
+	mux.HandleFunc("POST /v1/roster", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(io.LimitReader(r.Body, trust.MaxRosterSize+1))
+		if err == nil {
+			err = h.SetRoster(b)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/hosts", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(h.Hosts())
 	})
 	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -453,16 +507,14 @@ func (t Target) Labels() map[string]string {
 	return map[string]string{"name": t.Name, "role": t.Role, "dc": t.DC, "rack": t.Rack}
 }
 
-// Targets lists the live members, by name, with their state for repo.
+// Targets lists the live enrolled members, by name, with the roster's
+// labels and their state for repo. A pending host is never a target.
 func (h *Host) Targets(repo string) []Target {
 	states := h.DeployState(repo)
 	var out []Target
-	for _, m := range h.ml.Members() {
-		if !m.Alive {
-			continue
-		}
-		st, ok := states[m.Name]
-		out = append(out, Target{Name: m.Name, Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack, Deploy: st, Known: ok})
+	for _, m := range h.enrolled() {
+		st, ok := states[m.Member.Name]
+		out = append(out, Target{Name: m.Member.Name, Role: roleOf(m.Entry), DC: m.Entry.DC, Rack: m.Entry.Rack, Deploy: st, Known: ok})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -628,4 +680,43 @@ func (c *Control) Targets(ctx context.Context, repo string) ([]Target, error) {
 		return nil, fmt.Errorf("daemon members: %w", err)
 	}
 	return out, nil
+}
+
+// Roster returns the signed roster the daemon holds (empty if none).
+func (c *Control) Roster(ctx context.Context) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/roster", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, trust.MaxRosterSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("daemon roster: %w", err)
+	}
+	return b, nil
+}
+
+// SetRoster hands a deploy-signed roster to the daemon, which keeps and
+// spreads it; an older one than the daemon holds is refused.
+func (c *Control) SetRoster(ctx context.Context, raw []byte) error {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/roster", bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Hosts asks the daemon for the roster's hosts and the pending members.
+func (c *Control) Hosts(ctx context.Context) (*HostsView, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/hosts", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var v HostsView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return nil, fmt.Errorf("daemon hosts: %w", err)
+	}
+	return &v, nil
 }

@@ -3,18 +3,20 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"scatter/artifact/core"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
+	"scatter/orchestrate/trust"
 )
 
 // Gossip message kinds for deploys.
 const (
 	msgCommand = 'C' // a signed command: broadcast, or sent directly on retry
-	msgAck     = 'K' // an ack, sent directly to the command's controller
+	msgAck     = 'K' // an ack sealed by its host's key, sent directly to the command's controller
 )
 
 // hostState is what a host tells the cluster about its repos: what runs,
@@ -184,20 +186,31 @@ func (h *Host) sendAck(controller string, a *command.Ack) {
 		h.deliverAck(a)
 		return
 	}
-	b, err := command.EncodeAck(a)
+	msg, err := AckMessage(h.cfg.Name, a, h.key)
 	if err != nil {
 		h.log.Warn("encode ack", "err", err)
 		return
 	}
-	if err := h.ml.SendTo(controller, append([]byte{msgAck}, b...)); err != nil {
+	if err := h.ml.SendTo(controller, msg); err != nil {
 		h.log.Warn("send ack", "to", controller, "deploy", a.Deploy, "step", a.Step, "err", err)
 	}
 }
 
+// onAck takes an ack only with the signature of the host it is from, and
+// only if the roster enrols that host: another member holding the cluster
+// key cannot pass or fail a step for it.
 func (h *Host) onAck(b []byte) {
-	a, err := command.DecodeAck(b)
+	s, _, err := h.book.Open(trust.KindAck, b)
+	var a *command.Ack
+	if err == nil {
+		if a, err = command.DecodeAck(s.Body); err != nil {
+			err = fmt.Errorf("%w: %w", trust.ErrMalformed, err)
+		} else {
+			err = checkSigner(s.Name, a.Host)
+		}
+	}
 	if err != nil {
-		h.log.Warn("dropped malformed ack", "err", err)
+		h.refuse("ack", s.Name, err)
 		return
 	}
 	h.stateFromAck(a)

@@ -31,10 +31,12 @@ import (
 
 	"scatter/artifact/core"
 	"scatter/artifact/datadir"
+	"scatter/artifact/keys"
 	"scatter/orchestrate/agent"
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/membership"
+	"scatter/orchestrate/trust"
 	"scatter/swarm"
 	"scatter/version"
 )
@@ -45,7 +47,10 @@ type Config struct {
 	Name    string            // unique host name; default: BindAddr
 	DataDir string            // required
 	PubKey  ed25519.PublicKey // trusted deploy key; required
-	Origin  bool              // the deploy host: serves its build store
+	// HostKey signs what this host says about itself; nil: read
+	// <data>/host.key, creating it on the first start.
+	HostKey ed25519.PrivateKey
+	Origin  bool // the deploy host: serves its build store
 	// BindAddr is the IP all of the host's services listen on (gossip,
 	// peer wire, metadata); required. Ports 0 let the kernel choose.
 	BindAddr                     string
@@ -105,6 +110,13 @@ type Host struct {
 	agent *agent.Agent
 	guard *command.Guard
 	count *counters
+	key   ed25519.PrivateKey // this host's own
+	book  *trust.Book        // the roster
+	tally trust.Tally        // refused statements
+
+	metaMu sync.Mutex
+	metaOK map[string]bool // verified advertisements, see metaSigned
+	warned map[string]bool // untrusted members already logged
 
 	mu       sync.Mutex
 	holds    map[string]map[core.ReleaseID]bool // by member name
@@ -123,16 +135,21 @@ const (
 	msgHolds    = 'H' // holdsNote JSON
 )
 
+// holdsNote travels sealed by its host's key (trust.KindHolds).
 type holdsNote struct {
 	Host    string         `json:"host"`
 	Release core.ReleaseID `json:"release"`
 }
 
-// stateBlob is a host's push/pull state.
+// stateBlob is a host's push/pull state, sealed by its host key
+// (trust.KindState). The announcements and the roster carry the deploy
+// key's signatures and count whoever passes them on; the holds and the
+// deploy state count only from an enrolled host, about itself.
 type stateBlob struct {
 	Announcements [][]byte         `json:"announcements"`
 	Holds         []core.ReleaseID `json:"holds"`
 	Deploy        *hostState       `json:"deploy,omitempty"`
+	Roster        []byte           `json:"roster,omitempty"`
 }
 
 // Start brings a host up: swarm node first (so its ports are known), then
@@ -155,10 +172,29 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	h := &Host{
 		cfg: cfg, boot: hex.EncodeToString(boot[:]), log: cfg.Log.With("host", cfg.Name),
 		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
-		states: map[string]hostState{}, heard: map[string]bool{}, count: newCounters(),
+		states: map[string]hostState{}, heard: map[string]bool{}, metaOK: map[string]bool{}, warned: map[string]bool{},
+		count: newCounters(),
 		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	guard, err := command.NewGuard(cfg.PubKey, datadir.Data(cfg.DataDir).CommandsSeen(), nil)
+	dd := datadir.Data(cfg.DataDir)
+	h.key = cfg.HostKey
+	if h.key == nil {
+		key, created, err := trust.LoadOrCreateHostKey(dd.HostKey())
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			h.log.Warn("created this host's key: the host is pending until an operator enrols it (scatter hosts approve)",
+				"key", keys.Fingerprint(key.Public().(ed25519.PublicKey)), "file", dd.HostKey())
+		}
+		h.key = key
+	}
+	book, err := trust.NewBook(cfg.PubKey, dd.Roster())
+	if err != nil {
+		return nil, err
+	}
+	h.book = book
+	guard, err := command.NewGuard(cfg.PubKey, dd.CommandsSeen(), nil)
 	if err != nil {
 		if guard == nil {
 			return nil, err
@@ -193,14 +229,19 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	ml, err := membership.New(membership.Config{
 		Name: cfg.Name, BindAddr: cfg.BindAddr, BindPort: cfg.GossipPort,
 		SecretKey: cfg.ClusterKey, Label: cfg.Label, Log: h.log,
-		Meta: membership.Meta{Role: role, DC: cfg.DC, Rack: cfg.Rack, Build: cfg.Build, Ports: map[string]int{
+		// The role and labels are claims, shown to an operator who
+		// approves the host; once enrolled, the roster's count.
+		Meta: h.signMeta(membership.Meta{Role: role, DC: cfg.DC, Rack: cfg.Rack, Build: cfg.Build, Ports: map[string]int{
 			"bt": port(sw.BTAddr()), "http": port(sw.HTTPAddr()),
-		}},
+		}}),
 		PushPullInterval: cfg.PushPullInterval,
 		Seeds:            slices.DeleteFunc(slices.Clone(cfg.Join), func(s string) bool { return s == "" }),
 		KnownFile:        datadir.Data(cfg.DataDir).Members(),
+		MaxDirectSize:    command.MaxAckSize + trust.MaxSealOverhead + 1,
 		OnMessage:        h.onMessage,
 		OnState:          h.onState,
+		OnJoin:           h.checkMember,
+		OnUpdate:         h.checkMember,
 		OnLeave:          func(m membership.Member) { h.forget(m.Name) },
 	})
 	if err != nil {
@@ -311,26 +352,68 @@ func (h *Host) onMessage(msg []byte) {
 	case msgAck:
 		h.onAck(msg[1:])
 	case msgHolds:
-		var note holdsNote
-		if err := json.Unmarshal(msg[1:], &note); err != nil || note.Host == "" || note.Release.IsZero() {
-			h.log.Warn("dropped malformed holds note", "err", err)
-			return
-		}
-		h.mu.Lock()
-		h.addHoldLocked(note.Host, note.Release)
-		h.mu.Unlock()
+		h.onHolds(msg[1:])
+	case msgRoster:
+		h.offerRoster(msg[1:], "gossip")
 	default:
 		h.log.Warn("dropped gossip message of unknown kind", "kind", msg[0], "bytes", len(msg))
 	}
 }
 
-func (h *Host) onState(from string, b []byte) {
-	var st stateBlob
-	if err := json.Unmarshal(b, &st); err != nil {
-		h.log.Warn("dropped malformed state", "from", from, "err", err)
+// onHolds takes a holds note: only from an enrolled host, about itself.
+func (h *Host) onHolds(b []byte) {
+	s, _, err := h.book.Open(trust.KindHolds, b)
+	var note holdsNote
+	if err == nil {
+		if jerr := json.Unmarshal(s.Body, &note); jerr != nil || note.Host == "" || note.Release.IsZero() {
+			err = fmt.Errorf("%w: holds note: %v", trust.ErrMalformed, jerr)
+		} else {
+			err = checkSigner(s.Name, note.Host)
+		}
+	}
+	if err != nil {
+		h.refuse("holds", s.Name, err)
 		return
 	}
-	if st.Deploy != nil && st.Deploy.Host == from {
+	h.mu.Lock()
+	h.addHoldLocked(note.Host, note.Release)
+	h.mu.Unlock()
+}
+
+func (h *Host) onState(from string, b []byte) {
+	s, err := trust.Unseal(trust.KindState, b)
+	var st stateBlob
+	if err == nil {
+		if jerr := json.Unmarshal(s.Body, &st); jerr != nil {
+			err = fmt.Errorf("%w: state: %v", trust.ErrMalformed, jerr)
+		}
+	}
+	if err != nil {
+		h.refuse("state", from, err)
+		return
+	}
+	// What the deploy key signed counts whoever passes it on.
+	if len(st.Roster) > 0 {
+		h.offerRoster(st.Roster, from)
+	}
+	for _, a := range st.Announcements {
+		if _, err := h.sw.Announce(a); err != nil {
+			h.log.Warn("refused announcement from state", "from", from, "err", err)
+		}
+	}
+	// What the host says of itself counts only with its roster key.
+	_, _, err = h.book.Open(trust.KindState, b)
+	if err == nil {
+		err = checkSigner(s.Name, from)
+	}
+	if err == nil && st.Deploy != nil {
+		err = checkSigner(s.Name, st.Deploy.Host)
+	}
+	if err != nil {
+		h.refuse("state", from, err)
+		return
+	}
+	if st.Deploy != nil {
 		h.mergeHostState(*st.Deploy)
 	}
 	h.mu.Lock()
@@ -340,11 +423,6 @@ func (h *Host) onState(from string, b []byte) {
 		h.addHoldLocked(from, id)
 	}
 	h.mu.Unlock()
-	for _, a := range st.Announcements {
-		if _, err := h.sw.Announce(a); err != nil {
-			h.log.Warn("refused announcement from state", "from", from, "err", err)
-		}
-	}
 }
 
 func (h *Host) addHoldLocked(host string, id core.ReleaseID) {
@@ -388,10 +466,15 @@ func (h *Host) publishState() {
 			if sent {
 				continue
 			}
-			note, _ := json.Marshal(holdsNote{Host: h.cfg.Name, Release: id})
-			// A restarted host sends the same note again; gossip that
-			// still remembers it says so, and that is fine.
-			if err := h.ml.Broadcast(append([]byte{msgHolds}, note...)); err != nil && !errors.Is(err, membership.ErrDuplicate) {
+			msg, err := HoldsMessage(h.cfg.Name, h.cfg.Name, id, h.key)
+			if err != nil {
+				h.log.Warn("seal holds note", "err", err)
+				continue
+			}
+			// A restarted host sends the same note again (ed25519 signs
+			// deterministically); gossip that still remembers it says
+			// so, and that is fine.
+			if err := h.ml.Broadcast(msg); err != nil && !errors.Is(err, membership.ErrDuplicate) {
 				h.log.Warn("broadcast holds", "err", err)
 			}
 		}
@@ -413,7 +496,10 @@ func (h *Host) setState() []core.ReleaseID {
 		dep = &st
 	}
 	h.mu.Unlock()
-	blob, err := json.Marshal(stateBlob{Announcements: h.sw.Announcements(), Holds: held, Deploy: dep})
+	blob, err := json.Marshal(stateBlob{Announcements: h.sw.Announcements(), Holds: held, Deploy: dep, Roster: h.book.Raw()})
+	if err == nil {
+		blob, err = trust.Seal(trust.KindState, h.cfg.Name, blob, h.key)
+	}
 	if err == nil {
 		err = h.ml.SetState(blob)
 	}
@@ -426,24 +512,27 @@ func (h *Host) setState() []core.ReleaseID {
 // peerSource adapts membership to swarm.PeerSource.
 type peerSource struct{ h *Host }
 
+// Peers lists the enrolled members only: a pending host is never dialled,
+// never counted as holding anything, and its labels and role are the
+// roster's, its ports those it signed.
 func (p peerSource) Peers() []swarm.Peer {
 	h := p.h
-	members := h.ml.Members()
+	members := h.enrolled()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]swarm.Peer, 0, len(members))
 	for _, m := range members {
-		if m.Name == h.cfg.Name || !m.Alive {
+		if m.Member.Name == h.cfg.Name {
 			continue
 		}
-		sp := swarm.Peer{Name: m.Name, DC: m.Meta.DC, Rack: m.Meta.Rack, Origin: m.Meta.Role == "origin"}
+		sp := swarm.Peer{Name: m.Member.Name, DC: m.Entry.DC, Rack: m.Entry.Rack, Origin: m.Entry.IsOrigin()}
 		if pt := m.Meta.Ports["bt"]; pt > 0 {
 			sp.BT = netip.AddrPortFrom(m.Addr, uint16(pt)).String()
 		}
 		if pt := m.Meta.Ports["http"]; pt > 0 {
 			sp.HTTP = netip.AddrPortFrom(m.Addr, uint16(pt)).String()
 		}
-		for id := range h.holds[m.Name] {
+		for id := range h.holds[m.Member.Name] {
 			sp.Holds = append(sp.Holds, id)
 		}
 		out = append(out, sp)

@@ -150,6 +150,11 @@ type Meta struct {
 	// Build names the scatter build the member runs (version.Info.Short),
 	// so `scatter status` can show a fleet running mixed builds.
 	Build string `json:"build,omitempty" yaml:"build"`
+	// Key is the member's host public key and Sig its signature of the
+	// fields above (base64). This package neither checks nor trusts them;
+	// the layer above checks them against the roster (package trust).
+	Key string `json:"key,omitempty" yaml:"-"`
+	Sig string `json:"sig,omitempty" yaml:"-"`
 }
 
 // MetaMaxSize is the largest encoded Meta memberlist carries.
