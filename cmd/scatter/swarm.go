@@ -296,6 +296,7 @@ func statusCommand() *cli.Command {
 				printStatus(c.App.Writer, s)
 				fmt.Fprintf(c.App.Writer, "\n%s: %s\n", s.Self, s.JoinLine(time.Now()))
 				printDeployStatus(c.App.Writer, s, datadir.Data(c.String("data")))
+				printTrust(c.App.Writer, s)
 				printVersions(c.App.Writer, s)
 				for _, w := range s.Warnings {
 					fmt.Fprintf(c.App.Writer, "\nwarning: %s\n", w)

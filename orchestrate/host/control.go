@@ -201,6 +201,13 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	}
 	wg.Wait()
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
+	for reason, n := range h.tally.Counts() {
+		if strings.HasSuffix(reason, ":"+trust.Reason(trust.ErrUnknownVersion)) {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("refused %d %s statement(s) in a format version this build "+
+				"cannot read: a member runs a newer scatter; upgrade this host", n, strings.TrimSuffix(reason, ":unknown-version")))
+		}
+	}
+	sort.Strings(out.Warnings)
 	if st := h.ml.Stats(); st.FormatRefused > 0 {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("refused %d gossip message(s) in format version(s) %v, which this build "+
 			"cannot read: a member runs a newer scatter; upgrade this host", st.FormatRefused, st.FormatVersions))

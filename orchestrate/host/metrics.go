@@ -164,6 +164,8 @@ var (
 		"Members as gossip sees them: alive, or gone (known, not alive now).", []string{"state"}, nil)
 	descFormat = prometheus.NewDesc("scatter_gossip_format_refused_total",
 		"Gossip messages refused because their format version is one this build cannot read (a newer scatter).", nil, nil)
+	descRefusedStmt = prometheus.NewDesc("scatter_statements_refused_total",
+		"Host statements (acks, holds, state, meta) refused, by what and reason (not-enrolled, bad-signature, unknown-version…).", []string{"reason"}, nil)
 	descDeploys = prometheus.NewDesc("scatter_deploys_total",
 		"Deploys and rollbacks run from this host, by repo and outcome.", []string{"repo", "outcome"}, nil)
 	descPhases = prometheus.NewDesc("scatter_deploy_phases_total",
@@ -187,7 +189,7 @@ func (h *Host) Collector() prometheus.Collector { return collector{h} }
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descReady, descReleases, descStalled, descFromOrigin, descFromPeers,
 		descSent, descMetaSent, descPeers, descBanned, descStalls, descWriteFails, descStaging, descActions, descRefused,
-		descAcks, descMembers, descFormat, descDeploys, descPhases, descPhaseSeconds, descRunning} {
+		descAcks, descMembers, descFormat, descRefusedStmt, descDeploys, descPhases, descPhaseSeconds, descRunning} {
 		ch <- d
 	}
 }
@@ -255,6 +257,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descMembers, float64(len(alive)), "alive")
 	gauge(descMembers, float64(gone), "gone")
 	counter(descFormat, float64(h.ml.Stats().FormatRefused))
+	for reason, n := range h.tally.Counts() {
+		counter(descRefusedStmt, float64(n), reason)
+	}
 
 	k := h.count
 	k.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"scatter/artifact/core"
 	"scatter/orchestrate/host"
+	"scatter/orchestrate/membership"
 	"scatter/version"
 )
 
@@ -224,5 +227,70 @@ func TestReadyzNotJoined(t *testing.T) {
 	code, hl := getStatus(t, fmt.Sprintf("http://%s/readyz", admin))
 	if code != http.StatusServiceUnavailable || hl.Ready || hl.Joined || hl.Store != "" {
 		t.Fatalf("/readyz: %d %+v; want 503, not joined", code, hl)
+	}
+}
+
+// A member speaking a newer statement format (here, version 2 of the
+// sealed holds and state) is refused with that reason, never read as
+// version 1: the refusal is counted by reason, exported as a metric, and
+// status carries a warning saying a member runs a newer scatter.
+func TestFutureStatementsAreRefusedAndSaid(t *testing.T) {
+	c := newTestCluster(t)
+	reg := prometheus.NewRegistry()
+	c.Configure = func(cfg *host.Config) {
+		if cfg.Name == "h0" {
+			cfg.Metrics = reg
+		}
+	}
+	c.start("origin", 150, true)
+	h := c.start("h0", 151, false)
+	newer := c.StartHostile("newer", 152, membership.Meta{Role: "host"}, host.SignMeta)
+	c.WaitMembers(3, 20*time.Second)
+
+	holds, err := host.HoldsMessage(newer.Name, newer.Name, core.ReleaseID{1}, newer.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := host.StateMessage(newer.Name, nil, newer.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The seal's magic ends in its format version: "SCATHST1" becomes 2.
+	const magicLen = len("SCATHST1")
+	holds[1+magicLen-1], state[magicLen-1] = '2', '2' // holds[0] is the gossip kind
+	if err := newer.Node.Broadcast(holds); err != nil {
+		t.Fatal(err)
+	}
+	if err := newer.Node.SetState(state); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("both refused as unknown-version", 20*time.Second, func() bool {
+		r := h.Refused()
+		return r["holds:unknown-version"] > 0 && r["state:unknown-version"] > 0
+	})
+	for _, p := range h.Swarm().Status().Repos {
+		t.Fatalf("a refused holds note was taken: %+v", p)
+	}
+	cs := h.ClusterStatus(context.Background())
+	if len(cs.Warnings) < 2 || !strings.Contains(strings.Join(cs.Warnings, "\n"), "a member runs a newer scatter") {
+		t.Errorf("status warnings: %q", cs.Warnings)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range fams {
+		if f.GetName() != "scatter_statements_refused_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetLabel()[0].GetValue() == "state:unknown-version" && m.GetCounter().GetValue() > 0 {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("scatter_statements_refused_total{reason=\"state:unknown-version\"} missing")
 	}
 }
