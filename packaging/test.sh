@@ -71,7 +71,7 @@ keys="$work/keys" origin="$work/origin" src="$work/src"
 install -d -o scatter -g scatter -m 0700 "$keys" "$origin"
 chmod 0755 "$work"
 run_as -- /usr/bin/scatter keygen --out "$keys/deploy.key" || fail "keygen"
-head -c 32 /dev/urandom | base64 >"$keys/cluster.key" && chown scatter:scatter "$keys/cluster.key"
+head -c 32 /dev/urandom | base64 >"$keys/cluster.key" && chown scatter:scatter "$keys/cluster.key" && chmod 0600 "$keys/cluster.key"
 
 # The target reads /etc/scatter/seed.yaml, as the unit says (the purge at
 # the end removes it with the package's other conffiles).

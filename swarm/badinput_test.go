@@ -153,10 +153,12 @@ func TestBadAnnouncementsDoNotStopTheNode(t *testing.T) {
 	_ = origin
 }
 
-// The stripe endpoint takes offsets from anyone who can reach it: ranges
-// that overflow or leave the torrent are refused.
+// The stripe endpoint takes offsets from any host: ranges that overflow
+// or leave the torrent are refused.
 func TestServeDataRefusesBadRanges(t *testing.T) {
 	c := newCluster(t)
+	c.extra = []Peer{{Name: "asker", HTTP: "127.0.0.161:9"}}
+	client := clientFrom("127.0.0.161")
 	origin := c.start("origin", 160, true, 0)
 	sm, _ := c.publish(genTree(t, 1<<20, false), "1")
 	deadline := time.Now().Add(10 * time.Second)
@@ -168,7 +170,7 @@ func TestServeDataRefusesBadRanges(t *testing.T) {
 	}
 	base := "http://" + origin.HTTPAddr() + "/v1/repos/mw/releases/" + sm.ID.String() + "/data/full"
 	for _, q := range []string{"?off=1&n=9223372036854775807", "?off=-1&n=10", "?off=0&n=0", "?off=99999999999&n=1", "?off=x&n=1"} {
-		resp, err := http.Get(base + q)
+		resp, err := client.Get(base + q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +179,7 @@ func TestServeDataRefusesBadRanges(t *testing.T) {
 			t.Errorf("%s: status %d, want 400", q, resp.StatusCode)
 		}
 	}
-	resp, err := http.Get(base + "?off=0&n=100")
+	resp, err := client.Get(base + "?off=0&n=100")
 	if err != nil {
 		t.Fatal(err)
 	}

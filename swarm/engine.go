@@ -36,6 +36,12 @@ type EngineConfig struct {
 	// second; 0 means unlimited.
 	UploadRate, DownloadRate int64
 	Log                      *slog.Logger
+	// Allow, if set, is asked about every peer address before a
+	// connection is accepted or dialled; addresses it refuses are closed
+	// before the handshake. nil lets everyone in. It is called with the
+	// BitTorrent client's lock held: it must be quick and take no lock
+	// that code calling into the engine may hold.
+	Allow func(netip.Addr) bool
 	// Clock times the pause after a failed write and the staging file's
 	// flushes; default the wall clock.
 	Clock clock.Clock
@@ -131,6 +137,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	c.UploadRateLimiter = e.up
 	c.DownloadRateLimiter = rateLimiter(cfg.DownloadRate)
 	c.DefaultStorage = refuseStorage{}
+	if cfg.Allow != nil {
+		c.IPBlocklist = allowRanger(cfg.Allow)
+	}
 	c.Logger = alog.Default.FilterLevel(alog.Critical)
 	c.Slogger = cfg.Log.With("component", "anacrolix")
 	c.Callbacks.ReceivedUsefulData = append(c.Callbacks.ReceivedUsefulData, e.countReceived)

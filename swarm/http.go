@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"encoding/json"
@@ -15,9 +16,9 @@ import (
 	"path/filepath"
 
 	"github.com/anacrolix/torrent/bencode"
+	"golang.org/x/time/rate"
 
 	"scatter/artifact/core"
-	"scatter/swarm/clock"
 )
 
 // handler serves release metadata to peers and stock clients:
@@ -28,8 +29,9 @@ import (
 //	GET /v1/status                                     this node's Status, as JSON
 //	GET /announce                                      a BitTorrent tracker (BEP 3, BEP 23) answering from membership
 //
-// Everything served is public and verifiable: manifests carry the deploy
-// key's signature, info bytes hash to the signed info hash.
+// Everything served is verifiable — manifests carry the deploy key's
+// signature, info bytes hash to the signed info hash — but not public: only
+// hosts and allowed clients get a connection at all (allow.go).
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/manifest", func(w http.ResponseWriter, req *http.Request) {
@@ -37,32 +39,33 @@ func (n *Node) handler() http.Handler {
 		if !ok {
 			return
 		}
-		f, err := r.st.OpenManifest(id)
-		if err != nil {
-			n.notHeld(w, req, err)
-			return
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
 		// Streamed from the file: a large release's envelope is megabytes,
 		// sent for a minute at the upload cap.
-		n.serveMeta(w, req, io.NewSectionReader(f, 0, fi.Size()))
+		n.serveMeta(w, req, func() (sizedReader, error) {
+			f, err := r.st.OpenManifest(id)
+			if err != nil {
+				return nil, err
+			}
+			fi, err := f.Stat()
+			if err != nil {
+				f.Close()
+				return nil, err
+			}
+			return closingSection{io.NewSectionReader(f, 0, fi.Size()), f}, nil
+		})
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/torrent/{kind}", func(w http.ResponseWriter, req *http.Request) {
 		r, id, ok := n.lookup(w, req)
 		if !ok {
 			return
 		}
-		info, err := n.infoBytes(r, id, req.PathValue("kind"))
-		if err != nil {
-			n.notHeld(w, req, err)
-			return
-		}
-		n.serveMeta(w, req, bytes.NewReader(info))
+		n.serveMeta(w, req, func() (sizedReader, error) {
+			info, err := n.infoBytes(r, id, req.PathValue("kind"))
+			if err != nil {
+				return nil, err
+			}
+			return bytes.NewReader(info), nil
+		})
 	})
 	mux.HandleFunc("GET /v1/repos/{repo}/releases/{id}/data/{kind}", n.serveData)
 	mux.HandleFunc("GET /announce", n.announce)
@@ -72,6 +75,14 @@ func (n *Node) handler() http.Handler {
 	})
 	return mux
 }
+
+// closingSection is a manifest file's section that closes the file.
+type closingSection struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (c closingSection) Close() error { return c.f.Close() }
 
 func (n *Node) lookup(w http.ResponseWriter, req *http.Request) (*repo, core.ReleaseID, bool) {
 	id, err := core.ParseReleaseID(req.PathValue("id"))
@@ -111,13 +122,12 @@ func readAtMost(r io.Reader, limit int64) ([]byte, error) {
 }
 
 // getMeta GETs http://addr/path and hands the body to use as it arrives.
-// A node that stops sending for metaIdleTimeout is given up on; a slow
-// but steady one is not, whatever the size. use bounds what it reads.
+// A node that sends less than metaMinRate over a metaRateWindow — silent,
+// or trickling — is given up on; a slow but steady one is not, whatever
+// the size. use bounds what it reads.
 func (n *Node) getMeta(addr, path string, use func(io.Reader) error) error {
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
-	idle := n.cfg.Clock.AfterFunc(metaIdleTimeout, cancel)
-	defer idle.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return err
@@ -130,17 +140,56 @@ func (n *Node) getMeta(addr, path string, use func(io.Reader) error) error {
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		err := fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
-		if resp.StatusCode == http.StatusServiceUnavailable {
+		switch resp.StatusCode {
+		case http.StatusServiceUnavailable:
 			err = fmt.Errorf("%w: %w", errBusy, err)
+		case http.StatusNotFound:
+			err = fmt.Errorf("%w: %w", errNotFound, err)
 		}
 		return err
 	}
-	err = use(&idleReader{r: resp.Body, idle: idle})
-	if err != nil && ctx.Err() != nil && n.ctx.Err() == nil {
-		err = fmt.Errorf("nothing received for %v: %w", metaIdleTimeout, err)
+	body := &countingReader{r: resp.Body}
+	var slow atomic.Bool
+	tk := n.cfg.Clock.NewTicker(metaRateWindow)
+	watch := make(chan struct{})
+	defer func() { <-watch }()
+	defer cancel()
+	go func() {
+		defer close(watch)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C():
+				if body.take() < metaMinRate*int64(metaRateWindow/time.Second) {
+					slow.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	err = use(body)
+	if err != nil && slow.Load() && n.ctx.Err() == nil {
+		err = fmt.Errorf("under %d bytes/s for %v: %w", metaMinRate, metaRateWindow, err)
 	}
 	return err
 }
+
+// countingReader counts the bytes read since take last asked.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	k, err := r.r.Read(p)
+	r.n.Add(int64(k))
+	return k, err
+}
+
+func (r *countingReader) take() int64 { return r.n.Swap(0) }
 
 // writeFileAtomic writes a small file through a temp file and a rename.
 func writeFileAtomic(path string, data []byte) error {
@@ -256,6 +305,7 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 	buf := make([]byte, slice)
 	rc := http.NewResponseController(w)
 	pieceEnd := int64(-1) // end of the piece whose turn this request holds
+	var turnEnd time.Time // when that turn ends, on the wall clock (a socket deadline)
 	defer func() {
 		if pieceEnd >= 0 {
 			n.stripeTurns.give()
@@ -272,6 +322,7 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 				return
 			}
 			pieceEnd = (off/l.PieceLen + 1) * l.PieceLen
+			turnEnd = n.cfg.Clock.IODeadline(n.turnLimit(pieceEnd - off))
 		}
 		k := min(size, slice, pieceEnd-off)
 		b := buf[:k]
@@ -289,9 +340,15 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 		if err := n.e.up.WaitN(req.Context(), int(k)); err != nil {
 			return
 		}
-		// Bounded: a host that stops reading (frozen, partitioned) must
-		// not hold the turn, and with it every other host's stripe.
-		rc.SetWriteDeadline(n.cfg.Clock.IODeadline(stripeWriteTimeout))
+		// Bounded: a host that stops reading (frozen, partitioned), or
+		// reads slowly, must not hold the turn, and with it every other
+		// host's stripe: each write within stripeWriteTimeout, the whole
+		// piece within its turn.
+		dl := n.cfg.Clock.IODeadline(stripeWriteTimeout)
+		if turnEnd.Before(dl) {
+			dl = turnEnd
+		}
+		rc.SetWriteDeadline(dl)
 		if _, err := w.Write(b); err != nil {
 			return
 		}
@@ -303,6 +360,27 @@ func (n *Node) serveData(w http.ResponseWriter, req *http.Request) {
 
 // stripeWriteTimeout bounds one 32 KiB write of a stripe.
 const stripeWriteTimeout = 10 * time.Second
+
+// turnLimit is how long a stripe request may hold the origin's turn to
+// send size bytes: four times their time at the upload cap (which the
+// peer wire shares), plus turnSlack; with no cap, stripeWriteTimeout. The
+// last bytes of a piece count as sent once the kernel has buffered them,
+// so a reader is cut only when it drains its socket at under about a
+// quarter of the cap for a whole piece: it loses its connection, the turn
+// passes on, and the host falls back to its peers and the origin's peer
+// wire. Without the limit, a reader draining just fast enough that no one
+// write times out held every turn it took for as long as it liked, and the
+// round robin made every other host wait that long once per piece.
+func (n *Node) turnLimit(size int64) time.Duration {
+	lim := n.e.up.Limit()
+	if lim == rate.Inf || lim <= 0 {
+		return stripeWriteTimeout
+	}
+	return turnSlack + time.Duration(4*float64(size)/float64(lim)*float64(time.Second))
+}
+
+// turnSlack is what a stripe turn allows beyond its time at the cap.
+const turnSlack = 2 * time.Second
 
 // layoutFor returns a release's layout of the given kind, parsed once.
 func (n *Node) layoutFor(r *repo, id core.ReleaseID, kind string) (*Layout, error) {
@@ -347,18 +425,4 @@ func servedLayoutLocked(r *repo, id core.ReleaseID, kind string) *Layout {
 		}
 	}
 	return nil
-}
-
-// idleReader restarts the idle timer whenever bytes arrive.
-type idleReader struct {
-	r    io.Reader
-	idle clock.Timer
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		r.idle.Reset(metaIdleTimeout)
-	}
-	return n, err
 }

@@ -29,6 +29,9 @@ func TestHostKeepsLastReleases(t *testing.T) {
 	c.nodes["h1"] = n
 	c.mu.Unlock()
 	t.Cleanup(func() { n.Close() })
+	if err := n.Resume(); err != nil { // from here on it lets hosts in
+		t.Fatal(err)
+	}
 
 	src := filepath.Join(t.TempDir(), "src")
 	if _, err := gen.Generate(src, gen.Config{Seed: 3, TotalBytes: 2 << 20}); err != nil {

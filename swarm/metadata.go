@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,8 @@ import (
 // So metadata spreads like the pieces do. Every node sends one response at
 // a time, at its upload cap, and answers 503 meanwhile, as it does while it
 // is receiving what it is asked for; a host asks peers before the origin,
-// skips the origin in a round where a peer was busy, and, while someone
+// skips the origin in a round where a peer was busy (for up to
+// metaOriginWait), and, while someone
 // was busy, asks again after a short, growing, jittered wait. The first
 // hosts get metadata from the origin, the next from them, and so on.
 // (Without the skip, the origin, free again the moment it had sent a copy,
@@ -48,41 +50,121 @@ const (
 	// A round asks nodes one after another, so one that does not answer
 	// must not hold it up for long: metaDialTimeout to connect,
 	// metaHeaderTimeout for the status line (sent before any byte of the
-	// body waits for the upload cap), metaIdleTimeout without a byte of
-	// the body. There is no limit on the whole answer: a 2 GiB release's
-	// manifest is 6.7 MB, a minute at 110 KiB/s.
+	// body waits for the upload cap), and then at least metaMinRate over
+	// every metaRateWindow of the body. The whole answer has no fixed
+	// limit — a 2 GiB release's manifest is 6.7 MB, a minute at 110 KiB/s
+	// — but one that trickles is given up on after one window.
 	metaDialTimeout   = 3 * time.Second
 	metaHeaderTimeout = 5 * time.Second
+	metaRateWindow    = 10 * time.Second
+	metaMinRate       = 8 << 10 // bytes per second
+	// metaOriginWait is how long a host leaves the origin to others while
+	// peers answer busy: past it the origin is asked in every round, so a
+	// peer that answers busy forever does not keep a host from it.
+	metaOriginWait = 10 * time.Second
 )
 
-// metaIdleTimeout: see above.
-const metaIdleTimeout = 10 * time.Second
+// The metadata server's bounds: a request is read within serverReadTimeout
+// (it is one line and a few headers); a kept-alive connection with no
+// request is closed after serverIdleTimeout; a client has at most
+// maxConnsPerClient connections open at once (allow.go). Answers are
+// bounded per write (stripeWriteTimeout) and per turn (http.go).
+const (
+	serverReadTimeout = 5 * time.Second
+	serverIdleTimeout = 10 * time.Second
+	maxConnsPerClient = 8
+	// allowRefresh is how often the allowlist is rebuilt from PeerSource
+	// besides on a miss (allow.go).
+	allowRefresh = time.Second
+)
 
 // newMetaClient is the HTTP client a node asks others for metadata with.
-func newMetaClient() *http.Client {
+// It dials from local, the address peers let in (allow.go), unless local
+// is the zero Addr.
+func newMetaClient(local netip.Addr) *http.Client {
+	d := &net.Dialer{Timeout: metaDialTimeout}
+	if local.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+	}
 	return &http.Client{
 		Transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: metaDialTimeout}).DialContext,
+			DialContext:           d.DialContext,
 			ResponseHeaderTimeout: metaHeaderTimeout,
 			MaxIdleConnsPerHost:   1,
-			IdleConnTimeout:       30 * time.Second,
+			// Shorter than the server's serverIdleTimeout: the client,
+			// not the server, closes an idle connection.
+			IdleConnTimeout: serverIdleTimeout / 2,
 		},
 	}
 }
 
-// errBusy is a node's answer when all its metadata slots are taken.
-var errBusy = errors.New("busy")
+// errBusy is a node's answer when all its metadata slots are taken;
+// errNotFound when it does not hold what was asked.
+var (
+	errBusy     = errors.New("busy")
+	errNotFound = errors.New("not found")
+)
 
-// serveMeta sends b — a manifest envelope or info bytes — through one of
-// the node's metadata slots at its upload cap, or answers 503 when none is
-// free.
-func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b sizedReader) {
+// serveMeta sends what open returns — a manifest envelope or info bytes —
+// through one of the node's metadata slots at its upload cap, or answers
+// 503 when none is free. Nothing is read from disk before a slot is taken.
+//
+// A slot stays taken for as long as the answer takes at the cap, but only
+// when the answer was sent whole: when the client goes away (or stops
+// reading) before the end, the slot is free at once. Either way the client
+// may not take a slot here again until that time has passed: one that
+// drops every answer early cannot keep the slot from others by asking
+// again at once.
+func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, open func() (sizedReader, error)) {
+	ip := clientIP(req)
+	start := n.cfg.Clock.Now()
+	n.metaMu.Lock()
+	next, waiting := n.metaClients[ip]
+	n.metaMu.Unlock()
+	if waiting && start.Before(next) {
+		http.Error(w, "busy: ask a peer", http.StatusServiceUnavailable)
+		return
+	}
 	select {
 	case n.metaSlots <- struct{}{}:
-		defer func() { <-n.metaSlots }()
 	default:
 		http.Error(w, "busy: every metadata slot is sending; ask a peer", http.StatusServiceUnavailable)
 		return
+	}
+	complete := false
+	var hold time.Duration
+	defer func() {
+		if complete && hold > 0 {
+			// The slot stays taken for as long as the answer takes at the
+			// cap, even when the limiter's burst let it go at once: a node
+			// free again the moment it had sent a small manifest served
+			// whoever asked while that copy was being checked and stored,
+			// and the origin served most of the copies.
+			select {
+			case <-n.cfg.Clock.After(hold - n.cfg.Clock.Since(start)):
+			case <-n.ctx.Done():
+			}
+		}
+		<-n.metaSlots
+	}()
+	b, err := open()
+	if err != nil {
+		n.notHeld(w, req, err)
+		return
+	}
+	if c, ok := b.(io.Closer); ok {
+		defer c.Close()
+	}
+	if lim := n.e.up.Limit(); lim != rate.Inf && lim > 0 {
+		hold = time.Duration(float64(b.Size()) / float64(lim) * float64(time.Second))
+		n.metaMu.Lock()
+		for k, t := range n.metaClients {
+			if !start.Before(t) {
+				delete(n.metaClients, k) // bounded by the clients asking within one hold
+			}
+		}
+		n.metaClients[ip] = start.Add(hold)
+		n.metaMu.Unlock()
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(b.Size(), 10))
@@ -92,28 +174,16 @@ func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b sizedReader
 	// within metaHeaderTimeout, which must not count the wait for tokens.
 	w.WriteHeader(http.StatusOK)
 	rc.Flush()
-	// The slot stays taken for as long as the answer takes at the cap,
-	// even when the limiter's burst let it go at once: a node free again
-	// the moment it had sent a small manifest served whoever asked while
-	// that copy was being checked and stored, and the origin served most
-	// of the copies.
-	start := n.cfg.Clock.Now()
-	if lim := n.e.up.Limit(); lim != rate.Inf && lim > 0 {
-		hold := time.Duration(float64(b.Size()) / float64(lim) * float64(time.Second))
-		defer func() {
-			select {
-			case <-n.cfg.Clock.After(hold - n.cfg.Clock.Since(start)):
-			case <-n.ctx.Done():
-			}
-		}()
-	}
 	buf := make([]byte, slice)
 	for {
 		k, err := io.ReadFull(b, buf)
 		if k == 0 {
 			rc.Flush() // the whole answer now, before any hold
-			return     // the end, or a read error: the asker sees a short body
+			complete = err == io.EOF
+			return // the end, or a read error: the asker sees a short body
 		}
+		// The request's context ends when the client goes away: the
+		// wait for tokens does not outlast it.
 		if err := n.e.up.WaitN(req.Context(), k); err != nil {
 			return
 		}
@@ -124,10 +194,22 @@ func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, b sizedReader
 		}
 		n.e.addMetaSent(int64(k))
 		if err != nil {
-			rc.Flush()
+			complete = rc.Flush() == nil && (err == io.EOF || err == io.ErrUnexpectedEOF)
 			return
 		}
 	}
+}
+
+// metaBusy reports how many metadata slots are taken.
+func (n *Node) metaBusy() int { return len(n.metaSlots) }
+
+// clientIP is the address a request came from.
+func clientIP(req *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(req.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // sizedReader is what serveMeta sends: bytes.Reader, io.SectionReader.
@@ -160,8 +242,13 @@ func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 		defer n.receiving.Delete(path)
 		return use(r)
 	}
-	deadline := n.cfg.Clock.Now().Add(metaPatience)
+	start := n.cfg.Clock.Now()
+	deadline := start.Add(metaPatience)
 	wait := 20 * time.Millisecond
+	// Peers that failed otherwise than busy or not found — did not
+	// answer, trickled, sent bad bytes — are not asked again by this
+	// fetch.
+	failed := map[string]bool{}
 	for {
 		peers := n.metaSources()
 		if len(peers) == 0 {
@@ -170,7 +257,10 @@ func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 		var errs []string
 		busy := false
 		for _, p := range peers {
-			if p.Origin && busy && n.cfg.Clock.Now().Before(deadline) {
+			if failed[p.Name] {
+				continue
+			}
+			if p.Origin && busy && n.cfg.Clock.Since(start) < metaOriginWait {
 				continue // a peer has it or soon will: leave the origin to others
 			}
 			err := n.getMeta(p.HTTP, path, receive)
@@ -178,6 +268,9 @@ func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 				return nil
 			}
 			busy = busy || errors.Is(err, errBusy)
+			if !p.Origin && !errors.Is(err, errBusy) && !errors.Is(err, errNotFound) {
+				failed[p.Name] = true
+			}
 			errs = append(errs, p.Name+": "+err.Error())
 		}
 		if !busy || n.cfg.Clock.Now().After(deadline) {

@@ -1,55 +1,64 @@
 package swarm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"scatter/swarm/clock"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// A node that stops sending in the middle of an answer is given up on
-// after metaIdleTimeout of silence; one that sends slowly but steadily is
-// not, even when the whole answer takes several times as long. The asker
-// runs on a fake clock: the test moves it between the server's chunks.
-func TestGetGivesUpOnlyOnSilence(t *testing.T) {
-	next := make(chan bool) // the server sends a chunk (true) or falls silent (false)
+// A node that sends less than metaMinRate over a metaRateWindow — silent,
+// or trickling a byte every 9 s — is given up on after that window; one
+// that sends slowly but steadily is not, even when the whole answer takes
+// many windows. The asker runs on a fake clock: the test moves it between
+// the server's chunks.
+func TestGetGivesUpOnSilenceAndTrickle(t *testing.T) {
+	const chunk = metaMinRate * int(metaRateWindow/time.Second) // one window's minimum
+	next := make(chan int)                                      // the server sends this many bytes, or falls silent (0)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		rc := http.NewResponseController(w)
-		w.Header().Set("Content-Length", "100")
+		w.Header().Set("Content-Length", strconv.Itoa(10*chunk))
 		w.WriteHeader(http.StatusOK)
 		rc.Flush()
-		for range 10 {
+		sent := 0
+		for sent < 10*chunk {
 			select {
-			case more := <-next:
-				if !more {
+			case k := <-next:
+				if k == 0 {
 					<-req.Context().Done()
 					return
 				}
+				w.Write(bytes.Repeat([]byte("x"), k))
+				rc.Flush()
+				sent += k
 			case <-req.Context().Done():
 				return
 			}
-			w.Write([]byte(strings.Repeat("x", 10)))
-			rc.Flush()
 		}
 	}))
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	clk := clock.NewFake(time.Now())
-	n := &Node{ctx: ctx, http: newMetaClient(), cfg: Config{Clock: clk}}
+	n := &Node{ctx: ctx, http: newMetaClient(netip.Addr{}), cfg: Config{Clock: clk}}
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
 	got := make(chan int, 100) // bytes read so far, after each read returns
+	var total int
 	get := func() <-chan error {
 		errc := make(chan error, 1)
+		total = 0
 		go func() {
 			errc <- n.getMeta(addr, "/", func(r io.Reader) error {
-				buf, total := make([]byte, 100), 0
+				buf, total := make([]byte, 64<<10), 0
 				for {
 					k, err := r.Read(buf)
 					if total += k; k > 0 {
@@ -65,34 +74,41 @@ func TestGetGivesUpOnlyOnSilence(t *testing.T) {
 		}()
 		return errc
 	}
-	// send gives the asker one chunk and waits until it has read it (and
-	// so restarted its idle timer), then lets most of the timeout pass.
-	send := func(i int) {
-		next <- true
-		for total := 0; total < 10*(i+1); total = <-got {
+	// send gives the asker k bytes and waits until it has read them, then
+	// lets 9/10 of a window pass.
+	send := func(k int) {
+		next <- k
+		for want := total + k; total < want; total = <-got {
 		}
-		clk.Advance(metaIdleTimeout * 9 / 10)
+		clk.Advance(metaRateWindow * 9 / 10)
 	}
 	errc := get()
-	for i := range 10 {
-		send(i)
+	for range 10 {
+		send(chunk)
 	}
 	if err := <-errc; err != nil {
-		t.Fatalf("steady answer over %v of silence-free time: %v", 9*metaIdleTimeout, err)
+		t.Fatalf("steady answer over %v: %v", 9*metaRateWindow, err)
 	}
+
 	errc = get()
-	for i := range 3 {
-		send(i)
-	}
-	next <- false // 9/10 of the timeout has passed since the last byte
+	send(chunk)
 	select {
 	case err := <-errc:
-		t.Fatalf("gave up before metaIdleTimeout of silence: %v", err)
+		t.Fatalf("gave up within the first window: %v", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	clk.Advance(metaIdleTimeout / 10)
-	if err := <-errc; err == nil || !strings.Contains(err.Error(), "nothing received") {
-		t.Fatalf("stalled answer: err %v, want a give-up after silence", err)
+	next <- 0 // silence from here
+	clk.Advance(metaRateWindow / 10)
+	clk.Advance(metaRateWindow) // the second window passes with nothing
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "bytes/s") {
+		t.Fatalf("silent answer: err %v, want a give-up", err)
+	}
+
+	errc = get()
+	send(1)
+	send(1) // a byte every 9 s: the first window ends with 2 bytes
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "bytes/s") {
+		t.Fatalf("trickling answer: err %v, want a give-up", err)
 	}
 }
 

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"scatter/swarm/clock"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,6 +46,11 @@ type Config struct {
 	// origin stops uploading it, leaving the rest of the fan-out to the
 	// hosts; it resumes if fewer remain. Default 2; negative: never stop.
 	OffloadAfter int
+	// AllowClients are networks whose addresses may use the data plane
+	// although they are not hosts: stock BitTorrent clients, opted in per
+	// daemon (`seed --allow-clients`). Hosts need no entry: PeerSource's
+	// hosts are let in (allow.go).
+	AllowClients []netip.Prefix
 	// Clock is the node's time: stalls, reconnects, fallbacks, retries and
 	// metadata slots follow it. Default: the wall clock; tests pass a
 	// clock.Fake. The engine uses the same clock.
@@ -109,6 +116,18 @@ type Node struct {
 	// metaSlots bounds the manifests and infos this node sends at once
 	// (metadata.go).
 	metaSlots chan struct{}
+	// allow is who may use the data plane (allow.go); allowKick asks
+	// for a refresh, selfIP is this host's own address, gate the
+	// metadata server's listener.
+	allow     allowlist
+	allowKick chan struct{}
+	selfIP    netip.Addr
+	gate      *gateListener
+	live      atomic.Bool // Resume was called
+	// metaClients is when each client may next take a metadata slot
+	// (metadata.go); metaMu guards it.
+	metaMu      sync.Mutex
+	metaClients map[netip.Addr]time.Time
 	// receiving is the metadata paths this node is receiving now, which
 	// it tells askers to ask again for instead of "not found".
 	receiving sync.Map
@@ -131,6 +150,19 @@ func NewNode(cfg Config) (*Node, error) {
 		cfg.Engine.Log = cfg.Log
 	}
 	cfg.Engine.Clock = cfg.Clock
+	n := &Node{
+		cfg: cfg, repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{}, stalls: map[StallReason]int64{},
+		metaSlots: make(chan struct{}, metaSlots), allowKick: make(chan struct{}, 1),
+		metaClients: map[netip.Addr]time.Time{},
+	}
+	if h, _, err := net.SplitHostPort(cfg.HTTPAddr); err == nil {
+		if ip, err := netip.ParseAddr(h); err == nil && !ip.IsUnspecified() {
+			n.selfIP = ip.Unmap()
+		}
+	}
+	n.http = newMetaClient(n.selfIP)
+	n.refreshAllow()
+	cfg.Engine.Allow = n.engineAllow
 	e, err := NewEngine(cfg.Engine)
 	if err != nil {
 		return nil, err
@@ -141,17 +173,23 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("swarm: metadata server: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	n := &Node{
-		cfg: cfg, e: e, ln: ln, ctx: ctx, stop: stop,
-		http:  newMetaClient(),
-		repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{}, stalls: map[StallReason]int64{},
-		metaSlots: make(chan struct{}, metaSlots),
+	n.e, n.ln, n.ctx, n.stop = e, ln, ctx, stop
+	n.gate = &gateListener{Listener: ln, n: n, perClient: maxConnsPerClient, open: map[netip.Addr]int{}}
+	n.srv = &http.Server{
+		Handler: n.handler(),
+		// A request is one line and a few headers: it arrives at once
+		// or not at all. Answers have no overall limit (a stripe takes
+		// S/U): each write has its own deadline (metadata.go, http.go).
+		ReadHeaderTimeout: serverReadTimeout,
+		ReadTimeout:       serverReadTimeout,
+		IdleTimeout:       serverIdleTimeout,
+		MaxHeaderBytes:    16 << 10,
 	}
-	n.srv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(1)
+	n.wg.Add(2)
+	go n.refreshAllowLoop()
 	go func() {
 		defer n.wg.Done()
-		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.srv.Serve(n.gate); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cfg.Log.Error("metadata server stopped", "err", err)
 		}
 	}()

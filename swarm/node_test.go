@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -43,6 +44,11 @@ type cluster struct {
 	// clocks gives nodes a clock of their own (a clock.Fake); the others
 	// run on the wall clock.
 	clocks map[string]clock.Clock
+	// extra are peers every node's PeerSource lists besides the nodes:
+	// hosts the test plays itself (a client, an abuser).
+	extra []Peer
+	// allowClients is every node's Config.AllowClients.
+	allowClients []netip.Prefix
 }
 
 // testLog collects nodes' logs (info and above) for a failed test: the
@@ -81,7 +87,7 @@ func (c *cluster) peers(self string) []Peer {
 			out = append(out, Peer{Name: name, BT: n.BTAddr(), HTTP: n.HTTPAddr(), Origin: n == c.origin, Holds: n.HeldReleases(), DC: c.dcs[name]})
 		}
 	}
-	return out
+	return append(out, c.extra...)
 }
 
 func newCluster(t testing.TB) *cluster {
@@ -112,6 +118,7 @@ func (c *cluster) start(name string, ip int, origin bool, upload int64) *Node {
 		Engine:   EngineConfig{ListenAddr: addr + ":0", UploadRate: upload},
 		HTTPAddr: addr + ":0", Peers: c.peersOf(name), StallAfter: c.stallAfter, SkipStage: c.skipStage,
 		DC: c.dcs[name], Log: slog.New(slog.NewTextHandler(c.logs, nil)).With("node", name), Clock: c.clocks[name],
+		AllowClients: c.allowClients,
 	})
 	if err != nil {
 		c.t.Fatal(err)

@@ -53,8 +53,12 @@ type release struct {
 // Resume re-reads every repo's saved announcements and queues their
 // releases again. Call it once the PeerSource can answer: NewNode does not,
 // so that a restarted host does not start fetching before its membership
-// is up.
+// is up. Until it is called the node lets no host in (allow.go).
 func (n *Node) Resume() error {
+	// PeerSource may be asked from now on (its owner is up): let the
+	// hosts it lists in.
+	n.live.Store(true)
+	n.refreshAllow()
 	if n.cfg.Origin && n.cfg.OffloadAfter > 0 {
 		n.wg.Add(1)
 		go n.offloadLoop()

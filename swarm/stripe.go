@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -81,7 +82,9 @@ func (n *Node) fetchStripe(ctx context.Context, x *Transfer, a *Announcement, ki
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{}).Do(req) // no overall timeout: a stripe takes S/U
+	// No overall timeout: a stripe takes S/U. It dials from this host's
+	// address, which the origin lets in (allow.go).
+	resp, err := n.stripeClient().Do(req)
 	if err != nil {
 		return err
 	}
@@ -144,4 +147,15 @@ func (n *Node) fetchStripe(ctx context.Context, x *Transfer, a *Announcement, ki
 	}
 	wg.Wait()
 	return failed()
+}
+
+// stripeClient is the HTTP client stripes are fetched with.
+func (n *Node) stripeClient() *http.Client {
+	d := &net.Dialer{Timeout: metaDialTimeout}
+	if n.selfIP.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: n.selfIP.AsSlice()}
+	}
+	// No header timeout: the answer starts when the origin gives this
+	// request its turn, behind every other host's.
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
 }

@@ -343,8 +343,10 @@ func TestE2EStockClientDownloads(t *testing.T) {
 	if err != nil {
 		t.Skip("aria2c not installed (apt-get install aria2); .ci/run installs it")
 	}
-	c := newE2ECluster(t)
-	h := c.host("h1", "127.0.0.171")
+	// aria2c connects from 127.0.0.1: only hosts are let in unless a
+	// daemon opts in with --allow-clients.
+	c := newE2ECluster(t, "--allow-clients", "127.0.0.1/32")
+	h := c.host("h1", "127.0.0.171", "--allow-clients", "127.0.0.1/32")
 	src := filepath.Join(c.dir, "src")
 	runBin(t, c.bin, "generate", "--size", "3MiB", "--seed", "4", src)
 	id := strings.TrimSpace(runBin(t, c.bin, "publish", "--data", c.origin.data, "--key", c.key, "--repo", "mw", "--version", "1", src))

@@ -157,6 +157,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			releasesCommand(),
 			gcCommand(),
 			seedCommand(),
+			clusterKeyCommand(),
 			publishCommand(),
 			statusCommand(),
 			hostsCommand(),

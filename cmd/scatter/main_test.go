@@ -141,3 +141,26 @@ func TestDeployExitCodes(t *testing.T) {
 		t.Fatal("exit code 6 is documented as outcome unknown")
 	}
 }
+
+// `scatter seed` does not start without a gossip key, nor with a key file
+// that the group or others can read; the message says how to fix it.
+func TestSeedRefusesMissingOrReadableClusterKey(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "deploy.key")
+	mustRun(t, "keygen", "--out", key)
+	base := []string{"seed", "--data", filepath.Join(dir, "data"), "--pubkey", key + ".pub", "--bind", "127.0.0.221",
+		"--gossip-port", "0", "--bt-port", "0", "--http-port", "0"}
+	_, errOut, code := run(t, base...)
+	if code != exitUsage || !strings.Contains(errOut, "--cluster-key is required") || !strings.Contains(errOut, "umask 077") {
+		t.Fatalf("no key: exit %d\n%s", code, errOut)
+	}
+	ckey := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(ckey, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(ckey, 0o644)
+	_, errOut, code = run(t, append(base, "--cluster-key", ckey)...)
+	if code == 0 || !strings.Contains(errOut, "chmod 600 "+ckey) {
+		t.Fatalf("0644 key: exit %d\n%s", code, errOut)
+	}
+}

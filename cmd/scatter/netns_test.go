@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -45,7 +47,13 @@ func (ns *netnsCluster) keyed() (bin, dir, key string) {
 // seed starts `scatter seed` as host i inside its namespace.
 func (ns *netnsCluster) seed(bin, dir, key string, i int, name string, extra ...string) *daemon {
 	data := filepath.Join(dir, name)
-	args := append([]string{"--log-level", "info", "seed", "--data", data,
+	ckey := filepath.Join(dir, "cluster.key")
+	if _, err := os.Stat(ckey); err != nil {
+		if err := os.WriteFile(ckey, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{13}, 32))), 0o600); err != nil {
+			ns.t.Fatal(err)
+		}
+	}
+	args := append([]string{"--log-level", "info", "seed", "--data", data, "--cluster-key", ckey,
 		"--pubkey", key + ".pub", "--name", name, "--bind", ns.Addr(i), "--label", "netns"}, extra...)
 	return launch(ns.t, data, ns.Command(i, bin, args...))
 }

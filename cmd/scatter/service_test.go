@@ -64,7 +64,7 @@ func TestEnvFallbacks(t *testing.T) {
 	bad := filepath.Join(dir, "seed.yaml")
 	os.WriteFile(bad, []byte("upload_rate: 5 apples\n"), 0o644)
 	t.Setenv("SCATTER_CONFIG", bad)
-	_, errOut, code = run(t, "seed", "--pubkey", key+".pub")
+	_, errOut, code = run(t, "seed", "--pubkey", key+".pub", "--insecure-no-encryption")
 	if code != exitUsage || !strings.Contains(errOut, "seed.yaml:1: upload_rate") {
 		t.Fatalf("seed with a bad SCATTER_CONFIG: exit %d, %s", code, errOut)
 	}
@@ -85,12 +85,12 @@ func TestConfigErrorsAreUsageErrors(t *testing.T) {
 		if c.yaml != "" {
 			os.WriteFile(path, []byte(c.yaml), 0o644)
 		}
-		_, errOut, code := run(t, "seed", "--config", path, "--data", dir, "--pubkey", key+".pub")
+		_, errOut, code := run(t, "seed", "--config", path, "--data", dir, "--pubkey", key+".pub", "--insecure-no-encryption")
 		if code != exitUsage || !strings.Contains(errOut, c.want) {
 			t.Errorf("%s: exit %d, %q; want %d naming %q", c.name, code, errOut, exitUsage, c.want)
 		}
 	}
-	_, errOut, code := run(t, "seed", "--data", dir, "--pubkey", key+".pub", "--upload-rate", "lots")
+	_, errOut, code := run(t, "seed", "--data", dir, "--pubkey", key+".pub", "--insecure-no-encryption", "--upload-rate", "lots")
 	if code != exitUsage || !strings.Contains(errOut, "--upload-rate") {
 		t.Errorf("--upload-rate lots: exit %d, %q", code, errOut)
 	}
@@ -109,7 +109,7 @@ func TestSeedJSONLogAndStatus(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- newApp(&syncBuffer{}, &stderr).RunContext(ctx, []string{"scatter", "--log-format", "json", "seed",
-			"--config", filepath.Join(dir, "none.yaml"), "--data", data, "--pubkey", key + ".pub", "--name", "j1",
+			"--config", filepath.Join(dir, "none.yaml"), "--data", data, "--pubkey", key + ".pub", "--name", "j1", "--insecure-no-encryption",
 			"--bind", "127.0.0.140", "--gossip-port", "0", "--bt-port", "0", "--http-port", "0", "--admin-addr", "127.0.0.140:0"})
 	}()
 	deadline := time.Now().Add(20 * time.Second)

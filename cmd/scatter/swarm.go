@@ -1,12 +1,12 @@
 package main
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -70,7 +70,9 @@ func seedCommand() *cli.Command {
 			&cli.IntFlag{Name: "bt-port", Value: 6881, Usage: "BitTorrent peer-wire port (0: any)"},
 			&cli.IntFlag{Name: "http-port", Value: 7947, Usage: "metadata server port (0: any)"},
 			&cli.StringSliceFlag{Name: "join", EnvVars: env("join"), Usage: "gossip address HOST:PORT of a member to join through (repeatable; in the environment, comma-separated)"},
-			pathFlag("cluster-key", false, "file with the base64 gossip encryption key (16, 24 or 32 bytes)"),
+			&cli.StringFlag{Name: "cluster-key", EnvVars: env("cluster-key"), Usage: "gossip key file, mode 0600: one base64 key (16, 24 or 32 bytes) per line, the first sent under, the others accepted (rotation; see `scatter cluster-key`) (required here or in --config)"},
+			&cli.BoolFlag{Name: "insecure-no-encryption", Usage: "run gossip without a cluster key, in plaintext: for tests only"},
+			&cli.StringSliceFlag{Name: "allow-clients", Usage: "CIDR whose addresses may use the peer wire, tracker and metadata server although they are not hosts: stock BitTorrent clients (repeatable; default: hosts only)"},
 			&cli.StringFlag{Name: "admin-addr", Value: host.DefaultAdminAddr, EnvVars: env("admin-addr"), Usage: "serve /metrics, /healthz and /readyz on this address (\"\": none)"},
 			&cli.StringFlag{Name: "label", Value: "scatter", Usage: "cluster label: clusters with different labels ignore each other"},
 			&cli.StringFlag{Name: "dc", Usage: "datacenter label"},
@@ -141,10 +143,17 @@ func seedCommand() *cli.Command {
 			if cfg.Name == "" {
 				cfg.Name, _ = os.Hostname()
 			}
-			if f := pick("cluster-key", sc.ClusterKey); f != "" {
-				if cfg.ClusterKey, err = loadClusterKey(f); err != nil {
-					return err
+			cfg.ClusterKeyFile = pick("cluster-key", sc.ClusterKey)
+			cfg.InsecureNoEncryption = c.Bool("insecure-no-encryption")
+			if cfg.ClusterKeyFile == "" && !cfg.InsecureNoEncryption {
+				return usagef("seed: --cluster-key is required (as a flag or in --config): %v", host.ErrNoClusterKey)
+			}
+			for _, a := range c.StringSlice("allow-clients") {
+				p, err := netip.ParsePrefix(a)
+				if err != nil {
+					return usagef("--allow-clients %q: want a CIDR such as 10.1.2.3/32: %v", a, err)
 				}
+				cfg.AllowClients = append(cfg.AllowClients, p.Masked())
 			}
 			for _, r := range []struct {
 				flag string
@@ -180,20 +189,36 @@ func or(s, def string) string {
 	return s
 }
 
-func loadClusterKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("cluster key: %w", err)
+func clusterKeyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "cluster-key",
+		Usage: "rotate the gossip key without downtime",
+		Description: "The daemon's --cluster-key file holds one base64 key per line: the first is the key\n" +
+			"gossip is sent under, the others are accepted too. A rotation is three rounds, each\n" +
+			"done on every host before the next starts: add the new key as a second line;\n" +
+			"move it to the first line; remove the old line. After each edit, `scatter\n" +
+			"cluster-key reload --data DATA` has the daemon read the file again (a restart\n" +
+			"does too). See docs/operations.md.",
+		Subcommands: []*cli.Command{{
+			Name:      "reload",
+			Usage:     "have the local daemon read its --cluster-key file again",
+			ArgsUsage: " ",
+			Flags: []cli.Flag{
+				dataFlag("the local daemon's data directory"),
+			},
+			Action: func(c *cli.Context) error {
+				if _, err := args(c); err != nil {
+					return err
+				}
+				n, err := host.DialControl(c.String("data")).ReloadClusterKey(c.Context)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(c.App.Writer, "cluster key reloaded: %d key(s) accepted\n", n)
+				return err
+			},
+		}},
 	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("cluster key %s: not base64: %w", path, err)
-	}
-	switch len(key) {
-	case 16, 24, 32:
-		return key, nil
-	}
-	return nil, fmt.Errorf("cluster key %s: %d bytes, want 16, 24 or 32 (e.g. head -c 32 /dev/urandom | base64)", path, len(key))
 }
 
 func publishCommand() *cli.Command {

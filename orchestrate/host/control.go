@@ -157,7 +157,7 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	members := h.ml.Members()
 	out := ClusterStatus{Self: h.cfg.Name, Members: make([]MemberStatus, len(members)), Joined: h.ml.Joined(),
 		Roster: h.book.Version(), Refused: h.tally.Counts()}
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := h.dataPlaneClient(2 * time.Second)
 	own := h.agent.State()
 	h.mu.Lock()
 	deploy := map[string][]agent.RepoState{}
@@ -367,6 +367,7 @@ func (h *Host) ServeControl() error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(h.Targets(r.URL.Query().Get("repo")))
 	})
+	h.keyRoutes(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	h.wg.Add(1)
 	go func() {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -38,7 +39,7 @@ func newFuzzTarget(f *testing.F) *fuzzTarget {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	h, err := Start(ctx, Config{Name: "target", DataDir: f.TempDir(), PubKey: deploy.Public().(ed25519.PublicKey),
-		HostKey: self, BindAddr: "127.0.0.77", Origin: true})
+		HostKey: self, BindAddr: "127.0.0.77", Origin: true, ClusterKey: bytes.Repeat([]byte{1}, 32)})
 	if err != nil {
 		f.Fatal(err)
 	}

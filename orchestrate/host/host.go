@@ -59,10 +59,21 @@ type Config struct {
 	// again whenever one is missing from the member list (membership
 	// rejoin). The host also rejoins the members it remembers
 	// (datadir.Data.Members).
-	Join       []string
-	ClusterKey []byte // 16/24/32 bytes: gossip encryption; nil: none
-	Label      string // separates clusters on one network
-	DC, Rack   string
+	Join []string
+	// ClusterKey encrypts gossip (16, 24 or 32 bytes) and OtherClusterKeys
+	// are accepted besides it during a rotation. ClusterKeyFile, if set,
+	// is read for both instead (membership.LoadKeyFile), at start and on
+	// ReloadClusterKey. A key is required unless InsecureNoEncryption.
+	ClusterKey       []byte
+	OtherClusterKeys [][]byte
+	ClusterKeyFile   string
+	// InsecureNoEncryption runs gossip in plaintext: for tests only.
+	InsecureNoEncryption bool
+	// AllowClients are networks let into the data plane although they are
+	// not hosts: stock BitTorrent clients (swarm.Config.AllowClients).
+	AllowClients []netip.Prefix
+	Label        string // separates clusters on one network
+	DC, Rack     string
 	// Bridges is how many hosts of each datacenter fetch across
 	// datacenters (swarm.Config.Bridges); the same on every host.
 	Bridges                  int
@@ -93,6 +104,8 @@ func (c Config) Validate() error {
 		return errors.New("host: a deploy public key is required")
 	case c.BindAddr == "":
 		return errors.New("host: BindAddr is required")
+	case len(c.ClusterKey) == 0 && c.ClusterKeyFile == "" && !c.InsecureNoEncryption:
+		return ErrNoClusterKey
 	}
 	if _, err := netip.ParseAddr(c.BindAddr); err != nil {
 		return fmt.Errorf("host: BindAddr: %w", err)
@@ -167,6 +180,15 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Build == "" {
 		cfg.Build = version.Get().Short()
 	}
+	if cfg.ClusterKeyFile != "" {
+		var err error
+		if cfg.ClusterKey, cfg.OtherClusterKeys, err = membership.LoadKeyFile(cfg.ClusterKeyFile); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.ClusterKey) == 0 {
+		cfg.Log.Warn("gossip is not encrypted (insecure-no-encryption): anyone who reaches the gossip port can join; for tests only")
+	}
 	var boot [8]byte
 	crand.Read(boot[:])
 	h := &Host{
@@ -209,7 +231,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 			UploadRate: cfg.UploadRate, DownloadRate: cfg.DownloadRate,
 		},
 		HTTPAddr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.HTTPPort)),
-		Keep:     cfg.Keep, Peers: peerSource{h}, OnChange: h.changed, Log: h.log,
+		Keep:     cfg.Keep, Peers: peerSource{h}, OnChange: h.changed, Log: h.log, AllowClients: cfg.AllowClients,
 		OffloadAfter: cfg.OffloadAfter, DC: cfg.DC, Bridges: cfg.Bridges,
 	})
 	if err != nil {
@@ -228,7 +250,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	ml, err := membership.New(membership.Config{
 		Name: cfg.Name, BindAddr: cfg.BindAddr, BindPort: cfg.GossipPort,
-		SecretKey: cfg.ClusterKey, Label: cfg.Label, Log: h.log,
+		SecretKey: cfg.ClusterKey, OtherKeys: cfg.OtherClusterKeys, Label: cfg.Label, Log: h.log,
 		// The role and labels are claims, shown to an operator who
 		// approves the host; once enrolled, the roster's count.
 		Meta: h.signMeta(membership.Meta{Role: role, DC: cfg.DC, Rack: cfg.Rack, Build: cfg.Build, Ports: map[string]int{

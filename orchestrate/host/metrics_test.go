@@ -211,7 +211,7 @@ func TestReadyzNotJoined(t *testing.T) {
 	defer cancel()
 	h, err := host.Start(ctx, host.Config{
 		Name: "lonely", DataDir: dir, PubKey: c.Key.Public().(ed25519.PublicKey), BindAddr: "127.0.0.130",
-		Join: []string{"127.0.0.131:1"}, Label: "test",
+		Join: []string{"127.0.0.131:1"}, Label: "test", ClusterKey: c.CKey,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -31,6 +31,11 @@ type Config struct {
 	// AES-GCM. It must be 16, 24 or 32 bytes. Nodes with different keys
 	// cannot talk to each other. nil means no encryption.
 	SecretKey []byte `yaml:"-"`
+	// OtherKeys are further keys this node accepts traffic under while it
+	// sends under SecretKey: the old or the new key during a rotation
+	// (SetKeys, docs/operations.md). Each is 16, 24 or 32 bytes; they need
+	// a SecretKey.
+	OtherKeys [][]byte `yaml:"-"`
 	// Label is stamped on every packet and stream; a node drops traffic
 	// with another label, which keeps clusters that share a network apart.
 	// At most 255 bytes.
@@ -256,6 +261,9 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("config: secret key is %d bytes, want 16, 24 or 32", len(c.SecretKey))
 	}
+	if err := checkKeys(c.SecretKey, c.OtherKeys); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	if len(c.Label) > memberlist.LabelMaxSize {
 		return fmt.Errorf("config: label is %d bytes, at most %d", len(c.Label), memberlist.LabelMaxSize)
 	}
@@ -364,6 +372,7 @@ func (c Config) withDefaults() Config {
 	if c.SecretKey != nil {
 		c.SecretKey = append([]byte(nil), c.SecretKey...)
 	}
+	c.OtherKeys = cloneKeys(c.OtherKeys)
 	return c
 }
 

@@ -51,8 +51,10 @@ type Node struct {
 	seen   *seenSet
 	recent *recentLog
 	disp   *dispatcher
-	lim    frameLimits
-	stats  counters
+	// keyring holds the gossip keys (keys.go); nil: plaintext.
+	keyring *memberlist.Keyring
+	lim     frameLimits
+	stats   counters
 
 	formatsMu sync.Mutex
 	formats   map[byte]uint64 // frames refused by format version
@@ -110,7 +112,15 @@ func New(cfg Config) (*Node, error) {
 	mc.BindAddr = cfg.BindAddr
 	mc.BindPort = cfg.BindPort
 	mc.AdvertiseAddr = "" // the bound address and port
-	mc.SecretKey = cfg.SecretKey
+	if len(cfg.SecretKey) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.OtherKeys, cfg.SecretKey)
+		if err != nil {
+			n.disp.close()
+			return nil, fmt.Errorf("membership: keyring: %w", err)
+		}
+		mc.Keyring = kr
+		n.keyring = kr
+	}
 	mc.Label = cfg.Label
 	mc.GossipInterval = cfg.GossipInterval
 	mc.GossipNodes = cfg.GossipNodes
