@@ -6,7 +6,7 @@
 #   packaging/build.sh [VERSION [OUTDIR]]
 #
 # VERSION defaults to 0.0.0~git<date>.<revision>; the binary reports it
-# (scatter version) through -X scatter/version.Override.
+# (scatter version) through -X scatter/orchestrate/version.Override.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -20,7 +20,7 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$out" "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/usr/lib/sysusers.d" \
     "$root/usr/lib/tmpfiles.d" "$root/etc/scatter" "$root/etc/default" "$root/usr/share/doc/scatter/examples"
 
-CGO_ENABLED=0 go build -buildvcs=auto -ldflags "-s -w -X scatter/version.Override=$version" \
+CGO_ENABLED=0 go build -buildvcs=auto -ldflags "-s -w -X scatter/orchestrate/version.Override=$version" \
     -o "$root/usr/bin/scatter" ./cmd/scatter
 
 install -m 0644 packaging/scatter-seed.service "$root/usr/lib/systemd/system/scatter-seed.service"

@@ -24,7 +24,7 @@ import (
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/rollout"
-	"scatter/version"
+	"scatter/orchestrate/version"
 )
 
 // Exit codes. One place maps errors to them (exitCode).

@@ -13,8 +13,8 @@ import (
 
 	"scatter/artifact/core"
 	"scatter/orchestrate/host"
+	"scatter/orchestrate/version"
 	"scatter/swarm"
-	"scatter/version"
 )
 
 func TestVersion(t *testing.T) {

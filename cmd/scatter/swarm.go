@@ -22,8 +22,8 @@ import (
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/host"
+	"scatter/orchestrate/version"
 	"scatter/swarm"
-	"scatter/version"
 )
 
 // daemonGCPercent is the daemon's GOGC unless its environment sets one.

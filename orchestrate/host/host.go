@@ -37,8 +37,8 @@ import (
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/membership"
 	"scatter/orchestrate/trust"
+	"scatter/orchestrate/version"
 	"scatter/swarm"
-	"scatter/version"
 )
 
 // Config configures a Host. The zero value of each optional field means its

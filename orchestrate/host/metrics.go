@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"scatter/orchestrate/command"
+	"scatter/orchestrate/version"
 	"scatter/swarm"
-	"scatter/version"
 )
 
 // A host's metrics are read at scrape time from what it already keeps: the

@@ -18,7 +18,7 @@ import (
 	"scatter/artifact/core"
 	"scatter/orchestrate/host"
 	"scatter/orchestrate/membership"
-	"scatter/version"
+	"scatter/orchestrate/version"
 )
 
 // scrape reads url and parses it with Prometheus' own text parser.

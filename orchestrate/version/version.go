@@ -5,7 +5,7 @@
 // shows it per member, so a fleet running mixed builds is seen at once.
 //
 // A package build sets Override (go build -ldflags "-X
-// scatter/version.Override=1.2.3") so the version the package manager
+// scatter/orchestrate/version.Override=1.2.3") so the version the package manager
 // knows is the one the daemon reports. The package imports nothing of ours.
 package version
 
