@@ -56,11 +56,12 @@ type Engine struct {
 	// metadata server's stripe responses.
 	up *rate.Limiter
 
-	mu       sync.Mutex
-	received map[netip.Addr]int64    // useful piece bytes received, by peer IP
-	httpUp   int64                   // stripe bytes served over HTTP
-	metaUp   int64                   // manifest and info bytes served over HTTP
-	rejected map[metainfo.Hash]int64 // our requests peers rejected, by torrent
+	mu         sync.Mutex
+	received   map[netip.Addr]int64    // useful piece bytes received, by peer IP
+	httpUp     int64                   // stripe bytes served over HTTP
+	metaUp     int64                   // manifest and info bytes served over HTTP
+	writeFails atomic.Int64            // received blocks that could not be written, every transfer
+	rejected   map[metainfo.Hash]int64 // our requests peers rejected, by torrent
 
 	// wrapStorage, if set, wraps each transfer's storage: tests inject
 	// faults with it.
@@ -229,6 +230,20 @@ func (e *Engine) Uploaded() int64 {
 	return s.BytesWrittenData.Int64() + e.httpUp
 }
 
+// WriteFailures counts received blocks that could not be written (disk
+// full, I/O error), over every transfer since the engine started.
+func (e *Engine) WriteFailures() int64 { return e.writeFails.Load() }
+
+// ActivePeers counts the open peer-wire connections over every torrent (a
+// peer connected for two torrents counts twice).
+func (e *Engine) ActivePeers() int {
+	n := 0
+	for _, t := range e.cl.Torrents() {
+		n += t.Stats().ActivePeers
+	}
+	return n
+}
+
 // Addr is the peer-wire address peers dial.
 func (e *Engine) Addr() string {
 	for _, a := range e.cl.ListenAddrs() {
@@ -297,6 +312,7 @@ func (x *Transfer) writeFailed(err error) {
 	x.mu.Lock()
 	x.writeErr, x.writeErrAt = err, x.e.clock.Now()
 	x.writeFails++
+	x.e.writeFails.Add(1)
 	fails, paused := x.writeFails, x.paused
 	x.paused = true
 	x.mu.Unlock()

@@ -41,7 +41,7 @@ func (n *Node) fetchLoop(r *repo) {
 		if err != nil {
 			rel.state, rel.err, rel.retryAt = Failed, err, rel.done.Add(RetryAfter)
 		} else {
-			rel.state, rel.err, rel.stuck = Staged, nil, ""
+			rel.state, rel.err, rel.stuck, rel.reason = Staged, nil, "", ""
 		}
 		n.mu.Unlock()
 		if err != nil {

@@ -89,7 +89,7 @@ func (f *pieceFetch) tick(known int) {
 	got, _ := x.Progress()
 	if got != f.last {
 		f.last, f.lastProgress, f.rejectedBefore = got, clk.Now(), x.Rejected()
-		n.setStuck(f.rel, x, "")
+		n.setStuck(f.rel, x, "", "")
 		return
 	}
 	stalled := clk.Since(f.lastProgress)
@@ -109,7 +109,8 @@ func (f *pieceFetch) tick(known int) {
 		// Right after a reconnect the host is briefly unconnected: not a
 		// reason worth reporting.
 		if clk.Since(f.lastReconnect) >= reconnectGrace {
-			n.setStuck(f.rel, x, n.diagnose(x, known, holding, rejected, f.lastProgress))
+			reason, why := n.diagnose(x, known, holding, rejected, f.lastProgress)
+			n.setStuck(f.rel, x, reason, why)
 		}
 	}
 	evidence := rejected > 0 || stalled >= n.cfg.StallAfter
@@ -137,10 +138,13 @@ const (
 // the transfer's state in the engine (each connection's choke and
 // interest flags, requests in flight either way, pieces held): what tells
 // a peer that will not send from a host that does not ask.
-func (n *Node) setStuck(rel *release, x *Transfer, why string) {
+func (n *Node) setStuck(rel *release, x *Transfer, reason StallReason, why string) {
 	n.mu.Lock()
-	was := rel.stuck
-	rel.stuck = why
+	was, wasReason := rel.stuck, rel.reason
+	rel.stuck, rel.reason = why, reason
+	if reason != "" && reason != wasReason {
+		n.stalls[reason]++
+	}
 	n.mu.Unlock()
 	if why == was {
 		return
@@ -154,32 +158,52 @@ func (n *Node) setStuck(rel *release, x *Transfer, why string) {
 	n.cfg.OnChange()
 }
 
-// diagnose says in words why a transfer makes no progress. holding is how
-// many connected peers hold a piece it lacks, rejected how many Reject
-// messages peers sent since progress stopped at since.
-func (n *Node) diagnose(x *Transfer, known, holding int, rejected int64, since time.Time) string {
+// StallReason is the kind of a stall: a short, fixed name for counting
+// (metrics label them by it), where ReleaseStatus.Stuck says it in words.
+type StallReason string
+
+// The reasons a fetch stalls, in the order diagnose tries them.
+const (
+	StallNoPeers      StallReason = "no_peers"      // membership knows no other host
+	StallWriteFailed  StallReason = "write_failed"  // received blocks cannot be written
+	StallPeersBanned  StallReason = "peers_banned"  // every peer sent bad data
+	StallNotConnected StallReason = "not_connected" // peers known, none reachable
+	StallNoHolder     StallReason = "no_holder"     // connected, none holds a missing piece
+	StallBadPieces    StallReason = "bad_pieces"    // pieces failed verification
+	StallRejected     StallReason = "rejected"      // holders reject our requests
+	StallNotSending   StallReason = "not_sending"   // holders choke, are capped, or do not answer
+)
+
+// StallReasons lists every StallReason.
+var StallReasons = []StallReason{StallNoPeers, StallWriteFailed, StallPeersBanned, StallNotConnected,
+	StallNoHolder, StallBadPieces, StallRejected, StallNotSending}
+
+// diagnose says why a transfer makes no progress, as a kind and in words.
+// holding is how many connected peers hold a piece it lacks, rejected how
+// many Reject messages peers sent since progress stopped at since.
+func (n *Node) diagnose(x *Transfer, known, holding int, rejected int64, since time.Time) (StallReason, string) {
 	st := x.Stats()
 	bad := len(n.e.cl.BadPeerIPs())
 	werr, werrAt := x.WriteErr()
 	switch {
 	case known == 0:
-		return "no peers: membership knows no other host"
+		return StallNoPeers, "no peers: membership knows no other host"
 	case werr != nil && werrAt.After(since):
-		return fmt.Sprintf("writing received blocks fails (downloads pause %s, then retry): %v", writeRetry, werr)
+		return StallWriteFailed, fmt.Sprintf("writing received blocks fails (downloads pause %s, then retry): %v", writeRetry, werr)
 	case st.ActivePeers == 0 && bad > 0:
-		return fmt.Sprintf("no usable peers: %d banned for sending data that failed verification", bad)
+		return StallPeersBanned, fmt.Sprintf("no usable peers: %d banned for sending data that failed verification", bad)
 	case st.ActivePeers == 0:
-		return fmt.Sprintf("not connected to any of %d known peers", known)
+		return StallNotConnected, fmt.Sprintf("not connected to any of %d known peers", known)
 	case holding == 0:
-		return fmt.Sprintf("connected to %d peers, none holds a missing piece", st.ActivePeers)
+		return StallNoHolder, fmt.Sprintf("connected to %d peers, none holds a missing piece", st.ActivePeers)
 	case st.PiecesDirtiedBad.Int64() > 0:
-		return fmt.Sprintf("%d pieces failed verification", st.PiecesDirtiedBad.Int64())
+		return StallBadPieces, fmt.Sprintf("%d pieces failed verification", st.PiecesDirtiedBad.Int64())
 	case rejected > 0:
-		return fmt.Sprintf("%d peers hold missing pieces but none is sending; they sent %d rejects since the stall began "+
+		return StallRejected, fmt.Sprintf("%d peers hold missing pieces but none is sending; they sent %d rejects since the stall began "+
 			"(failed reads, or answers to our cancels); reconnecting about every %s",
 			holding, rejected, min(reconnectAfter, n.cfg.StallAfter))
 	default:
-		return fmt.Sprintf("%d peers hold missing pieces but none is sending: choking, rate-limited, or not answering "+
+		return StallNotSending, fmt.Sprintf("%d peers hold missing pieces but none is sending: choking, rate-limited, or not answering "+
 			"(reconnecting about every %s)", holding, min(reconnectAfter, n.cfg.StallAfter))
 	}
 }

@@ -134,8 +134,9 @@ type Node struct {
 
 	mu      sync.Mutex
 	repos   map[string]*repo
-	bad     map[string]bool    // peer IPs banned for bad data, already reported
-	layouts map[string]*Layout // parsed layouts served as stripes, by "<id>.<kind>"
+	bad     map[string]bool       // peer IPs banned for bad data, already reported
+	stalls  map[StallReason]int64 // stalls begun, by reason, since start
+	layouts map[string]*Layout    // parsed layouts served as stripes, by "<id>.<kind>"
 }
 
 // NewNode opens the data directory, starts the engine and the metadata
@@ -150,7 +151,7 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	cfg.Engine.Clock = cfg.Clock
 	n := &Node{
-		cfg: cfg, repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{},
+		cfg: cfg, repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{}, stalls: map[StallReason]int64{},
 		metaSlots: make(chan struct{}, metaSlots), allowKick: make(chan struct{}, 1),
 		metaClients: map[netip.Addr]time.Time{},
 	}

@@ -34,6 +34,7 @@ type release struct {
 	started time.Time
 	done    time.Time
 	stuck   string
+	reason  StallReason // stuck's kind, for counting
 	// retryAt: when a failed fetch is tried again.
 	retryAt time.Time
 	// offloaded: the origin has stopped uploading this release.

@@ -24,6 +24,12 @@ type Status struct {
 	// Clock is the node's time when it answered: the deploy host compares
 	// it with its own to show each host's clock skew.
 	Clock time.Time `json:"clock,omitzero"`
+	// PeersConnected counts open peer-wire connections, over all torrents.
+	PeersConnected int `json:"peers_connected,omitempty"`
+	// Stalls counts the stalls begun since the daemon started, by reason.
+	Stalls map[StallReason]int64 `json:"stalls,omitempty"`
+	// WriteFailures counts received blocks that could not be written.
+	WriteFailures int64 `json:"write_failures,omitempty"`
 }
 
 // RepoStatus lists a repo's releases, newest first.
@@ -42,8 +48,10 @@ type ReleaseStatus struct {
 	Total   int64          `json:"total,omitempty"`
 	Peers   int            `json:"peers,omitempty"` // connected peers while fetching
 	Stuck   string         `json:"stuck,omitempty"` // why a fetch makes no progress
-	Error   string         `json:"error,omitempty"`
-	Seconds float64        `json:"seconds,omitempty"` // fetch time, once staged
+	// StuckReason is Stuck's kind.
+	StuckReason StallReason `json:"stuck_reason,omitempty"`
+	Error       string      `json:"error,omitempty"`
+	Seconds     float64     `json:"seconds,omitempty"` // fetch time, once staged
 	// HeldSeconds is the time from the start of the fetch until every chunk
 	// was in the store (before materializing).
 	HeldSeconds float64   `json:"held_seconds,omitempty"`
@@ -64,7 +72,7 @@ type ReleaseStatus struct {
 func (n *Node) Status() Status {
 	n.reportBadPeers()
 	s := Status{Name: n.cfg.Name, Origin: n.cfg.Origin, Uploaded: n.e.Uploaded(), UploadedMeta: n.e.MetaUploaded(),
-		Clock: n.cfg.Clock.Now()}
+		PeersConnected: n.e.ActivePeers(), WriteFailures: n.e.WriteFailures(), Clock: n.cfg.Clock.Now()}
 	origins := map[netip.Addr]bool{}
 	for _, p := range n.cfg.Peers.Peers() {
 		if h, _, err := net.SplitHostPort(p.BT); err == nil && p.Origin {
@@ -84,6 +92,12 @@ func (n *Node) Status() Status {
 	for ip := range n.bad {
 		s.BadPeers = append(s.BadPeers, ip)
 	}
+	if len(n.stalls) > 0 {
+		s.Stalls = make(map[StallReason]int64, len(n.stalls))
+		for r, c := range n.stalls {
+			s.Stalls[r] = c
+		}
+	}
 	for _, r := range n.repos {
 		rs := RepoStatus{Repo: r.name}
 		for _, rel := range r.rels {
@@ -102,7 +116,7 @@ func (n *Node) Status() Status {
 }
 
 func (rel *release) statusLocked() ReleaseStatus {
-	x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck, Offloaded: rel.offloaded}
+	x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck, StuckReason: rel.reason, Offloaded: rel.offloaded}
 	if rel.state != Queued {
 		x.Kind = rel.kind.String()
 	}

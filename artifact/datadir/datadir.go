@@ -28,6 +28,10 @@ import (
 	"scatter/artifact/core"
 )
 
+// Default is the data directory when none is given: the one the package
+// creates (packaging/), owned by the scatter user.
+const Default Data = "/var/lib/scatter"
+
 // Data is a host's data directory.
 type Data string
 

@@ -90,7 +90,8 @@ func (f *netnsFleet) start(ctx context.Context, c *cluster, n *node, origin bool
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
 		return nil, err
 	}
-	args := []string{"--log-level", "info", "seed", "--data", n.dir, "--pubkey", f.pub, "--name", n.name,
+	// --config "": never this machine's /etc/scatter/seed.yaml.
+	args := []string{"--log-level", "info", "seed", "--config", "", "--data", n.dir, "--pubkey", f.pub, "--name", n.name,
 		"--bind", n.ip, "--gossip-port", strconv.Itoa(gossipPort), "--http-port", strconv.Itoa(httpPort),
 		"--cluster-key", f.ckey, "--label", "scatter-bench"}
 	if !f.uncapped && n.up > 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -110,8 +111,8 @@ func buildCommand() *cli.Command {
 			"the time. Setuid/setgid files, device nodes, FIFOs, absolute or escaping paths and\n" +
 			"symlinks that leave the tree are refused with an error naming the entry.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "store", Required: true, Usage: "chunk store directory (created if missing)"},
-			&cli.StringFlag{Name: "key", Required: true, Usage: "deploy private key (from scatter keygen)"},
+			storeFlag("chunk store directory (created if missing)"),
+			pathFlag("key", true, "deploy private key (from scatter keygen)"),
 			&cli.StringFlag{Name: "repo", Required: true, Usage: "repository name, e.g. mediawiki"},
 			&cli.StringFlag{Name: "version", Required: true, Usage: "release version, e.g. 1.44.0-wmf.3"},
 			&cli.StringFlag{Name: "message", Usage: "release message"},
@@ -127,7 +128,7 @@ func buildCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			log, err := logger(c)
+			log, err := logger(c, slog.LevelWarn)
 			if err != nil {
 				return err
 			}
@@ -217,8 +218,8 @@ func verifyCommand() *cli.Command {
 			"signed the manifest and every chunk is present and matches its hash; otherwise\n" +
 			"prints each missing or corrupt chunk with the files that use it and exits 3.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "store", Required: true, Usage: "chunk store directory"},
-			&cli.StringFlag{Name: "pubkey", Required: true, Usage: "trusted deploy public key (.pub)"},
+			storeFlag("chunk store directory"),
+			pathFlag("pubkey", true, "trusted deploy public key (.pub)"),
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "RELEASE")
@@ -261,8 +262,8 @@ func materializeCommand() *cli.Command {
 			"DEST is either the whole release or absent. With --reuse, files that did not\n" +
 			"change since the release materialized in that directory are hard-linked from it.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "store", Required: true, Usage: "chunk store directory"},
-			&cli.StringFlag{Name: "pubkey", Usage: "trusted deploy public key; when set, the signature must verify"},
+			storeFlag("chunk store directory"),
+			pathFlag("pubkey", false, "trusted deploy public key; when set, the signature must verify"),
 			&cli.StringFlag{Name: "reuse", Usage: "directory holding an earlier materialized release, to link unchanged files from"},
 			&cli.StringFlag{Name: "reuse-release", Usage: "release ID in --reuse (default: the directory's name)"},
 		},
@@ -271,7 +272,7 @@ func materializeCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			log, err := logger(c)
+			log, err := logger(c, slog.LevelWarn)
 			if err != nil {
 				return err
 			}
@@ -325,7 +326,7 @@ func releasesCommand() *cli.Command {
 		Usage:     "list the releases in a store, newest first",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "store", Required: true, Usage: "chunk store directory"},
+			storeFlag("chunk store directory"),
 			&cli.StringFlag{Name: "repo", Usage: "only this repository"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line"},
 		},
@@ -380,7 +381,7 @@ func gcCommand() *cli.Command {
 			"--pin'ned ones, removes the other manifests, then every chunk that no kept\n" +
 			"release references. Refuses to run while a build is writing to the store.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "store", Required: true, Usage: "chunk store directory"},
+			storeFlag("chunk store directory"),
 			&cli.IntFlag{Name: "keep", Required: true, Usage: "releases to keep per repository (at least 1)"},
 			&cli.StringSliceFlag{Name: "pin", Usage: "release ID or prefix to keep regardless of age (repeatable)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "report what would be removed, remove nothing"},
@@ -392,7 +393,7 @@ func gcCommand() *cli.Command {
 			if c.Int("keep") < 1 {
 				return usagef("--keep must be at least 1")
 			}
-			log, err := logger(c)
+			log, err := logger(c, slog.LevelWarn)
 			if err != nil {
 				return err
 			}

@@ -20,6 +20,7 @@ import (
 	"scatter/bench/fanout"
 	"scatter/bench/gen"
 	"scatter/bench/netns"
+	"scatter/orchestrate/config"
 )
 
 // benchOptions are `scatter bench`'s flags after parsing.
@@ -40,6 +41,7 @@ type benchOptions struct {
 	bridges              int
 	compareAll           bool
 	jsonFile, plotFile   string
+	jsonStdout           bool // JSON on stdout instead of the text report
 	sizeSet              bool
 	log                  *slog.Logger
 	stdout, stderr       io.Writer
@@ -96,7 +98,8 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "su", Value: 40 * time.Second, Usage: "the S/U to aim for when --upload is not given"},
 			&cli.IntFlag{Name: "central-hosts", Usage: "hosts in the measured central baseline (it takes central-hosts × S/U_origin)", DefaultText: "1"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "generator seed"},
-			&cli.StringFlag{Name: "json", Usage: "write every figure, the parameters and the machine as JSON to this file"},
+			&cli.BoolFlag{Name: "json", Usage: "print every figure, the parameters and the machine as JSON instead of the text report"},
+			&cli.StringFlag{Name: "json-out", Usage: "also write that JSON to this file"},
 			&cli.StringFlag{Name: "plot", Usage: "write an SVG of hosts complete over time (P2P, central, the S/U limit) to this file"},
 			&cli.StringFlag{Name: "dir", Usage: "work directory (default: a temporary one)"},
 			&cli.BoolFlag{Name: "keep-dir", Usage: "keep the work directory (trees, stores, every host's data) and print its path"},
@@ -109,6 +112,9 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dc-blind", Usage: "with --scenario 2dc: place hosts in the two DCs but give them no DC labels (peers chosen blind: the baseline)"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.Bool("json") && c.NArg() == 1 {
+				return usagef("bench: --json is a switch (JSON on stdout); to write a file, --json-out %s", c.Args().First())
+			}
 			if _, err := args(c); err != nil {
 				return err
 			}
@@ -116,7 +122,7 @@ func benchCommand() *cli.Command {
 				scenario: c.String("scenario"), hosts: c.Int("hosts"), su: c.Duration("su"),
 				centralHosts: c.Int("central-hosts"), seed: c.Uint64("seed"), dir: c.String("dir"),
 				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"), compareAll: c.Bool("compare-all"),
-				jsonFile: c.String("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"), netns: c.Bool("netns"),
+				jsonFile: c.String("json-out"), jsonStdout: c.Bool("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"), netns: c.Bool("netns"),
 				netnsUncapped: c.Bool("netns-uncapped"), dcLinkSet: c.IsSet("dc-link"), dcBlind: c.Bool("dc-blind"),
 				bridges: c.Int("bridges"),
 				stdout:  c.App.Writer, stderr: c.App.ErrWriter,
@@ -140,7 +146,7 @@ func benchCommand() *cli.Command {
 					}
 				}
 			}
-			if o.log, err = logger(c); err != nil {
+			if o.log, err = logger(c, slog.LevelWarn); err != nil {
 				return err
 			}
 			return runBench(c.Context, o)
@@ -208,7 +214,11 @@ func runBench(ctx context.Context, o benchOptions) error {
 	if rep == nil {
 		return err
 	}
-	rep.Print(o.stdout)
+	if o.jsonStdout {
+		printJSON(o.stdout, rep)
+	} else {
+		rep.Print(o.stdout)
+	}
 	if werr := writeBenchFiles(rep, o); werr != nil {
 		return errors.Join(err, werr)
 	}
@@ -243,7 +253,11 @@ func runRoundTrip(ctx context.Context, o benchOptions, dir string) error {
 	if err != nil {
 		return err
 	}
-	printRoundTrip(o.stdout, rep)
+	if o.jsonStdout {
+		printJSON(o.stdout, rep)
+	} else {
+		printRoundTrip(o.stdout, rep)
+	}
 	if err := writeJSONFile(o.jsonFile, rep); err != nil {
 		return err
 	}
@@ -361,22 +375,15 @@ func parseDCLink(s string) (rate int64, timesU float64, err error) {
 	return rate, 0, nil
 }
 
-// parseSize reads sizes such as 512, 64KiB, 64MiB, 1GiB, 500MB, 2GB.
+// parseSize reads a positive size in the one grammar of sizes
+// (config.ParseBytes): 512, 64KiB, 1.5MiB, 1GiB, 500MB.
 func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
-	num, mult := strings.TrimSpace(s), int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
-			break
-		}
+	n, err := config.ParseBytes(s)
+	if err == nil && n <= 0 {
+		err = fmt.Errorf("%q: want more than 0", s)
 	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f <= 0 {
-		return 0, usagef("size %q: want a positive number with an optional unit (KiB, MiB, GiB, MB, GB)", s)
+	if err != nil {
+		return 0, usagef("size %v", err)
 	}
-	return int64(f * float64(mult)), nil
+	return n, nil
 }

@@ -23,7 +23,7 @@ func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		hosts, size, su = "3", "1MiB", "1s"
 	}
-	out := mustRun(t, "bench", "--hosts", hosts, "--size", size, "--su", su, "--json", js, "--plot", svg)
+	out := mustRun(t, "bench", "--hosts", hosts, "--size", size, "--su", su, "--json-out", js, "--plot", svg)
 	for _, want := range []string{"fan-out", "central / P2P", "command to last ack", "peak RSS", "identical to its source: true"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -143,7 +143,7 @@ func runNetnsBench(t *testing.T, args ...string) (string, fanout.Report, string)
 	bin := scatterBinary(t)
 	dir := t.TempDir()
 	js := filepath.Join(dir, "bench.json")
-	cmd := exec.Command(bin, append(append([]string{"bench", "--netns"}, args...), "--json", js, "--dir", dir)...)
+	cmd := exec.Command(bin, append(append([]string{"bench", "--netns"}, args...), "--json-out", js, "--dir", dir)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -53,16 +53,16 @@ func deployFlags(rollback bool) []cli.Flag {
 		what = "rollback"
 	}
 	return []cli.Flag{
-		&cli.StringFlag{Name: "data", Required: true, Usage: "the origin daemon's data directory"},
+		dataFlag("the origin daemon's data directory"),
 		&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Required: !rollback, Usage: "why: recorded in the audit log"},
-		&cli.StringFlag{Name: "config", Usage: "the repo's scatter.yaml (default: DATA/REPO/scatter.yaml, saved by publish)"},
+		&cli.StringFlag{Name: "config", EnvVars: env("deploy-config"), Usage: "the repo's scatter.yaml (default: DATA/REPO/scatter.yaml, saved by publish)"},
 		&cli.IntFlag{Name: "canary", Usage: "canary pool size", DefaultText: "scatter.yaml, else 1"},
 		&cli.StringFlag{Name: "batch", Usage: "batch size after the canaries, N or P% (default: scatter.yaml, else 25%)"},
 		&cli.StringFlag{Name: "failure-limit", Usage: "failures tolerated among non-canary hosts, N or P% (default: scatter.yaml, else 0)"},
 		&cli.StringFlag{Name: "on-abort", Value: "rollback", Usage: "on Ctrl-C or 'scatter abort': rollback or halt (leave hosts as they are)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "print the plan (hosts per phase, what would restart) and change nothing"},
 		&cli.BoolFlag{Name: "force", Hidden: rollback, Usage: "promote and restart even hosts already on the release"},
-		&cli.StringFlag{Name: "audit", Usage: "also write the audit lines to this file (the daemon always appends them to DATA/REPO/audit.jsonl)"},
+		pathFlag("audit", false, "also write the audit lines to this file (the daemon always appends them to DATA/REPO/audit.jsonl)"),
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only failures and the summary of the " + what},
 	}
 }
@@ -137,7 +137,7 @@ func abortCommand() *cli.Command {
 			"back or halts as its --on-abort says. Waits until that deploy has ended (--wait=0 to\n" +
 			"return at once). Open to the deployers group.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Required: true, Usage: "the origin daemon's data directory"},
+			dataFlag("the origin daemon's data directory"),
 			&cli.DurationFlag{Name: "wait", Value: 10 * time.Minute, Usage: "how long to wait for the deploy to end"},
 		},
 		Action: func(c *cli.Context) error {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,7 +31,7 @@ type deployCluster struct {
 }
 
 func newDeployCluster(t *testing.T, n int, originArgs ...string) *deployCluster {
-	c := &deployCluster{e2eCluster: newE2ECluster(t, originArgs...), hosts: map[string]*daemon{}, ips: map[string]string{}}
+	c := &deployCluster{e2eCluster: newE2ECluster(t, append([]string{"--admin-addr", "127.0.0.160:0"}, originArgs...)...), hosts: map[string]*daemon{}, ips: map[string]string{}}
 	for i := range n {
 		name := fmt.Sprintf("h%d", i+1)
 		c.names = append(c.names, name)
@@ -236,6 +238,58 @@ func TestE2EDeployCanaryRollback(t *testing.T) {
 	if e := lastDeploy(c.audit())[0]; e.What != "rollback" {
 		t.Fatalf("audit records %q, want rollback", e.What)
 	}
+	// The origin daemon's metrics counted those deploys, which ran in
+	// processes of their own: v1, v2 and the rollback succeeded, one was
+	// rolled back; phases begun and the acks it relayed.
+	m := scrapeMetrics(t, "http://"+adminAddr(t, c.origin)+"/metrics")
+	for _, want := range []string{
+		`scatter_deploys_total{outcome="success",repo="mw"} 3`,
+		`scatter_deploys_total{outcome="rolled_back",repo="mw"} 1`,
+		`scatter_deploy_phases_total{phase="canary",repo="mw"} 4`,
+	} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("origin metrics lack %s:\n%s", want, grepLines(m, "scatter_deploy"))
+		}
+	}
+	if !strings.Contains(m, `scatter_acks_received_total{repo="mw",result="ok"}`) {
+		t.Errorf("origin metrics count no acks:\n%s", grepLines(m, "scatter_acks"))
+	}
+}
+
+// adminAddr reads the daemon's admin listener from its start-up line.
+func adminAddr(t *testing.T, d *daemon) string {
+	t.Helper()
+	for _, line := range strings.Split(d.log.String(), "\n") {
+		if i := strings.Index(line, ", admin "); i >= 0 && strings.HasPrefix(line, "scatter seed:") {
+			return strings.TrimSpace(line[i+len(", admin "):])
+		}
+	}
+	t.Fatalf("no admin address in:\n%s", d.log.String())
+	return ""
+}
+
+func scrapeMetrics(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %v %s", url, err, resp.Status)
+	}
+	return string(b)
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // Property 7 and the lock: a second deploy is refused naming the holder;
@@ -361,7 +415,7 @@ func TestE2EKillDuringPromote(t *testing.T) {
 	if c.current("h1") == v2 {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			out := runBin(t, c.bin, "status", "--data", c.origin.data)
+			out := runStatus(t, c.bin, "--data", c.origin.data)
 			if strings.Contains(out, "DRIFT") {
 				break
 			}

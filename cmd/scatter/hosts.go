@@ -21,7 +21,7 @@ import (
 )
 
 func hostsCommand() *cli.Command {
-	data := &cli.StringFlag{Name: "data", Required: true, Usage: "the deploy host's (origin) daemon data directory"}
+	data := dataFlag("the deploy host's (origin) daemon data directory")
 	labels := []cli.Flag{
 		&cli.StringFlag{Name: "dc", Usage: "datacenter label the operator vouches for (default: what the host claims)"},
 		&cli.StringFlag{Name: "rack", Usage: "rack label (default: what the host claims)"},
@@ -150,7 +150,7 @@ func hostsCommand() *cli.Command {
 				Name: "key", Usage: "print this host's public key (creating the key if the daemon has not yet)",
 				Description: "Run on a target before its daemon first starts, and hand the output to\n" +
 					"`scatter hosts add` on the deploy host: the host starts enrolled.",
-				Flags: []cli.Flag{&cli.StringFlag{Name: "data", Required: true, Usage: "the daemon's data directory"}},
+				Flags: []cli.Flag{dataFlag("the daemon's data directory")},
 				Action: func(c *cli.Context) error {
 					priv, _, err := trust.LoadOrCreateHostKey(datadir.Data(c.String("data")).HostKey())
 					if err != nil {

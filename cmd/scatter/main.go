@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +21,10 @@ import (
 
 	"scatter/artifact"
 	"scatter/artifact/keys"
+	"scatter/orchestrate/config"
 	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/rollout"
+	"scatter/orchestrate/version"
 )
 
 // Exit codes. One place maps errors to them (exitCode).
@@ -31,6 +34,8 @@ const (
 	exitUsage   = 2 // bad flags or arguments
 	exitVerify  = 3 // a release failed verification: bad signature, missing or corrupt chunk
 	// 4, 5 and 6: deploy outcomes, see deploy.go.
+	exitUnhealthy   = 7 // status: the local daemon does not answer, or is not ready (not joined, data directory unreadable)
+	exitStalled     = 8 // status: a fetch is stalled
 	exitInterrupted = 130
 )
 
@@ -47,9 +52,13 @@ var errVerify = errors.New("verification failed")
 func exitCode(err error) int {
 	var ue usageError
 	var de deployError
+	var se statusError
+	var ce *config.Error
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &se):
+		return se.code
 	case errors.As(err, &de) && de.unknown:
 		return exitOutcomeUnknown
 	case errors.As(err, &de) && de.result == rollout.RollbackFailed:
@@ -58,7 +67,7 @@ func exitCode(err error) int {
 		return exitDeployFailed
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.As(err, &ue), errors.Is(err, fleet.ErrInvalid),
+	case errors.As(err, &ue), errors.Is(err, fleet.ErrInvalid), errors.As(err, &ce),
 		// urfave/cli's missing-flag error type is unexported; its text is stable.
 		strings.HasPrefix(err.Error(), "Required flag"):
 		return exitUsage
@@ -110,8 +119,19 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return usageError{err.Error()}
 		},
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "log level: debug, info, warn, error"},
+			&cli.StringFlag{Name: "log-level", EnvVars: []string{"SCATTER_LOG_LEVEL"}, Usage: "log level: debug, info, warn, error", DefaultText: "info for seed, warn otherwise"},
+			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"SCATTER_LOG_FORMAT"}, Usage: "log format on stderr: text or json (one object per line)"},
+			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version and exit"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile to this file"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				return printVersion(c.App.Writer, false)
+			}
+			if c.NArg() > 0 {
+				return usagef("unknown command %q; see scatter --help", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
 		},
 		Before: func(c *cli.Context) error {
 			path := c.String("cpuprofile")
@@ -129,6 +149,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return nil
 		},
 		Commands: []*cli.Command{
+			versionCommand(),
 			keygenCommand(),
 			buildCommand(),
 			verifyCommand(),
@@ -154,13 +175,50 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return app
 }
 
-// logger builds the logger the --log-level flag asks for, writing to stderr.
-func logger(c *cli.Context) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, usagef("--log-level: %v", err)
+// logger builds the logger that --log-level and --log-format ask for,
+// writing to stderr. def is the command's level when --log-level is not
+// given: info for the daemon, whose info lines are the events an operator
+// follows, warn for the commands that print their own results.
+func logger(c *cli.Context, def slog.Level) (*slog.Logger, error) {
+	level := def
+	if s := c.String("log-level"); s != "" {
+		if err := level.UnmarshalText([]byte(s)); err != nil {
+			return nil, usagef("--log-level: %v", err)
+		}
 	}
-	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})), nil
+	opts := &slog.HandlerOptions{Level: level}
+	switch f := c.String("log-format"); f {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
+	default:
+		return nil, usagef("--log-format: want text or json, got %q", f)
+	}
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "version",
+		Usage:     "print the version: module version, VCS revision and time, Go version",
+		ArgsUsage: " ",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print it as one JSON object"}},
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			return printVersion(c.App.Writer, c.Bool("json"))
+		},
+	}
+}
+
+func printVersion(w io.Writer, asJSON bool) error {
+	in := version.Get()
+	if asJSON {
+		return json.NewEncoder(w).Encode(in)
+	}
+	_, err := fmt.Fprintln(w, in)
+	return err
 }
 
 // args checks the number of positional arguments.

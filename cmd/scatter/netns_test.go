@@ -97,7 +97,7 @@ func TestE2ENetworkNamespaces(t *testing.T) {
 			t.Fatalf("%s: diff -r: %v\n%s", d.data, err, out)
 		}
 	}
-	out := runBin(t, bin, "status", "--data", origin.data)
+	out := runStatus(t, bin, "--data", origin.data)
 	t.Logf("status:\n%s", out)
 }
 
@@ -176,7 +176,7 @@ func TestE2EDeployPartition(t *testing.T) {
 	}
 	deadline = time.Now().Add(90 * time.Second)
 	for {
-		out := runBin(t, bin, "status", "--data", origin.data)
+		out := runStatus(t, bin, "--data", origin.data)
 		for _, line := range strings.Split(out, "\n") {
 			if f := strings.Fields(line); len(f) > 3 && f[0] == "h3" && f[1] == "mw" && strings.Contains(line, "DRIFT: the fleet was deployed to "+v2[:12]) {
 				t.Logf("status after the partition healed:\n%s", out)

@@ -1,16 +1,17 @@
 package main
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/user"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/fleet"
 	"scatter/orchestrate/host"
+	"scatter/orchestrate/version"
 	"scatter/swarm"
 )
 
@@ -62,30 +64,31 @@ func seedCommand() *cli.Command {
 			"It shares the host with the application, so it runs the Go collector at GOGC=50 (heap\n" +
 			"headroom half the default, for under 1% more CPU) unless GOGC is set in its environment.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Usage: "daemon config file (seed.yaml): settings, and the named actions per repo; flags override its settings"},
-			&cli.StringFlag{Name: "data", Usage: "data directory (required here or in --config)"},
-			&cli.StringFlag{Name: "pubkey", Usage: "trusted deploy public key (.pub) (required here or in --config)"},
+			&cli.StringFlag{Name: "config", Value: config.DefaultSeedFile, EnvVars: env("config"), Usage: "daemon config file (seed.yaml): settings, and the named actions per repo; flags override its settings. The default is skipped if it does not exist"},
+			dataFlag("data directory (flag, else --config's data:, else this)"),
+			pathFlag("pubkey", false, "trusted deploy public key (.pub) (required here or in --config)"),
 			&cli.StringFlag{Name: "name", Usage: "host name in the cluster (default: the system host name)"},
-			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address for all services"},
+			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", EnvVars: env("bind"), Usage: "IP address for all services"},
 			&cli.IntFlag{Name: "gossip-port", Value: 7946, Usage: "gossip port (0: any)"},
 			&cli.IntFlag{Name: "bt-port", Value: 6881, Usage: "BitTorrent peer-wire port (0: any)"},
 			&cli.IntFlag{Name: "http-port", Value: 7947, Usage: "metadata server port (0: any)"},
-			&cli.StringSliceFlag{Name: "join", Usage: "gossip address HOST:PORT of a member to join through (repeatable)"},
-			&cli.StringFlag{Name: "cluster-key", Usage: "gossip key file, mode 0600: one base64 key (16, 24 or 32 bytes) per line, the first sent under, the others accepted (rotation; see `scatter cluster-key`) (required here or in --config)"},
+			&cli.StringSliceFlag{Name: "join", EnvVars: env("join"), Usage: "gossip address HOST:PORT of a member to join through (repeatable; in the environment, comma-separated)"},
+			&cli.StringFlag{Name: "cluster-key", EnvVars: env("cluster-key"), Usage: "gossip key file, mode 0600: one base64 key (16, 24 or 32 bytes) per line, the first sent under, the others accepted (rotation; see `scatter cluster-key`) (required here or in --config)"},
 			&cli.BoolFlag{Name: "insecure-no-encryption", Usage: "run gossip without a cluster key, in plaintext: for tests only"},
 			&cli.StringSliceFlag{Name: "allow-clients", Usage: "CIDR whose addresses may use the peer wire, tracker and metadata server although they are not hosts: stock BitTorrent clients (repeatable; default: hosts only)"},
+			&cli.StringFlag{Name: "admin-addr", Value: host.DefaultAdminAddr, EnvVars: env("admin-addr"), Usage: "serve /metrics, /healthz and /readyz on this address (\"\": none)"},
 			&cli.StringFlag{Name: "label", Value: "scatter", Usage: "cluster label: clusters with different labels ignore each other"},
 			&cli.StringFlag{Name: "dc", Usage: "datacenter label"},
 			&cli.StringFlag{Name: "rack", Usage: "rack label"},
 			&cli.IntFlag{Name: "bridges", Value: swarm.DefaultBridges, Usage: "hosts of each datacenter that fetch from other datacenters (the first by name); the same on every host. More use more of a wide link between datacenters, at more copies across"},
-			&cli.StringFlag{Name: "upload-rate", Usage: "upload cap per second, e.g. 50MiB (default: unlimited)"},
-			&cli.StringFlag{Name: "download-rate", Usage: "download cap per second (default: unlimited)"},
+			&cli.StringFlag{Name: "upload-rate", Usage: "upload cap per second, e.g. 50MiB or 1.5GB; 0: unlimited (default: --config's, else unlimited)"},
+			&cli.StringFlag{Name: "download-rate", Usage: "download cap per second; 0: unlimited (default: --config's, else unlimited)"},
 			&cli.IntFlag{Name: "keep", Value: 5, Usage: "releases kept per repo"},
 			&cli.BoolFlag{Name: "origin", Usage: "this is the deploy host: serve its build store"},
-			&cli.StringFlag{Name: "key", Usage: "with --origin: the deploy private key; the daemon keeps it and signs for the deployers group (publish, deploy, rollback never read it)"},
-			&cli.StringFlag{Name: "deployers", Usage: "Unix group allowed to use the control socket (publish, deploy, abort, the audit log) besides root and the daemon's user", DefaultText: host.DefaultDeployers},
+			&cli.StringFlag{Name: "key", EnvVars: env("key"), Usage: "with --origin: the deploy private key; the daemon keeps it and signs for the deployers group (publish, deploy, rollback never read it)"},
+			&cli.StringFlag{Name: "deployers", EnvVars: env("deployers"), Usage: "Unix group allowed to use the control socket (publish, deploy, abort, the audit log) besides root and the daemon's user", DefaultText: host.DefaultDeployers},
 			&cli.DurationFlag{Name: "clock-skew", Value: command.ClockSkew, Usage: "how far in the future a command's issue time may lie (a host whose clock is further behind refuses commands, naming the skew)"},
-			&cli.StringFlag{Name: "debug-addr", Hidden: true, Usage: "serve net/http/pprof on this loopback address"},
+			&cli.StringFlag{Name: "debug-addr", Hidden: true, EnvVars: env("debug-addr"), Usage: "serve net/http/pprof on this loopback address"},
 			&cli.DurationFlag{Name: "clock-offset", Hidden: true, Usage: "tests only: shift this daemon's clock (command freshness, acks, status) by this much"},
 		},
 		Action: func(c *cli.Context) error {
@@ -100,17 +103,20 @@ func seedCommand() *cli.Command {
 				}
 				defer stop()
 			}
-			log, err := logger(c)
+			log, err := logger(c, slog.LevelInfo)
 			if err != nil {
 				return err
 			}
 			sc := &config.Seed{}
 			if f := c.String("config"); f != "" {
-				if sc, err = config.LoadSeed(f); err != nil {
-					return err
+				if _, err := os.Stat(f); c.IsSet("config") || err == nil {
+					if sc, err = config.LoadSeed(f); err != nil {
+						return err
+					}
 				}
 			}
-			// A flag given on the command line wins over the file.
+			// A flag given on the command line (or in the environment)
+			// wins over the file, which wins over the flag's default.
 			pick := func(flag, fromFile string) string {
 				if c.IsSet(flag) || fromFile == "" {
 					return c.String(flag)
@@ -183,33 +189,33 @@ func seedCommand() *cli.Command {
 				dst  *int64
 			}{{"upload-rate", &cfg.UploadRate}, {"download-rate", &cfg.DownloadRate}} {
 				if v := c.String(r.flag); v != "" {
-					if *r.dst, err = parseSize(v); err != nil {
-						return fmt.Errorf("--%s: %w", r.flag, err)
+					if *r.dst, err = config.ParseBytes(v); err != nil {
+						return usagef("--%s: %v", r.flag, err)
 					}
 				}
 			}
 			if os.Geteuid() == 0 {
 				log.Warn("running as root: the daemon needs no privilege; run it as a dedicated user")
 			}
-			return runSeed(c.Context, cfg, c.App.ErrWriter)
+			return host.Run(c.Context, cfg, c.String("admin-addr"), func(h *host.Host, admin string) {
+				if c.String("log-format") == "json" {
+					// Every line of a JSON log is JSON.
+					log.Info("started", "host", cfg.Name, "build", version.Get().Short(), "gossip", h.GossipAddr(),
+						"peer_wire", h.Swarm().BTAddr(), "metadata", h.Swarm().HTTPAddr(), "admin", admin)
+					return
+				}
+				fmt.Fprintf(c.App.ErrWriter, "scatter seed: %s %s gossip %s, peer wire %s, metadata %s, admin %s\n",
+					cfg.Name, version.Get().Short(), h.GossipAddr(), h.Swarm().BTAddr(), h.Swarm().HTTPAddr(), or(admin, "off"))
+			})
 		},
 	}
 }
 
-func runSeed(ctx context.Context, cfg host.Config, out io.Writer) error {
-	h, err := host.Start(ctx, cfg)
-	if err != nil {
-		return err
+func or(s, def string) string {
+	if s == "" {
+		return def
 	}
-	if err := h.ServeControl(); err != nil {
-		h.Close()
-		return err
-	}
-	fmt.Fprintf(out, "scatter seed: %s gossip %s, peer wire %s, metadata %s\n",
-		cfg.Name, h.GossipAddr(), h.Swarm().BTAddr(), h.Swarm().HTTPAddr())
-	<-ctx.Done()
-	fmt.Fprintln(out, "scatter seed: leaving the cluster")
-	return h.Close()
+	return s
 }
 
 func clusterKeyCommand() *cli.Command {
@@ -227,7 +233,7 @@ func clusterKeyCommand() *cli.Command {
 			Usage:     "have the local daemon read its --cluster-key file again",
 			ArgsUsage: " ",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "data", Required: true, Usage: "the local daemon's data directory"},
+				dataFlag("the local daemon's data directory"),
 			},
 			Action: func(c *cli.Context) error {
 				if _, err := args(c); err != nil {
@@ -260,19 +266,19 @@ func publishCommand() *cli.Command {
 			"--config FILE, which is then installed for `scatter deploy`. A scatter.yaml inside SRC\n" +
 			"is never obeyed: if it differs from the config in use, publish says so.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Required: true, Usage: "the origin daemon's data directory"},
+			dataFlag("the origin daemon's data directory"),
 			&cli.StringFlag{Name: "repo", Required: true, Usage: "repository name"},
 			&cli.StringFlag{Name: "version", Required: true, Usage: "release version"},
 			&cli.StringFlag{Name: "message", Usage: "release message"},
 			&cli.BoolFlag{Name: "json", Usage: "print the build figures as JSON"},
-			&cli.StringFlag{Name: "config", Usage: "use this scatter.yaml (prepare hooks, deploy settings) and install it as the repo's config (default: the installed DATA/<repo>/scatter.yaml)"},
+			&cli.StringFlag{Name: "config", EnvVars: env("deploy-config"), Usage: "use this scatter.yaml (prepare hooks, deploy settings) and install it as the repo's config (default: the installed DATA/<repo>/scatter.yaml)"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "SRC")
 			if err != nil {
 				return err
 			}
-			if _, err := logger(c); err != nil {
+			if _, err := logger(c, slog.LevelWarn); err != nil {
 				return err
 			}
 			b, err := fleet.Publish(c.Context, fleet.PublishOptions{
@@ -293,7 +299,7 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show the cluster as the local daemon sees it",
 		ArgsUsage: " ",
-		Description: "Lists every member: role, labels, each repo's releases with their state and\n" +
+		Description: "Lists every member: the scatter build it runs, role, labels, each repo's releases with their state and\n" +
 			"progress, bytes received from the origin and from peers, and for a stalled fetch\n" +
 			"the reason (no peers, none holds the missing pieces, peers choking or\n" +
 			"rate-limited, verification failures). Members that do not answer are listed with\n" +
@@ -307,9 +313,12 @@ func statusCommand() *cli.Command {
 			"A:conn:B\", A is this host towards the peer and B the peer towards it: i =\n" +
 			"interested, c = choking the other side. \"reqq: R+C/...:P/...\" counts our requests\n" +
 			"in flight (R) and cancelled (C), and the peer's requests waiting on us (P). A stalled\n" +
-			"fetch logs its torrent's part of this once, when it stalls.",
+			"fetch logs its torrent's part of this once, when it stalls.\n\n" +
+			"Exit status: 0 healthy; 7 the local daemon does not answer or is not ready (told to join,\n" +
+			"yet alone; data directory unreadable); 8 a member's fetch is stalled. A warning follows\n" +
+			"the tables when members run different builds.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Required: true, Usage: "the local daemon's data directory"},
+			dataFlag("the local daemon's data directory"),
 			&cli.BoolFlag{Name: "json", Usage: "print the full status as JSON"},
 			&cli.BoolFlag{Name: "engine", Usage: "print the local BitTorrent engine's connections and requests"},
 		},
@@ -330,36 +339,107 @@ func statusCommand() *cli.Command {
 			}
 			s, err := host.DialControl(c.String("data")).Status(c.Context)
 			if err != nil {
-				return err
+				return statusError{exitUnhealthy, err.Error()}
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
-				return enc.Encode(s)
+				if err := enc.Encode(s); err != nil {
+					return err
+				}
+			} else {
+				printStatus(c.App.Writer, s)
+				fmt.Fprintf(c.App.Writer, "\n%s: %s\n", s.Self, s.JoinLine(time.Now()))
+				printDeployStatus(c.App.Writer, s, datadir.Data(c.String("data")))
+				printTrust(c.App.Writer, s)
+				printVersions(c.App.Writer, s)
+				for _, w := range s.Warnings {
+					fmt.Fprintf(c.App.Writer, "\nwarning: %s\n", w)
+				}
 			}
-			printStatus(c.App.Writer, s)
-			fmt.Fprintf(c.App.Writer, "\n%s: %s\n", s.Self, s.JoinLine(time.Now()))
-			printDeployStatus(c.App.Writer, s, datadir.Data(c.String("data")))
-			printTrust(c.App.Writer, s)
-			return nil
+			return statusExit(s)
 		},
 	}
 }
 
+// statusError is `scatter status` finding something wrong: its code says
+// what (exitUnhealthy, exitStalled).
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e statusError) Error() string { return e.msg }
+
+// statusExit says how `scatter status` exits: exitUnhealthy when the local
+// daemon is not ready for a reason other than a stall (alone although told
+// to join, data directory unreadable), else exitStalled when any member
+// reports a stalled fetch, else 0.
+func statusExit(s *host.ClusterStatus) error {
+	hl := s.Health
+	if !hl.Joined {
+		return statusError{exitUnhealthy, "the local daemon is not ready: it has joined no other member"}
+	}
+	if hl.Store != "" {
+		return statusError{exitUnhealthy, "the local daemon is not ready: data directory: " + hl.Store}
+	}
+	var stalled []string
+	for _, m := range s.Members {
+		if m.Status == nil {
+			continue
+		}
+		for _, r := range m.Status.Repos {
+			for _, rel := range r.Releases {
+				if rel.Stuck != "" {
+					stalled = append(stalled, m.Name+" "+r.Repo+" "+rel.Release.Short())
+				}
+			}
+		}
+	}
+	if len(stalled) > 0 {
+		return statusError{exitStalled, fmt.Sprintf("%d fetch(es) stalled: %s", len(stalled), strings.Join(stalled, ", "))}
+	}
+	return nil
+}
+
+// printVersions prints the builds the members run when they differ.
+func printVersions(w io.Writer, s *host.ClusterStatus) {
+	builds := map[string][]string{}
+	for _, m := range s.Members {
+		b := m.Build
+		if b == "" {
+			b = "unknown (older than build reporting)"
+		}
+		builds[b] = append(builds[b], m.Name)
+	}
+	if len(builds) < 2 {
+		return
+	}
+	var lines []string
+	for b, names := range builds {
+		lines = append(lines, fmt.Sprintf("  %s: %d host(s): %s", b, len(names), hostList(names)))
+	}
+	sort.Strings(lines)
+	fmt.Fprintf(w, "\nwarning: the fleet runs %d different builds of scatter:\n%s\n", len(builds), strings.Join(lines, "\n"))
+}
+
 func printStatus(w io.Writer, s *host.ClusterStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tROLE\tDC/RACK\tCLOCK\tREPO\tRELEASE\tVERSION\tSTATE\tPROGRESS\tFROM ORIGIN\tFROM PEERS\tUPLOADED\tNOTE")
+	fmt.Fprintln(tw, "HOST\tBUILD\tROLE\tDC/RACK\tCLOCK\tREPO\tRELEASE\tVERSION\tSTATE\tPROGRESS\tFROM ORIGIN\tFROM PEERS\tUPLOADED\tNOTE")
 	for _, m := range s.Members {
-		loc := strings.Trim(m.DC+"/"+m.Rack, "/")
+		loc := strings.Trim(m.DC+"/"+m.Rack, "/") + "\t?"
+		if m.Status != nil {
+			loc = strings.Trim(m.DC+"/"+m.Rack, "/") + "\t" + skewText(m.Skew)
+		}
+		build := or(m.Build, "-")
 		if m.Trust != "" && m.Trust != host.TrustEnrolled {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t%s\t\t\t\t\t%s\n", m.Name, m.Role, loc, strings.ToUpper(m.Trust), m.Error)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\t%s\t\t\t\t\t%s\n", m.Name, build, m.Role, loc, strings.ToUpper(m.Trust), m.Error)
 			continue
 		}
 		if m.Status == nil {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t?\t\t\t\tunreachable\t\t\t\t\t%s\n", m.Name, m.Role, loc, m.Error)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\tunreachable\t\t\t\t\t%s\n", m.Name, build, m.Role, loc, m.Error)
 			continue
 		}
-		loc += "\t" + skewText(m.Skew)
 		st := m.Status
 		counters := fmt.Sprintf("%s\t%s\t%s", humanBytes(st.ReceivedFromOrigin), humanBytes(st.ReceivedFromPeers), humanBytes(st.Uploaded))
 		note := ""
@@ -382,13 +462,13 @@ func printStatus(w io.Writer, s *host.ClusterStatus) {
 				case rel.Offloaded:
 					why = "origin stopped uploading: hosts serve it"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, loc, r.Repo, rel.Release.Short(),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, build, m.Role, loc, r.Repo, rel.Release.Short(),
 					rel.Version, rel.State, progress, counters, why)
 				rows++
 			}
 		}
 		if rows == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\tidle\t\t%s\t%s\n", m.Name, m.Role, loc, counters, note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\tidle\t\t%s\t%s\n", m.Name, build, m.Role, loc, counters, note)
 		}
 	}
 	tw.Flush()
@@ -424,12 +504,14 @@ func torrentCommand() *cli.Command {
 		ArgsUsage: "RELEASE",
 		Description: "Writes the release's torrent to standard output. The data is the release's chunks as\n" +
 			"stored (zstd frames, back to back); any BitTorrent client can fetch it from scatter\n" +
-			"hosts, which it finds through the tracker on a daemon's metadata server. --store is\n" +
-			"a repo's store, DATA/<repo>. Without --tracker, the local daemon (DATA/control.sock)\n" +
-			"names its own tracker.",
+			"hosts, which it finds through the tracker on a daemon's metadata server. The release\n" +
+			"comes from --repo's store in --data. Without --tracker, the local daemon\n" +
+			"(DATA/control.sock) names its own tracker.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "store", Required: true, Usage: "the repo's store directory (DATA/<repo>)"},
-			&cli.StringFlag{Name: "tracker", Usage: "tracker URL, e.g. http://10.0.0.5:7947/announce"},
+			dataFlag("the local daemon's data directory"),
+			&cli.StringFlag{Name: "repo", Usage: "the repo the release belongs to (required unless --store)"},
+			&cli.StringFlag{Name: "store", Hidden: true, Usage: "deprecated: a repo's store directory, DATA/<repo>; use --data and --repo"},
+			pathFlag("tracker", false, "tracker URL, e.g. http://10.0.0.5:7947/announce"),
 			&cli.StringFlag{Name: "kind", Value: "full", Usage: "full (every chunk) or delta (chunks new since the parent)"},
 			&cli.BoolFlag{Name: "magnet", Usage: "print a magnet link instead"},
 		},
@@ -441,7 +523,20 @@ func torrentCommand() *cli.Command {
 			if k := c.String("kind"); k != "full" && k != "delta" {
 				return usagef("--kind: want full or delta, got %q", k)
 			}
-			repo := datadir.Repo(c.String("store"))
+			var repo datadir.Repo
+			switch {
+			case c.IsSet("store") && c.IsSet("repo"):
+				return usagef("torrent: --store is the old spelling of --data DATA --repo REPO; give one or the other")
+			case c.IsSet("store"):
+				repo = datadir.Repo(c.String("store"))
+			case c.String("repo") == "":
+				return usagef("torrent: --repo is required")
+			default:
+				if err := artifact.ValidName("repo", c.String("repo")); err != nil {
+					return usagef("--repo: %v", err)
+				}
+				repo = datadir.Data(c.String("data")).Repo(c.String("repo"))
+			}
 			st, err := artifact.OpenStore(repo.Dir(), nil)
 			if err != nil {
 				return err

@@ -50,6 +50,10 @@ type Config struct {
 	Log     *slog.Logger // nil: discard
 	// Poll is how often a stage step looks at the fetch; default 200 ms.
 	Poll time.Duration
+	// Performed, if set, is called once for each step the agent performs,
+	// with its ack (not again when a re-sent step gets the recorded ack):
+	// how the host counts actions for its metrics. It must not block.
+	Performed func(*command.Ack)
 }
 
 // Agent runs commands on one host. Safe for concurrent use: steps of one
@@ -160,6 +164,9 @@ func (a *Agent) Handle(ctx context.Context, c *command.Command) (*command.Ack, b
 	}
 	a.log.Log(ctx, lvl, "step finished", "deploy", c.Deploy, "step", c.Step, "kind", c.Kind, "repo", c.Repo,
 		"release", c.Release.Short(), "ok", ack.OK, "unchanged", ack.Unchanged, "err", ack.Error, "duration", ack.Duration)
+	if a.cfg.Performed != nil {
+		a.cfg.Performed(ack)
+	}
 	return ack, true
 }
 

@@ -213,8 +213,8 @@ func TestSeedErrors(t *testing.T) {
 		{"join bad host", "join:\n  - ok:1\n  - \"bad host\"\n", 3, `join[1]: "bad host": want host or host:port`},
 		{"dc bad", "dc: \"e q\"\n", 1, `dc: "e q": want a label`},
 		{"rack glob", "rack: \"a*\"\n", 1, `rack: "a*": want a label`},
-		{"rate unit", "upload_rate: 100mb\n", 1, `upload_rate: "100mb": want a whole number of bytes with a unit`},
-		{"rate negative", "download_rate: -5\n", 1, `download_rate: "-5": want a whole number`},
+		{"rate unit", "upload_rate: 100mb\n", 1, `upload_rate: "100mb": want a number of bytes with a unit`},
+		{"rate negative", "download_rate: -5\n", 1, `download_rate: "-5": want a number of bytes`},
 		{"rate huge", "upload_rate: 99999999999TiB\n", 1, `upload_rate: "99999999999TiB": too large`},
 		{"keep negative", "keep: -1\n", 1, "keep: -1: want 0 (the default) or more"},
 		{"keep string", "keep: five\n", 1, `keep: got "five"; want a whole number`},
@@ -476,14 +476,15 @@ func TestParseBytes(t *testing.T) {
 	good := map[string]int64{
 		"0": 0, "1": 1, "10B": 10, "1KB": 1000, "1KiB": 1024, "100MiB": 100 << 20, "2MB": 2e6,
 		"3GiB": 3 << 30, "3GB": 3e9, "1TiB": 1 << 40, "1TB": 1e12, "100 MiB": 100 << 20, " 5 ": 5,
-		"8388607TiB": 8388607 << 40,
+		"8388607TiB": 8388607 << 40, "1.5GiB": 3 << 29, "1.5MiB": 3 << 19, "0.5KB": 500, "2.25KiB": 2304,
+		"0.0": 0, "1.000001MB": 1000001,
 	}
 	for in, want := range good {
 		if got, err := ParseBytes(in); err != nil || got != want {
 			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "MiB", "1mb", "1Mb", "1.5GiB", "-1", "1 M", "10 KiB/s", "8388608TiB", "99999999999999999999"} {
+	for _, in := range []string{"", "MiB", "1mb", "1Mb", "1.5B", "1.0000001MB", ".5MiB", "1..5MiB", "1.2.3MiB", "-1", "1 M", "10 KiB/s", "8388608TiB", "99999999999999999999"} {
 		if got, err := ParseBytes(in); err == nil {
 			t.Errorf("ParseBytes(%q) = %d, want an error", in, got)
 		}

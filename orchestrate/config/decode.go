@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"regexp"
 	"sort"
 	"strconv"
@@ -43,6 +44,16 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// readError is a config file that could not be read, as an *Error: the
+// file's name once, then why (errors.Is(err, fs.ErrNotExist) still holds).
+func readError(file string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = fmt.Errorf("cannot %s: %w", pe.Op, pe.Err)
+	}
+	return &Error{File: file, Err: err}
+}
 
 // nodeBudget bounds how many nodes one file may expand to. Aliases are not
 // expanded by the YAML parser, so a small file of nested aliases could

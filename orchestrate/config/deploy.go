@@ -129,7 +129,7 @@ func (d *Deploy) ActionNames() []string {
 func LoadDeploy(file string) (*Deploy, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("load deploy config: %w", err)
+		return nil, readError(file, err)
 	}
 	return ParseDeploy(file, data)
 }

@@ -13,6 +13,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// DefaultSeedFile is where `scatter seed` looks for its config when none is
+// named: the path the package installs.
+const DefaultSeedFile = "/etc/scatter/seed.yaml"
+
 // DefaultTimeout bounds one run of a target's action when its config gives none.
 const DefaultTimeout = 60 * time.Second
 
@@ -75,7 +79,7 @@ func (s *Seed) Action(repo, name string) (Action, bool) {
 func LoadSeed(file string) (*Seed, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("load seed config: %w", err)
+		return nil, readError(file, err)
 	}
 	return ParseSeed(file, data)
 }

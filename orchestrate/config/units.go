@@ -68,24 +68,47 @@ var byteUnits = map[string]int64{
 	"TiB": 1 << 40,
 }
 
-// ParseBytes reads a whole number of bytes with an optional unit: B, KB, MB,
-// GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), as in
-// "100MiB" or "0". Units are case-sensitive, so a megabit ("Mb") is not
-// mistaken for a megabyte.
+// ParseBytes reads a number of bytes with an optional unit: B, KB, MB, GB,
+// TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), as in "100MiB",
+// "1.5GiB" or "0". It is the one grammar for sizes and rates, in flags and in
+// files alike; what 0 means (unlimited, say) is up to the caller. Units are
+// case-sensitive, so a megabit ("Mb") is not mistaken for a megabyte. A
+// fraction must come to whole bytes.
 func ParseBytes(s string) (int64, error) {
 	t := strings.TrimSpace(s)
-	i := strings.IndexFunc(t, func(r rune) bool { return r < '0' || r > '9' })
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
 	if i < 0 {
 		i = len(t)
 	}
 	num, unit := t[:i], strings.TrimSpace(t[i:])
 	mult, ok := byteUnits[unit]
-	if num == "" || !ok {
-		return 0, fmt.Errorf("%q: want a whole number of bytes with a unit, like 100MiB or 50MB (units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", s)
+	if num == "" || num[0] == '.' || !ok {
+		return 0, fmt.Errorf("%q: want a number of bytes with a unit, like 100MiB, 1.5GiB or 50MB (units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", s)
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
+	whole, frac, _ := strings.Cut(num, ".")
+	if strings.Contains(frac, ".") {
+		return 0, fmt.Errorf("%q: not a number", s)
+	}
+	n, err := strconv.ParseInt(whole, 10, 64)
 	if err != nil || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("%q: too large", s)
 	}
-	return n * mult, nil
+	n *= mult
+	if frac != "" {
+		// frac/10^len(frac) of mult, exactly. Six decimals at most keep
+		// f·mult within int64 (10^6 · 2^40 < 2^63).
+		f, err := strconv.ParseInt(frac, 10, 64)
+		if err != nil || len(frac) > 6 {
+			return 0, fmt.Errorf("%q: at most 6 decimals", s)
+		}
+		den := int64(math.Pow10(len(frac)))
+		if f*mult%den != 0 {
+			return 0, fmt.Errorf("%q: not a whole number of bytes", s)
+		}
+		if n > math.MaxInt64-f*mult/den {
+			return 0, fmt.Errorf("%q: too large", s)
+		}
+		n += f * mult / den
+	}
+	return n, nil
 }

@@ -116,6 +116,15 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 		o.Started(p, id, lease.User)
 	}
 	cfg := p.Config
+	report := reporter{ctl: ctl, repo: o.Repo, warn: warn}
+	progress := func(e deploy.Event) {
+		if e.Event == "phase" {
+			report.send(host.DeployReport{Repo: o.Repo, Phase: e.Phase})
+		}
+		if o.Progress != nil {
+			o.Progress(e)
+		}
+	}
 	sum, err := deploy.Run(dctx, deploy.Options{
 		Repo: o.Repo, Release: p.Release, Hosts: p.Hosts, From: p.From, DeployID: id,
 		Canary: cfg.Canary, Batch: rollout.Size(cfg.Batch), FailureLimit: rollout.Size(cfg.FailureLimit),
@@ -123,13 +132,19 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 		RetryEvery: o.RetryEvery, OnAbort: o.OnAbort, Restart: cfg.Restart, Force: o.Force,
 		Checks: cfg.Checks, Hooks: hooks, Rollback: o.Rollback, User: lease.User, Message: o.Message,
 		Controller: p.Controller, Key: key, Transport: host.ControlTransport{C: ctl}, Audit: auditW,
-		Progress: o.Progress,
+		Progress: progress,
 	})
 	if err != nil {
 		return p, nil, err
 	}
+	done := host.DeployReport{Repo: o.Repo, Outcome: sum.Outcome}
+	for _, ph := range sum.Phases {
+		done.Phases = append(done.Phases, host.PhaseSpan{Name: ph.Name, Seconds: ph.End.Sub(ph.Start).Seconds()})
+	}
 	if sum.Outcome == deploy.OutcomeUnknown {
-		iocancel() // the daemon is gone: the audit log's rest with it
+		iocancel() // the daemon is gone: the audit log's rest and the report with it
+	} else {
+		report.send(done)
 	}
 	if err := audit.Close(); err != nil && sum.Outcome != deploy.OutcomeUnknown {
 		fmt.Fprintf(warn, "warning: %v\n", err)
@@ -142,4 +157,23 @@ func Deploy(ctx context.Context, o DeployOptions) (*Plan, *deploy.Summary, error
 		rcancel()
 	}
 	return p, sum, nil
+}
+
+// reporter tells the daemon how the deploy goes, for its metrics. It is
+// best effort: a daemon that does not take the report (an older one, say)
+// costs one warning, never the deploy.
+type reporter struct {
+	ctl    *host.Control
+	repo   string
+	warn   io.Writer
+	warned bool
+}
+
+func (r *reporter) send(rep host.DeployReport) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.ctl.ReportDeploy(ctx, rep); err != nil && !r.warned {
+		r.warned = true
+		fmt.Fprintf(r.warn, "warning: the daemon's deploy metrics will miss this deploy: %v\n", err)
+	}
 }

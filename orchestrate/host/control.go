@@ -34,6 +34,11 @@ import (
 type ClusterStatus struct {
 	Self    string         `json:"self"`
 	Members []MemberStatus `json:"members"`
+	// Health is the local daemon's own: what its /readyz says.
+	Health Health `json:"health"`
+	// Warnings are what the local daemon found wrong that is not a
+	// member's state: gossip in a format it cannot read, for one.
+	Warnings []string `json:"warnings,omitempty"`
 	// Joined is how this daemon last joined the cluster.
 	Joined membership.JoinInfo `json:"joined"`
 	// Roster is the version of the roster this host holds.
@@ -75,6 +80,9 @@ type MemberStatus struct {
 	Role string `json:"role"`
 	DC   string `json:"dc,omitempty"`
 	Rack string `json:"rack,omitempty"`
+	// Build is the scatter build it runs (version.Info.Short), as its
+	// signed advertisement says.
+	Build string `json:"build,omitempty"`
 	// Trust is how far the roster vouches for the member (TrustEnrolled,
 	// TrustPending, TrustNewKey, TrustBadMeta); Key its advertised key's
 	// fingerprint.
@@ -165,7 +173,7 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	var wg sync.WaitGroup
 	for i, m := range members {
 		e, trusted := h.classify(m)
-		ms := MemberStatus{Name: m.Name, Addr: m.Addr.String(), Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack,
+		ms := MemberStatus{Name: m.Name, Addr: m.Addr.String(), Role: m.Meta.Role, DC: m.Meta.DC, Rack: m.Meta.Rack, Build: m.Meta.Build,
 			HTTP: net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.Meta.Ports["http"])), Deploy: deploy[m.Name],
 			Trust: trusted, Key: keys.Fingerprint(metaKey(m))}
 		if trusted == TrustEnrolled {
@@ -179,6 +187,7 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 		if m.Name == h.cfg.Name {
 			s := h.sw.Status()
 			ms.Status = &s
+			out.Health = h.health(s)
 			out.Members[i] = ms
 			continue
 		}
@@ -201,6 +210,17 @@ func (h *Host) ClusterStatus(ctx context.Context) ClusterStatus {
 	}
 	wg.Wait()
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
+	for reason, n := range h.tally.Counts() {
+		if strings.HasSuffix(reason, ":"+trust.Reason(trust.ErrUnknownVersion)) {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("refused %d %s statement(s) in a format version this build "+
+				"cannot read: a member runs a newer scatter; upgrade this host", n, strings.TrimSuffix(reason, ":unknown-version")))
+		}
+	}
+	sort.Strings(out.Warnings)
+	if st := h.ml.Stats(); st.FormatRefused > 0 {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("refused %d gossip message(s) in format version(s) %v, which this build "+
+			"cannot read: a member runs a newer scatter; upgrade this host", st.FormatRefused, st.FormatVersions))
+	}
 	return out
 }
 
@@ -338,6 +358,15 @@ func (h *Host) ServeControl() error {
 			}
 		}
 	})
+	mux.HandleFunc("POST /v1/deploy-report", func(w http.ResponseWriter, r *http.Request) {
+		var rep DeployReport
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&rep); err != nil || rep.Repo == "" {
+			http.Error(w, fmt.Sprintf("bad deploy report: %v", err), http.StatusBadRequest)
+			return
+		}
+		h.ReportDeploy(rep)
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET /v1/roster", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(h.book.Raw())
@@ -470,6 +499,21 @@ func (c *Control) Engine(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("daemon engine state: %w", err)
 	}
 	return string(b), nil
+}
+
+// ReportDeploy tells the daemon how a deploy run from this host goes, for
+// its metrics (see DeployReport).
+func (c *Control) ReportDeploy(ctx context.Context, r DeployReport) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/deploy-report", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
 }
 
 // Announce hands a signed announcement to the daemon to publish.

@@ -106,6 +106,7 @@ func (h *Host) Subscribe(deploy string) (<-chan *command.Ack, func()) {
 }
 
 func (h *Host) deliverAck(a *command.Ack) {
+	h.count.receivedAck(a)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, ch := range h.subs[a.Deploy] {
@@ -125,6 +126,7 @@ func (h *Host) onCommand(b []byte) {
 	c, err := command.Open(b, h.cfg.PubKey)
 	if err != nil {
 		h.log.Warn("refused command", "err", err)
+		h.count.refusedCommand()
 		return
 	}
 	if !c.For(h.cfg.Name) {
@@ -151,10 +153,12 @@ func (h *Host) runCommand(c *command.Command) {
 				h.log.Debug("ignored a second copy of a command", "deploy", c.Deploy, "seq", c.Seq)
 			} else {
 				h.log.Warn("refused replayed command", "deploy", c.Deploy, "seq", c.Seq, "step", c.Step)
+				h.count.refusedCommand()
 			}
 			return
 		}
 		h.log.Warn("refused command", "deploy", c.Deploy, "seq", c.Seq, "err", err)
+		h.count.refusedCommand()
 		h.sendAck(c.Controller, h.agent.Refuse(c, err))
 		return
 	}

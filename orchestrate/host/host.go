@@ -27,6 +27,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"scatter/artifact/core"
 	"scatter/artifact/datadir"
 	"scatter/artifact/keys"
@@ -35,6 +37,7 @@ import (
 	"scatter/orchestrate/config"
 	"scatter/orchestrate/membership"
 	"scatter/orchestrate/trust"
+	"scatter/orchestrate/version"
 	"scatter/swarm"
 	"scatter/swarm/clock"
 )
@@ -100,6 +103,12 @@ type Config struct {
 	// status): for tests of clock skew only.
 	ClockOffset time.Duration
 	Log         *slog.Logger
+	// Build is the scatter build this host advertises in its gossip meta;
+	// default version.Get().Short(). Tests set it to make a mixed fleet.
+	Build string
+	// Metrics, if set, receives the host's collectors (see Host.Collector);
+	// the admin listener serves it.
+	Metrics prometheus.Registerer
 }
 
 // Validate checks the configuration without changing it.
@@ -132,6 +141,7 @@ type Host struct {
 	sw    *swarm.Node
 	agent *agent.Agent
 	guard *command.Guard
+	count *counters
 	key   ed25519.PrivateKey // this host's own
 	book  *trust.Book        // the roster
 	tally trust.Tally        // refused statements
@@ -188,6 +198,9 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Build == "" {
+		cfg.Build = version.Get().Short()
+	}
 	if cfg.ClusterKeyFile != "" {
 		var err error
 		if cfg.ClusterKey, cfg.OtherClusterKeys, err = membership.LoadKeyFile(cfg.ClusterKeyFile); err != nil {
@@ -203,6 +216,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		cfg: cfg, boot: hex.EncodeToString(boot[:]), log: cfg.Log.With("host", cfg.Name),
 		holds: map[string]map[core.ReleaseID]bool{}, sentHold: map[core.ReleaseID]bool{},
 		states: map[string]hostState{}, heard: map[string]bool{}, sessions: map[string]*session{}, access: newAccess(cfg.Deployers), metaOK: map[string]bool{}, warned: map[string]bool{},
+		count: newCounters(),
 		dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	dd := datadir.Data(cfg.DataDir)
@@ -246,7 +260,8 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.sw = sw
-	h.agent, err = agent.New(agent.Config{Name: cfg.Name, DataDir: cfg.DataDir, Repos: cfg.Repos, Stager: sw, Log: h.log})
+	h.agent, err = agent.New(agent.Config{Name: cfg.Name, DataDir: cfg.DataDir, Repos: cfg.Repos, Stager: sw, Log: h.log,
+		Performed: h.count.ranActions})
 	if err != nil {
 		sw.Close()
 		return nil, err
@@ -260,7 +275,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		SecretKey: cfg.ClusterKey, OtherKeys: cfg.OtherClusterKeys, Label: cfg.Label, Log: h.log,
 		// The role and labels are claims, shown to an operator who
 		// approves the host; once enrolled, the roster's count.
-		Meta: h.signMeta(membership.Meta{Role: role, DC: cfg.DC, Rack: cfg.Rack, Ports: map[string]int{
+		Meta: h.signMeta(membership.Meta{Role: role, DC: cfg.DC, Rack: cfg.Rack, Build: cfg.Build, Ports: map[string]int{
 			"bt": port(sw.BTAddr()), "http": port(sw.HTTPAddr()),
 		}}),
 		PushPullInterval: cfg.PushPullInterval,
@@ -278,6 +293,12 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.ml = ml
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(h.Collector()); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("host: metrics: %w", err)
+		}
+	}
 	if err := sw.Resume(); err != nil {
 		h.Close()
 		return nil, err

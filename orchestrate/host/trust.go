@@ -40,12 +40,15 @@ type metaClaim struct {
 	Role string `json:"role,omitempty"`
 	DC   string `json:"dc,omitempty"`
 	Rack string `json:"rack,omitempty"`
-	Key  string `json:"key"`
+	// Build is signed too: status shows it, and it must not be
+	// forgeable by another member.
+	Build string `json:"build,omitempty"`
+	Key   string `json:"key"`
 }
 
 func claimOf(addr string, m membership.Meta) []byte {
 	b, _ := json.Marshal(metaClaim{Addr: addr, BT: m.Ports["bt"], HTTP: m.Ports["http"],
-		Role: m.Role, DC: m.DC, Rack: m.Rack, Key: m.Key})
+		Role: m.Role, DC: m.DC, Rack: m.Rack, Build: m.Build, Key: m.Key})
 	return b
 }
 

@@ -152,6 +152,9 @@ type Meta struct {
 	DC    string         `json:"dc,omitempty" yaml:"dc"`
 	Rack  string         `json:"rack,omitempty" yaml:"rack"`
 	Ports map[string]int `json:"ports,omitempty" yaml:"ports"` // e.g. "bt": 6881, "http": 8080
+	// Build names the scatter build the member runs (version.Info.Short),
+	// so `scatter status` can show a fleet running mixed builds.
+	Build string `json:"build,omitempty" yaml:"build"`
 	// Key is the member's host public key and Sig its signature of the
 	// fields above (base64). This package neither checks nor trusts them;
 	// the layer above checks them against the roster (package trust).

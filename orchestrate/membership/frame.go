@@ -65,6 +65,16 @@ var (
 	errEncoding  = errors.New("non-canonical encoding")
 )
 
+// versionError is a frame of a format version this build does not read:
+// most likely from a newer scatter. It is refused whole, never guessed at.
+type versionError byte
+
+func (v versionError) Error() string {
+	return fmt.Sprintf("%v: %d (this build reads version %d)", errVersion, byte(v), frameVersion)
+}
+
+func (v versionError) Is(target error) bool { return target == errVersion }
+
 // frameLimits bounds the body of each frame kind.
 type frameLimits struct {
 	broadcast int // max payload of a broadcast frame
@@ -126,7 +136,7 @@ func decodeFrame(b []byte, lim frameLimits) (frame, error) {
 		return frame{}, fmt.Errorf("%w: %d bytes", errTruncated, len(b))
 	}
 	if b[0] != frameVersion {
-		return frame{}, fmt.Errorf("%w: %d", errVersion, b[0])
+		return frame{}, versionError(b[0])
 	}
 	f := frame{kind: frameKind(b[1])}
 	body := b[headerLen:]

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -732,4 +733,45 @@ func TestLogAdapter(t *testing.T) {
 	if out := w.String(); !strings.Contains(out, "ml_level=DEBUG") || !strings.Contains(out, "component=memberlist") {
 		t.Fatalf("memberlist log lines not routed: %q", out)
 	}
+}
+
+// A frame of a format version this build does not read (say, from a newer
+// scatter) is refused whole, never handed to OnMessage or OnState half
+// understood, and the node says so: a warning naming the version, once,
+// and the count and versions in Stats, which `scatter status` shows.
+func TestFutureFormatIsRefusedAndSaid(t *testing.T) {
+	var logs lockedBuffer
+	base := Config{SecretKey: testKey, PushPullInterval: 100 * time.Millisecond}
+	nodes, _ := startCluster(t, 2, base, func(i int, c *Config) {
+		if i == 0 {
+			c.Log = slog.New(slog.NewTextHandler(&logs, nil))
+		}
+	})
+	target, sender := nodes[0], nodes[1]
+	tm, _ := sender.Member(target.Name())
+	future := []byte{frameVersion + 1, byte(kindBroadcast), 'n', 'e', 'w'}
+	for range 3 {
+		if err := sender.ml.SendReliable(tm.mlNode(), future); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A state frame of the future too, as push/pull hands it over.
+	target.receiveState([]byte{frameVersion + 1, byte(kindState), 1, 'x', 0, 0, 0}, false)
+	waitFor(t, 10*time.Second, "future frames refused", func() bool { return target.Stats().FormatRefused >= 4 })
+	st := target.Stats()
+	if !slices.Equal(st.FormatVersions, []int{frameVersion + 1}) {
+		t.Errorf("FormatVersions = %v, want [%d]", st.FormatVersions, frameVersion+1)
+	}
+	if target.rec.count("new") != 0 || target.rec.count("\x01new") != 0 {
+		t.Errorf("a frame of an unknown format reached OnMessage")
+	}
+	out := logs.String()
+	if n := strings.Count(out, "unknown format version"); n != 1 || !strings.Contains(out, "version=2") || !strings.Contains(out, "level=WARN") {
+		t.Errorf("want one warning naming version 2, got %d:\n%s", n, out)
+	}
+	// The same node still reads current frames.
+	if err := sender.Broadcast([]byte("current")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a current broadcast delivered", func() bool { return target.rec.count("current") == 1 })
 }

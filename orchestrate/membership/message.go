@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -40,7 +41,9 @@ func (n *Node) receive(buf []byte) {
 	}
 	if err != nil {
 		n.stats.dropped.Add(1)
-		n.log.Debug("dropped message", "size", len(buf), "err", err)
+		if !n.unknownFormat(err, "message") {
+			n.log.Debug("dropped message", "size", len(buf), "err", err)
+		}
 		return
 	}
 	if f.kind == kindBroadcast {
@@ -64,6 +67,30 @@ func (n *Node) deliver(payload []byte) {
 		return
 	}
 	n.stats.delivered.Add(1)
+}
+
+// unknownFormat counts a frame refused for its format version and says so
+// at warn, once per version: a member that speaks a format this build does
+// not read (a newer scatter, mid-upgrade) must be seen in the log and in
+// status, not silently dropped. It reports whether err was such a refusal.
+func (n *Node) unknownFormat(err error, what string) bool {
+	var v versionError
+	if !errors.As(err, &v) {
+		return false
+	}
+	n.stats.formatRefused.Add(1)
+	n.formatsMu.Lock()
+	if n.formats == nil {
+		n.formats = map[byte]uint64{}
+	}
+	first := n.formats[byte(v)] == 0
+	n.formats[byte(v)]++
+	n.formatsMu.Unlock()
+	if first {
+		n.log.Warn("refused gossip of an unknown format version: a member runs a scatter this build cannot read; upgrade this host",
+			"what", what, "version", int(v), "understood", frameVersion)
+	}
+	return true
 }
 
 func (n *Node) dropCallback(what string) {

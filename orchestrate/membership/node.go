@@ -56,6 +56,9 @@ type Node struct {
 	lim     frameLimits
 	stats   counters
 
+	formatsMu sync.Mutex
+	formats   map[byte]uint64 // frames refused by format version
+
 	metaMu sync.Mutex
 	meta   []byte // encoded Meta returned by NodeMeta
 

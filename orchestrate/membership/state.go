@@ -48,7 +48,9 @@ func (n *Node) receiveState(buf []byte, join bool) {
 	}
 	if err != nil {
 		n.stats.statesDropped.Add(1)
-		n.log.Debug("dropped state", "size", len(buf), "join", join, "err", err)
+		if !n.unknownFormat(err, "state") {
+			n.log.Debug("dropped state", "size", len(buf), "join", join, "err", err)
+		}
 		return
 	}
 	for _, p := range f.recent {

@@ -1,6 +1,9 @@
 package membership
 
-import "sync/atomic"
+import (
+	"slices"
+	"sync/atomic"
+)
 
 // Stats counts what a Node did with the messages it received since New.
 // Of the MessagesReceived, MessagesDropped were invalid, Duplicates were
@@ -21,11 +24,17 @@ type Stats struct {
 	CallbacksDropped uint64 // message and state events dropped: MaxPendingCallbacks reached
 	QueuePruned      uint64 // queued broadcasts pruned: MaxQueueDepth reached
 	QueueDepth       int    // broadcasts waiting in the gossip queue now
+	// FormatRefused counts messages and states (within MessagesDropped and
+	// StatesDropped) refused because their frame's format version is one
+	// this build does not read; FormatVersions lists those versions.
+	FormatRefused  uint64
+	FormatVersions []int
 }
 
 type counters struct {
 	received, dropped, duplicates, relayed, repaired, delivered, broadcasts atomic.Uint64
 	statesReceived, statesDropped, callbacksDropped, pruned                 atomic.Uint64
+	formatRefused                                                           atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -44,5 +53,18 @@ func (n *Node) Stats() Stats {
 		CallbacksDropped: c.callbacksDropped.Load(),
 		QueuePruned:      c.pruned.Load(),
 		QueueDepth:       n.queue.NumQueued(),
+		FormatRefused:    c.formatRefused.Load(),
+		FormatVersions:   n.formatVersions(),
 	}
+}
+
+func (n *Node) formatVersions() []int {
+	n.formatsMu.Lock()
+	defer n.formatsMu.Unlock()
+	var out []int
+	for v := range n.formats {
+		out = append(out, int(v))
+	}
+	slices.Sort(out)
+	return out
 }

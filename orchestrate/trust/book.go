@@ -196,6 +196,8 @@ func Reason(err error) string {
 		return "bad-signature"
 	case errors.Is(err, ErrWrongSigner):
 		return "speaks-for-another"
+	case errors.Is(err, ErrUnknownVersion):
+		return "unknown-version"
 	case errors.Is(err, ErrMalformed):
 		return "malformed"
 	}

@@ -106,7 +106,20 @@ var (
 	ErrConflict    = errors.New("roster conflicts with one of the same version")
 	ErrNotEnrolled = errors.New("not enrolled")
 	ErrWrongSigner = errors.New("signed by another host")
+	// ErrUnknownVersion: a statement or roster in a format version this
+	// build does not read, most likely from a newer scatter. It is refused
+	// whole, never read as the version this build knows.
+	ErrUnknownVersion = errors.New("unknown format version")
 )
+
+// unknownVersion reports whether b starts with prefix (a magic without its
+// trailing version digit) followed by a version other than want.
+func unknownVersion(b []byte, prefix string, want byte) (byte, bool) {
+	if len(b) <= len(prefix) || !bytes.HasPrefix(b, []byte(prefix)) || b[len(prefix)] == want {
+		return 0, false
+	}
+	return b[len(prefix)], true
+}
 
 // RosterContext starts every message a roster signature covers; the JSON
 // body follows it. The origin daemon signs such a message for a deployer
@@ -165,6 +178,9 @@ func SignRoster(r *Roster, deploy crypto.Signer) ([]byte, error) {
 func OpenRoster(b []byte, deploy ed25519.PublicKey) (*Roster, error) {
 	if len(b) > MaxRosterSize {
 		return nil, fmt.Errorf("roster: %w: %d bytes", ErrMalformed, len(b))
+	}
+	if v, ok := unknownVersion(b, rosterMagic[:len(rosterMagic)-1], rosterMagic[len(rosterMagic)-1]); ok {
+		return nil, fmt.Errorf("roster: %w %q; this build reads %q", ErrUnknownVersion, v, rosterMagic[len(rosterMagic)-1])
 	}
 	if len(b) < len(rosterMagic)+ed25519.SignatureSize || !bytes.HasPrefix(b, []byte(rosterMagic)) {
 		return nil, fmt.Errorf("roster: %w: bad header", ErrMalformed)

@@ -22,6 +22,9 @@ const (
 //
 //	magic | kind (1) | name length (1) | name | signature (64) | body
 //
+// The magic's last character is the format version ("1"): a statement of
+// another version is refused as ErrUnknownVersion, never misread.
+//
 // The signature is the host key's over context | kind | name length | name
 // | body.
 const (
@@ -78,6 +81,9 @@ type Sealed struct {
 // panics (FuzzUnseal).
 func Unseal(kind Kind, b []byte) (Sealed, error) {
 	h := len(sealMagic)
+	if v, ok := unknownVersion(b, sealMagic[:h-1], sealMagic[h-1]); ok {
+		return Sealed{}, fmt.Errorf("statement: %w %q; this build reads %q", ErrUnknownVersion, v, sealMagic[h-1])
+	}
 	if len(b) < h+2 || !bytes.HasPrefix(b, []byte(sealMagic)) {
 		return Sealed{}, fmt.Errorf("statement: %w: bad header", ErrMalformed)
 	}

@@ -1,11 +1,13 @@
 package trust
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -169,4 +171,33 @@ func FuzzUnseal(f *testing.F) {
 			t.Fatalf("a statement by %q verified with a's key", s.Name)
 		}
 	})
+}
+
+// A statement or roster of a format version this build does not read (a
+// newer scatter's) is refused as ErrUnknownVersion, with that reason, and
+// never misread as version 1.
+func TestFutureFormatVersionIsRefused(t *testing.T) {
+	k := newKey(t)
+	good, err := Seal(KindState, "a", []byte(`{}`), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	future := bytes.Clone(good)
+	future[len(sealMagic)-1] = '2'
+	_, err = Unseal(KindState, future)
+	if !errors.Is(err, ErrUnknownVersion) || Reason(err) != "unknown-version" || !strings.Contains(err.Error(), `'2'`) {
+		t.Fatalf("Unseal of a version-2 statement: %v (reason %s)", err, Reason(err))
+	}
+	if _, err := Unseal(KindState, good); err != nil {
+		t.Fatalf("version 1 still opens: %v", err)
+	}
+	r := &Roster{Version: 1}
+	raw, err := SignRoster(r, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(rosterMagic)-1] = '2'
+	if _, err := OpenRoster(raw, k.Public().(ed25519.PublicKey)); !errors.Is(err, ErrUnknownVersion) {
+		t.Fatalf("OpenRoster of a version-2 roster: %v", err)
+	}
 }

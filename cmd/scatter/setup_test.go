@@ -1,0 +1,21 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestMain keeps the tests from reading this machine's scatter settings:
+// no SCATTER_* variable from the environment, and SCATTER_CONFIG set empty
+// so that `scatter seed`, here and in the daemons the tests start, never
+// loads /etc/scatter/seed.yaml.
+func TestMain(m *testing.M) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCATTER_") {
+			os.Unsetenv(k)
+		}
+	}
+	os.Setenv("SCATTER_CONFIG", "")
+	os.Exit(m.Run())
+}
