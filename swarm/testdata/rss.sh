@@ -62,7 +62,7 @@ gossip_addr() {
 	exit 1
 }
 
-seed origin 127.0.0.2 --origin
+seed origin 127.0.0.2 --origin --key "$run/deploy.key"
 origin_pid=${pids[0]}
 join=$(gossip_addr origin)
 seed host 127.0.0.3 --join "$join"
@@ -70,7 +70,7 @@ host_pid=${pids[1]}
 gossip_addr host >/dev/null
 
 start=$(date +%s.%N)
-id=$("$bin" publish --data "$run/origin" --key "$run/deploy.key" --repo mw --version 1 --message rss "$src")
+id=$("$bin" publish --data "$run/origin" --repo mw --version 1 --message rss "$src")
 pub=$(date +%s.%N)
 
 # Staged: the host logs it once the tree is in place.
