@@ -319,14 +319,20 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		// serving and keep trying rather than exit.
 		h.log.Warn("join failed; retrying in the background", "seeds", cfg.Join, "err", err)
 	}
-	h.wg.Add(1)
-	go h.syncStates()
+	if cfg.Origin {
+		// Only the deploy host needs every host's state at once (what runs
+		// where, for status and deploy). On every host of a fleet started
+		// together it cost N² full exchanges: at 200 hosts in one process
+		// the command-to-last-ack benchmark no longer converged.
+		h.wg.Add(1)
+		go h.syncStates()
+	}
 	return h, nil
 }
 
-// syncStates asks the members whose state blob has not arrived for it,
-// by a state exchange, 16 at a time, during the host's first minute: a
-// restarted or new deploy host then knows what runs where within seconds
+// syncStates (the deploy host's) asks the members whose state blob has not
+// arrived for it, by a state exchange, 16 at a time, during the host's
+// first minute: a restarted or new deploy host then knows what runs where within seconds
 // rather than as push/pull happens to reach each member (30 s apart).
 func (h *Host) syncStates() {
 	defer h.wg.Done()
