@@ -219,12 +219,10 @@ func Sign(c *Command, priv crypto.Signer) ([]byte, error) {
 	if n := len(magic) + ed25519.SignatureSize + len(body); n > MaxSize {
 		return nil, fmt.Errorf("sign command: %d bytes exceeds %d (too many target hosts in one command?)", n, MaxSize)
 	}
-	sig, err := priv.Sign(nil, append([]byte(signContext), body...), crypto.Hash(0))
+	out, err := keys.SealEnvelope(priv, magic, signContext, body)
 	if err != nil {
 		return nil, fmt.Errorf("sign command: %w", err)
 	}
-	out := append([]byte(magic), sig...)
-	out = append(out, body...)
 	if len(out) > MaxSize {
 		return nil, fmt.Errorf("sign command: %d bytes exceeds %d (too many target hosts in one command?)", len(out), MaxSize)
 	}
@@ -261,12 +259,10 @@ func Open(b []byte, trusted ed25519.PublicKey) (*Command, error) {
 	if len(b) > MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(b), MaxSize)
 	}
-	if len(b) < len(magic)+ed25519.SignatureSize || !bytes.HasPrefix(b, []byte(magic)) {
+	body, err := keys.OpenEnvelope(b, magic, signContext, trusted)
+	if errors.Is(err, keys.ErrEnvelopeHeader) {
 		return nil, fmt.Errorf("%w: bad header", ErrMalformed)
-	}
-	sig := b[len(magic) : len(magic)+ed25519.SignatureSize]
-	body := b[len(magic)+ed25519.SignatureSize:]
-	if !ed25519.Verify(trusted, append([]byte(signContext), body...), sig) {
+	} else if err != nil {
 		return nil, fmt.Errorf("%w (trusted key %s)", ErrSignature, keys.Fingerprint(trusted))
 	}
 	var c Command

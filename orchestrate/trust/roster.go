@@ -164,12 +164,10 @@ func SignRoster(r *Roster, deploy crypto.Signer) ([]byte, error) {
 	if n := len(rosterMagic) + ed25519.SignatureSize + len(body); n > MaxRosterSize {
 		return nil, fmt.Errorf("roster: %d bytes exceeds %d", n, MaxRosterSize)
 	}
-	sig, err := deploy.Sign(nil, append([]byte(rosterContext), body...), crypto.Hash(0))
+	out, err := keys.SealEnvelope(deploy, rosterMagic, rosterContext, body)
 	if err != nil {
 		return nil, fmt.Errorf("roster: %w", err)
 	}
-	out := append([]byte(rosterMagic), sig...)
-	out = append(out, body...)
 	return out, nil
 }
 
@@ -182,12 +180,10 @@ func OpenRoster(b []byte, deploy ed25519.PublicKey) (*Roster, error) {
 	if v, ok := unknownVersion(b, rosterMagic[:len(rosterMagic)-1], rosterMagic[len(rosterMagic)-1]); ok {
 		return nil, fmt.Errorf("roster: %w %q; this build reads %q", ErrUnknownVersion, v, rosterMagic[len(rosterMagic)-1])
 	}
-	if len(b) < len(rosterMagic)+ed25519.SignatureSize || !bytes.HasPrefix(b, []byte(rosterMagic)) {
+	body, err := keys.OpenEnvelope(b, rosterMagic, rosterContext, deploy)
+	if errors.Is(err, keys.ErrEnvelopeHeader) {
 		return nil, fmt.Errorf("roster: %w: bad header", ErrMalformed)
-	}
-	sig := b[len(rosterMagic) : len(rosterMagic)+ed25519.SignatureSize]
-	body := b[len(rosterMagic)+ed25519.SignatureSize:]
-	if !ed25519.Verify(deploy, append([]byte(rosterContext), body...), sig) {
+	} else if err != nil {
 		return nil, fmt.Errorf("roster: %w (trusted deploy key %s)", ErrSignature, keys.Fingerprint(deploy))
 	}
 	var r Roster
