@@ -121,8 +121,10 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 			return nil, fmt.Errorf("gc: %w", err)
 		}
 	}
-	w := &Writer{st: s, force: true, queued: map[core.ChunkID]bool{}}
-	var drop []*packFile
+	var (
+		drop    []*packFile
+		entries [][]packEntry
+	)
 	for _, pl := range plans {
 		total := pl.liveBytes + pl.deadBytes
 		switch {
@@ -131,33 +133,48 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 		case pl.liveBytes > 0 && float64(pl.liveBytes) >= repackBelow*float64(total):
 			continue // mostly live: keep the dead bytes for now
 		}
-		for _, e := range pl.entries {
-			if !live[e.id] || w.queued[e.id] {
+		if pl.liveBytes > 0 {
+			res.RewrittenPacks++
+		}
+		res.FreedBytes += pl.deadBytes
+		drop, entries = append(drop, pl.p), append(entries, pl.entries)
+	}
+	if err := s.repackLocked(drop, entries, func(e packEntry) bool { return live[e.id] }); err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	s.clearTemp()
+	return res, nil
+}
+
+// repackLocked copies the entries of packs (entries[i] is packs[i]'s index)
+// that keep accepts into new packs, synced, then removes packs and rebuilds
+// the index from the packs left. The caller holds the exclusive lock.
+func (s *Store) repackLocked(packs []*packFile, entries [][]packEntry, keep func(packEntry) bool) error {
+	w := &Writer{st: s, force: true, queued: map[core.ChunkID]bool{}}
+	for i, p := range packs {
+		for _, e := range entries[i] {
+			if !keep(e) || w.queued[e.id] {
 				continue
 			}
-			z, err := chunkLoc{pack: pl.p, off: e.off, csize: e.csize, size: e.size}.readFrame()
+			z, err := chunkLoc{pack: p, off: e.off, csize: e.csize, size: e.size}.readFrame()
 			if err == nil {
 				_, err = w.PutCompressed(e.id, z, int(e.size))
 			}
 			if err != nil {
 				w.Abort()
-				return nil, fmt.Errorf("gc: rewrite pack %s: %w", pl.p.name, err)
+				return fmt.Errorf("rewrite pack %s: %w", p.name, err)
 			}
 		}
-		if pl.liveBytes > 0 {
-			res.RewrittenPacks++
-		}
-		res.FreedBytes += pl.deadBytes
-		drop = append(drop, pl.p)
 	}
 	// The rewritten chunks are synced in their new packs before the old
 	// packs go.
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("gc: %w", err)
+		return err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var errs []error
-	for _, p := range drop {
+	for _, p := range packs {
 		delete(s.packs, p.name)
 		p.f.Close()
 		if err := os.Remove(s.dir.Pack(p.name)); err != nil {
@@ -177,12 +194,44 @@ func (s *Store) GC(opt GCOptions) (*GCResult, error) {
 		}
 		s.addPackLocked(p, entries)
 	}
+	return errors.Join(errs...)
+}
+
+// DropChunk removes chunk id, which a read found corrupt, from the store,
+// so that nothing reuses it and the next fetch stores it again. The store
+// forgets it at once; its pack is rewritten without it under the exclusive
+// lock, so that it stays gone after a restart. While a build or fetch
+// holds the store (ErrStoreBusy) only the forgetting is done, and a later
+// read that finds it corrupt again drops it then.
+func (s *Store) DropChunk(id core.ChunkID) error {
+	s.mu.Lock()
+	l, ok := s.index.get(id)
+	s.index.remove(id)
 	s.mu.Unlock()
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("gc: %w", err)
+	if !ok {
+		return nil
 	}
-	s.clearTemp()
-	return res, nil
+	unlock, err := s.lock(true)
+	if err != nil {
+		return fmt.Errorf("drop chunk %s: %w", id.Short(), err)
+	}
+	defer unlock()
+	s.mu.RLock()
+	p := s.packs[l.pack.name]
+	s.mu.RUnlock()
+	if p != l.pack {
+		return fmt.Errorf("drop chunk %s: pack %s was rewritten meanwhile", id.Short(), l.pack.name)
+	}
+	entries, err := readPackIndex(p.f, p.size)
+	if err != nil {
+		return fmt.Errorf("drop chunk %s: pack %s: %w", id.Short(), p.name, err)
+	}
+	// Only the bad copy goes: another pack may hold the chunk too.
+	bad := func(e packEntry) bool { return e.id == id && e.off == l.off }
+	if err := s.repackLocked([]*packFile{p}, [][]packEntry{entries}, func(e packEntry) bool { return !bad(e) }); err != nil {
+		return fmt.Errorf("drop chunk %s: %w", id.Short(), err)
+	}
+	return nil
 }
 
 // clearTemp removes everything in tmp/. Only gc calls it, under the

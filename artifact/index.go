@@ -27,7 +27,7 @@ import (
 // second copy of the index. Not safe for concurrent use: the Store's lock
 // guards it.
 type chunkIndex struct {
-	blocks [][]indexEntry // sorted across blocks; each full but the last
+	blocks [][]indexEntry // sorted across blocks; each full but the last, or short of entries removed
 	n      int            // entries in blocks
 	recent []indexEntry   // sorted
 	packs  []*packFile    // indexEntry.pack indexes this
@@ -87,6 +87,38 @@ func (x *chunkIndex) confirm(e indexEntry, id core.ChunkID) (chunkLoc, bool) {
 		return chunkLoc{}, false
 	}
 	return chunkLoc{pack: p, off: pe.off, csize: pe.csize, size: pe.size}, true
+}
+
+// remove forgets where chunk id lives, if the index holds it.
+func (x *chunkIndex) remove(id core.ChunkID) {
+	k := keyOf(id)
+	i, _ := slices.BinarySearchFunc(x.recent, k, cmpKey)
+	for ; i < len(x.recent) && x.recent[i].key == k; i++ {
+		if _, ok := x.confirm(x.recent[i], id); ok {
+			x.recent = slices.Delete(x.recent, i, i+1)
+			return
+		}
+	}
+	for b := range x.blocks {
+		blk := x.blocks[b]
+		if blk[len(blk)-1].key < k {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(blk, k, cmpKey)
+		for ; i < len(blk) && blk[i].key == k; i++ {
+			if _, ok := x.confirm(blk[i], id); ok {
+				x.blocks[b] = slices.Delete(blk, i, i+1)
+				if len(x.blocks[b]) == 0 {
+					x.blocks = slices.Delete(x.blocks, b, b+1)
+				}
+				x.n--
+				return
+			}
+		}
+		if i < len(blk) {
+			return
+		}
+	}
 }
 
 func (x *chunkIndex) has(id core.ChunkID) bool {

@@ -74,6 +74,21 @@ func TestChunkIndex(t *testing.T) {
 	if n := x.len(); n != len(want) {
 		t.Fatalf("index holds %d entries, want %d", n, len(want))
 	}
+	// Removing chunks (a corrupt one dropped) forgets exactly those, in
+	// blocks and in recent entries.
+	gone := map[core.ChunkID]bool{}
+	for _, id := range all[:len(all)/3] {
+		x.remove(id)
+		gone[id] = true
+	}
+	for id := range want {
+		if x.has(id) == gone[id] {
+			t.Fatalf("chunk %s: held %v after removing a third", id.Short(), x.has(id))
+		}
+	}
+	if n := x.len(); n != len(want)-len(gone) {
+		t.Fatalf("index holds %d entries after removal, want %d", n, len(want)-len(gone))
+	}
 }
 
 // Chunks whose IDs share their first 8 bytes (the index's key) are told

@@ -402,7 +402,7 @@ func writeEntry(st *Store, chunks *Table, j job, dir, prevDir string, rec *treeR
 		data, err := st.ReadChunk(ref.ID, int(ref.Size), *buf)
 		if err != nil {
 			unix.Close(fd)
-			return w, err
+			return w, dropCorrupt(st, ref.ID, err)
 		}
 		*buf = data
 		if err := writeAll(fd, data); err != nil {
@@ -419,6 +419,21 @@ func writeEntry(st *Store, chunks *Table, j job, dir, prevDir string, rec *treeR
 		err = cerr
 	}
 	return w, err
+}
+
+// dropCorrupt returns err, the error of reading chunk id, after dropping
+// the chunk from the store if it was corrupt. A fetched chunk is stored
+// once its torrent pieces pass their SHA-1 check and is first decompressed
+// and checked against its ID here: a bad one must not stay where the next
+// release would reuse it.
+func dropCorrupt(st *Store, id core.ChunkID, err error) error {
+	if !errors.Is(err, ErrChunkCorrupt) {
+		return err
+	}
+	if derr := st.DropChunk(id); derr != nil {
+		return errors.Join(err, derr)
+	}
+	return fmt.Errorf("%w (dropped from the store: the next fetch gets it again)", err)
 }
 
 // createFile creates the file p, which must not exist, with the final mode

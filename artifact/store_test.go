@@ -449,3 +449,83 @@ func TestWriteTempFromLimit(t *testing.T) {
 		t.Fatalf("read back %q, %v", b, err)
 	}
 }
+
+// A fetched chunk is first checked by SHA-256 when it is staged: one that
+// fails there is named, and dropped from the store (for good: the pack is
+// rewritten without it) so that no later release reuses it; the rest of
+// its pack stays. Once a good copy is stored again, the release stages.
+func TestCorruptChunkIsDroppedAndStoredAgain(t *testing.T) {
+	st, sm, src := builtRelease(t)
+	bad := firstChunkOf(sm, "includes/Setup.php")
+	good, err := st.ReadCompressedChunk(bad.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corruptChunk(t, st, bad.ID)
+	dest := filepath.Join(t.TempDir(), "out")
+	_, err = Materialize(context.Background(), st, sm, dest, MaterializeOptions{})
+	if !errors.Is(err, ErrChunkCorrupt) || !strings.Contains(err.Error(), bad.ID.String()) || !strings.Contains(err.Error(), "dropped from the store") {
+		t.Fatalf("materialize: got %v", err)
+	}
+	if st.HasChunk(bad.ID) {
+		t.Fatal("the corrupt chunk is still in the store")
+	}
+	st.Close()
+	st, err = OpenStore(st.Dir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	problems, err := Verify(context.Background(), st, sm.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 1 || problems[0].Chunk != bad.ID || !errors.Is(problems[0].Err, ErrChunkMissing) {
+		t.Fatalf("after reopening, verify found %v; want only the dropped chunk missing", problems)
+	}
+	w, err := st.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.PutCompressed(bad.ID, good, int(bad.Size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Materialize(context.Background(), st, sm, dest, MaterializeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := treeDigest(t, dest), treeDigest(t, src); got != want {
+		t.Fatalf("staged tree differs from its source:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// While a writer holds the store, a corrupt chunk is only forgotten by this
+// process (its pack cannot be rewritten under a writer): the error says
+// so, and a read after reopening finds it corrupt again.
+func TestCorruptChunkDropWhileStoreBusy(t *testing.T) {
+	st, sm, _ := builtRelease(t)
+	bad := firstChunkOf(sm, "includes/Setup.php")
+	corruptChunk(t, st, bad.ID)
+	w, err := st.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Materialize(context.Background(), st, sm, filepath.Join(t.TempDir(), "out"), MaterializeOptions{})
+	w.Close()
+	if !errors.Is(err, ErrChunkCorrupt) || !errors.Is(err, ErrStoreBusy) {
+		t.Fatalf("materialize: got %v", err)
+	}
+	if st.HasChunk(bad.ID) {
+		t.Fatal("the corrupt chunk is still in the store's index")
+	}
+	again, err := OpenStore(st.Dir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if _, err := again.ReadChunk(bad.ID, int(bad.Size), nil); !errors.Is(err, ErrChunkCorrupt) {
+		t.Fatalf("after reopening: got %v, want the chunk corrupt again", err)
+	}
+}

@@ -24,8 +24,8 @@ import (
 // torrent. A piece is complete, before any byte moves, when the store holds
 // every chunk it overlaps: that is how a host holding the parent release
 // skips what it has. Incoming blocks are staged in a sparse partial file;
-// once a chunk's pieces have passed their SHA-1 check, its frame is checked
-// again by SHA-256 against its chunk ID and only then added to the store.
+// once a chunk's pieces have passed their SHA-1 check, its frame is added
+// to the store (MarkComplete says why it is not decompressed there).
 //
 // A chunk is stored only when every piece it overlaps is done, so after a
 // crash most pieces would look incomplete (a neighbour is missing) although
@@ -279,7 +279,12 @@ func (p *chunkPiece) WriteAt(b []byte, off int64) (int, error) {
 }
 
 // MarkComplete runs after the piece passed its SHA-1 check: every chunk whose
-// pieces are now all complete is verified by SHA-256 and stored.
+// pieces are now all complete is stored as it came, not decompressed. Its
+// pieces' hashes are in the torrent's info, whose hash the deploy key
+// signed, and the origin built them only from frames that decode to their
+// chunk (MakeTorrent). Staging decompresses each chunk once and checks it
+// by SHA-256 against its ID (Store.ReadChunk); one that fails there is
+// dropped from the store (artifact.Store.DropChunk) and fetched again.
 func (p *chunkPiece) MarkComplete() error {
 	s := p.s
 	s.mu.Lock()
@@ -308,13 +313,6 @@ func (p *chunkPiece) MarkComplete() error {
 		z := s.frame[:c.CSize]
 		if _, err := f.ReadAt(z, c.Off); err != nil {
 			return fmt.Errorf("stage chunk %s: %w", c.ID.Short(), err)
-		}
-		if err := artifact.CheckFrame(c.ID, z, int(c.Size)); err != nil {
-			s.done[p.index] = false
-			// The piece passed SHA-1 but the chunk fails SHA-256: the torrent
-			// itself is bad, not a peer. Say so; anacrolix only sees an error.
-			s.log.Error("chunk failed verification after its pieces passed", "release", s.layout.Release, "chunk", c.ID, "err", err)
-			return err
 		}
 		if s.w == nil {
 			if s.w, err = s.st.NewWriter(); err != nil {
