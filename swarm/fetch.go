@@ -109,8 +109,15 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	if err != nil {
 		return err
 	}
+	// A chunk that failed its check when the last try staged was dropped
+	// from the store (artifact.Store.DropChunk), or one was missing: if it
+	// was the parent's, the delta torrent does not carry it, and only the
+	// full one brings it back.
+	n.mu.Lock()
+	lacked := errors.Is(rel.err, artifact.ErrChunkCorrupt) || errors.Is(rel.err, artifact.ErrChunkMissing)
+	n.mu.Unlock()
 	kind := Full
-	if !a.Parent.IsZero() && n.holds(r, a.Parent) {
+	if !a.Parent.IsZero() && !lacked && n.holds(r, a.Parent) {
 		kind = Delta
 	}
 	tor, err := n.torrent(r, a, t, kind)
