@@ -3,6 +3,7 @@ package artifact
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -177,7 +178,8 @@ func (s *Store) repackLocked(packs []*packFile, entries [][]packEntry, keep func
 	for _, p := range packs {
 		delete(s.packs, p.name)
 		p.f.Close()
-		if err := os.Remove(s.dir.Pack(p.name)); err != nil {
+		// Another process may have rewritten and removed it already.
+		if err := os.Remove(s.dir.Pack(p.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
