@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/anacrolix/torrent/iplist"
 )
@@ -18,6 +19,10 @@ import (
 // wire through anacrolix's IP blocklist, the metadata server in its
 // listener. The check is by source IP, which is why a host dials from the
 // address it advertises.
+
+// allowRefresh is how often the allowlist is rebuilt from PeerSource
+// besides on a miss.
+const allowRefresh = time.Second
 
 // allowlist is a snapshot of the addresses let in, replaced whole on each
 // refresh so that lookups take no lock: anacrolix consults it with its
@@ -144,7 +149,7 @@ func (allowRanger) NumRanges() int { return 1 }
 // requests.
 type gateListener struct {
 	net.Listener
-	n         *Node
+	admit     func(netip.Addr) bool
 	perClient int
 
 	mu   sync.Mutex
@@ -158,7 +163,7 @@ func (l *gateListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err != nil || !l.n.admit(ap.Addr()) {
+		if err != nil || !l.admit(ap.Addr()) {
 			refuse(c)
 			continue
 		}
@@ -184,11 +189,11 @@ func refuse(c net.Conn) {
 	c.Close()
 }
 
-// openConns reports the metadata server's open connections from ip.
-func (n *Node) openConns(ip netip.Addr) int {
-	n.gate.mu.Lock()
-	defer n.gate.mu.Unlock()
-	return n.gate.open[ip.Unmap()]
+// openConns reports the connections open from ip.
+func (l *gateListener) openConns(ip netip.Addr) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open[ip.Unmap()]
 }
 
 type gateConn struct {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"scatter/artifact"
-	"scatter/artifact/core"
 	"time"
 )
 
@@ -20,7 +19,7 @@ import (
 func (n *Node) fetchLoop(r *repo) {
 	defer n.wg.Done()
 	for {
-		rel, retryAt := n.nextQueued(r)
+		rel, retryAt := n.reg.next(r, n.cfg.Clock.Now())
 		if rel == nil {
 			var retry <-chan time.Time
 			if !retryAt.IsZero() {
@@ -35,15 +34,7 @@ func (n *Node) fetchLoop(r *repo) {
 			continue
 		}
 		err := n.fetch(r, rel)
-		n.mu.Lock()
-		rel.x = nil
-		rel.done, rel.cpuDone = n.cfg.Clock.Now(), processCPU()
-		if err != nil {
-			rel.state, rel.err, rel.retryAt = Failed, err, rel.done.Add(RetryAfter)
-		} else {
-			rel.state, rel.err, rel.stuck, rel.reason = Staged, nil, "", ""
-		}
-		n.mu.Unlock()
+		n.reg.finish(rel, n.cfg.Clock.Now(), err, RetryAfter)
 		if err != nil {
 			if n.ctx.Err() != nil {
 				return
@@ -51,7 +42,7 @@ func (n *Node) fetchLoop(r *repo) {
 			n.cfg.Log.Error("fetch failed; trying again later", "repo", r.name, "release", rel.ann.Release,
 				"retry_in", RetryAfter, "err", err)
 		} else {
-			n.collect(r)
+			n.reg.collect(r)
 		}
 		n.cfg.OnChange()
 	}
@@ -59,44 +50,6 @@ func (n *Node) fetchLoop(r *repo) {
 
 // RetryAfter is how long a failed fetch waits before it is tried again.
 const RetryAfter = 5 * time.Second
-
-// nextQueued picks the repo's next release to fetch and marks it Fetching:
-// the oldest queued one, else the oldest failed one whose retry is due.
-// With none, it returns when the next retry falls due (zero: none
-// pending).
-func (n *Node) nextQueued(r *repo) (*release, time.Time) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	now := n.cfg.Clock.Now()
-	var next *release
-	var retryAt time.Time
-	older := func(a, b *release) bool { return b == nil || a.ann.Time.Before(b.ann.Time) }
-	for _, rel := range r.rels {
-		if rel.state == Queued && older(rel, next) {
-			next = rel
-		}
-	}
-	if next == nil {
-		for _, rel := range r.rels {
-			if rel.state != Failed {
-				continue
-			}
-			if !rel.retryAt.After(now) {
-				if older(rel, next) {
-					next = rel
-				}
-			} else if retryAt.IsZero() || rel.retryAt.Before(retryAt) {
-				retryAt = rel.retryAt
-			}
-		}
-	}
-	if next != nil {
-		next.state, next.started = Fetching, now
-		next.cpuStart, next.cpuHeld, next.cpuDone = processCPU(), 0, 0
-		return next, time.Time{}
-	}
-	return nil, retryAt
-}
 
 // fetch gets, verifies, stages and starts seeding one release.
 func (n *Node) fetch(r *repo, rel *release) error {
@@ -110,7 +63,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 		return err
 	}
 	kind := Full
-	if !a.Parent.IsZero() && n.holds(r, a.Parent) {
+	if !a.Parent.IsZero() && n.reg.holds(r, a.Parent) {
 		kind = Delta
 	}
 	tor, err := n.torrent(r, a, t, kind)
@@ -121,16 +74,12 @@ func (n *Node) fetch(r *repo, rel *release) error {
 	if err != nil {
 		return err
 	}
-	n.mu.Lock()
-	rel.x, rel.kind, rel.total = x, kind, tor.Layout.Length
-	n.mu.Unlock()
+	n.reg.transferring(rel, x, kind)
 	if err := n.fetchPieces(rel, x, kind); err != nil {
 		x.Drop()
 		return err
 	}
-	n.mu.Lock()
-	rel.held, rel.heldAt, rel.cpuHeld = true, n.cfg.Clock.Now(), processCPU()
-	n.mu.Unlock()
+	n.reg.holding(rel, n.cfg.Clock.Now())
 	n.cfg.OnChange()
 	seeds := []*Transfer{x}
 	// Serve the other torrent too, from the same chunks.
@@ -139,7 +88,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 		other = Delta
 	}
 	if other == Full || !a.Parent.IsZero() {
-		if parentOK := other == Full || n.holds(r, a.Parent); parentOK {
+		if parentOK := other == Full || n.reg.holds(r, a.Parent); parentOK {
 			if t2, err := n.torrent(r, a, t, other); err != nil {
 				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
 			} else if x2, err := n.e.Add(r.st, t2.Layout, t2.Info, r.dir); err == nil {
@@ -157,9 +106,7 @@ func (n *Node) fetch(r *repo, rel *release) error {
 			return err
 		}
 	}
-	n.mu.Lock()
-	rel.seeds = seeds
-	n.mu.Unlock()
+	n.reg.seeding(rel, seeds)
 	n.cfg.Log.Info("release staged", "repo", r.name, "release", a.Release, "kind", kind)
 	return nil
 }
@@ -205,26 +152,11 @@ func (n *Node) stage(r *repo, t *artifact.Table) error {
 		return nil
 	}
 	opt := artifact.MaterializeOptions{Log: n.cfg.Log}
-	if prev := n.newestStaged(r, id); prev != nil {
+	if prev := n.reg.newestStaged(r, id); prev != nil {
 		opt.Previous = prev
 	}
 	_, err := artifact.MaterializeStored(n.ctx, r.st, t, dest, opt)
 	return err
-}
-
-func (n *Node) newestStaged(r *repo, except core.ReleaseID) *artifact.Previous {
-	n.mu.Lock()
-	var best *release
-	for id, rel := range r.rels {
-		if id != except && (rel.state == Staged) && (best == nil || rel.ann.Time.After(best.ann.Time)) {
-			best = rel
-		}
-	}
-	n.mu.Unlock()
-	if best == nil {
-		return nil
-	}
-	return &artifact.Previous{Release: best.ann.Release, Dir: r.dir.Release(best.ann.Release)}
 }
 
 // manifest returns the release's chunk table from the store or, failing
@@ -239,7 +171,7 @@ func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Table, error) {
 	var t *artifact.Table
 	// The envelope goes to disk as it arrives: PutFetched checks it from
 	// there.
-	err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), func(body io.Reader) error {
+	err := n.meta.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), func(body io.Reader) error {
 		got, err := r.st.PutFetched(body, n.cfg.PubKey, a.Release)
 		t = got
 		return err
@@ -260,7 +192,7 @@ func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (
 	path := r.dir.Torrent(a.Release, kind.String())
 	info, err := os.ReadFile(path)
 	if err != nil || InfoHashOf(info) != want {
-		err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), func(body io.Reader) error {
+		err = n.meta.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), func(body io.Reader) error {
 			b, err := readAtMost(body, maxInfoSize)
 			if err != nil {
 				return err

@@ -65,7 +65,7 @@ func (f *pieceFetch) follow() error {
 		}
 		select {
 		case err := <-done:
-			n.reportBadPeers()
+			n.stalls.reportBanned()
 			return err
 		case err := <-f.stripe:
 			f.stripe = nil
@@ -77,7 +77,7 @@ func (f *pieceFetch) follow() error {
 		case <-tick.C():
 		}
 		f.tick(len(addrs))
-		n.reportBadPeers()
+		n.stalls.reportBanned()
 	}
 }
 
@@ -89,7 +89,7 @@ func (f *pieceFetch) tick(known int) {
 	got, _ := x.Progress()
 	if got != f.last {
 		f.last, f.lastProgress, f.rejectedBefore = got, clk.Now(), x.Rejected()
-		n.setStuck(f.rel, x, "", "")
+		f.setStuck("", "")
 		return
 	}
 	stalled := clk.Since(f.lastProgress)
@@ -109,8 +109,7 @@ func (f *pieceFetch) tick(known int) {
 		// Right after a reconnect the host is briefly unconnected: not a
 		// reason worth reporting.
 		if clk.Since(f.lastReconnect) >= reconnectGrace {
-			reason, why := n.diagnose(x, known, holding, rejected, f.lastProgress)
-			n.setStuck(f.rel, x, reason, why)
+			f.setStuck(f.diagnose(known, holding, rejected))
 		}
 	}
 	evidence := rejected > 0 || stalled >= n.cfg.StallAfter
@@ -133,57 +132,37 @@ const (
 	reconnectGrace = 2 * time.Second
 )
 
-// setStuck records why rel's transfer x makes no progress ("" once it
-// moves again) and logs each new reason. When a stall begins it also logs
+// setStuck records why the transfer makes no progress ("" once it moves
+// again) and logs each new reason. When a stall begins it also logs
 // the transfer's state in the engine (each connection's choke and
 // interest flags, requests in flight either way, pieces held): what tells
 // a peer that will not send from a host that does not ask.
-func (n *Node) setStuck(rel *release, x *Transfer, reason StallReason, why string) {
-	n.mu.Lock()
-	was, wasReason := rel.stuck, rel.reason
-	rel.stuck, rel.reason = why, reason
+func (f *pieceFetch) setStuck(reason StallReason, why string) {
+	n, rel := f.n, f.rel
+	wasReason, was := n.reg.setStuck(rel, reason, why)
 	if reason != "" && reason != wasReason {
-		n.stalls[reason]++
+		n.stalls.begun(reason)
 	}
-	n.mu.Unlock()
 	if why == was {
 		return
 	}
 	if why != "" {
 		n.cfg.Log.Warn("fetch stalled", "release", rel.ann.Release, "why", why)
 		if was == "" {
-			n.cfg.Log.Info("engine state at the stall", "release", rel.ann.Release, "state", x.Status())
+			n.cfg.Log.Info("engine state at the stall", "release", rel.ann.Release, "state", f.x.Status())
 		}
 	}
 	n.cfg.OnChange()
 }
 
-// StallReason is the kind of a stall: a short, fixed name for counting
-// (metrics label them by it), where ReleaseStatus.Stuck says it in words.
-type StallReason string
-
-// The reasons a fetch stalls, in the order diagnose tries them.
-const (
-	StallNoPeers      StallReason = "no_peers"      // membership knows no other host
-	StallWriteFailed  StallReason = "write_failed"  // received blocks cannot be written
-	StallPeersBanned  StallReason = "peers_banned"  // every peer sent bad data
-	StallNotConnected StallReason = "not_connected" // peers known, none reachable
-	StallNoHolder     StallReason = "no_holder"     // connected, none holds a missing piece
-	StallBadPieces    StallReason = "bad_pieces"    // pieces failed verification
-	StallRejected     StallReason = "rejected"      // holders reject our requests
-	StallNotSending   StallReason = "not_sending"   // holders choke, are capped, or do not answer
-)
-
-// StallReasons lists every StallReason.
-var StallReasons = []StallReason{StallNoPeers, StallWriteFailed, StallPeersBanned, StallNotConnected,
-	StallNoHolder, StallBadPieces, StallRejected, StallNotSending}
-
-// diagnose says why a transfer makes no progress, as a kind and in words.
-// holding is how many connected peers hold a piece it lacks, rejected how
-// many Reject messages peers sent since progress stopped at since.
-func (n *Node) diagnose(x *Transfer, known, holding int, rejected int64, since time.Time) (StallReason, string) {
+// diagnose says why the transfer makes no progress, as a kind and in
+// words. known is how many peer addresses it was given, holding how many
+// connected peers hold a piece it lacks, rejected how many Reject messages
+// peers sent since progress stopped.
+func (f *pieceFetch) diagnose(known, holding int, rejected int64) (StallReason, string) {
+	n, x, since := f.n, f.x, f.lastProgress
 	st := x.Stats()
-	bad := len(n.e.cl.BadPeerIPs())
+	bad := len(n.stalls.bannedIPs())
 	werr, werrAt := x.WriteErr()
 	switch {
 	case known == 0:
@@ -205,19 +184,5 @@ func (n *Node) diagnose(x *Transfer, known, holding int, rejected int64, since t
 	default:
 		return StallNotSending, fmt.Sprintf("%d peers hold missing pieces but none is sending: choking, rate-limited, or not answering "+
 			"(reconnecting about every %s)", holding, min(reconnectAfter, n.cfg.StallAfter))
-	}
-}
-
-// reportBadPeers logs, once each, peers banned for failed piece hashes.
-func (n *Node) reportBadPeers() {
-	for _, ip := range n.e.cl.BadPeerIPs() {
-		n.mu.Lock()
-		seen := n.bad[ip]
-		n.bad[ip] = true
-		n.mu.Unlock()
-		if !seen {
-			n.cfg.Log.Error("peer sent data that failed verification; banned", "peer", n.peerName(ip), "ip", ip)
-			n.cfg.OnChange()
-		}
 	}
 }

@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,40 +104,24 @@ func (c Config) Validate() error {
 type Node struct {
 	cfg  Config
 	e    *Engine
-	ln   net.Listener
-	srv  *http.Server
-	http *http.Client
 	ctx  context.Context
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
-	// stripeTurns makes the origin send stripe pieces round robin; it
-	// has its own lock.
-	stripeTurns turns
-	// metaSlots bounds the manifests and infos this node sends at once
-	// (metadata.go).
-	metaSlots chan struct{}
+	// reg is the repos and their releases (registry.go).
+	reg *registry
+	// srv answers peers (metaserver.go); meta asks them (metadata.go).
+	srv  *metaServer
+	meta *metaClient
+
 	// allow is who may use the data plane (allow.go); allowKick asks
-	// for a refresh, selfIP is this host's own address, gate the
-	// metadata server's listener.
+	// for a refresh, selfIP is this host's own address.
 	allow     allowlist
 	allowKick chan struct{}
 	selfIP    netip.Addr
-	gate      *gateListener
 	live      atomic.Bool // Resume was called
-	// metaClients is when each client may next take a metadata slot
-	// (metadata.go); metaMu guards it.
-	metaMu      sync.Mutex
-	metaClients map[netip.Addr]time.Time
-	// receiving is the metadata paths this node is receiving now, which
-	// it tells askers to ask again for instead of "not found".
-	receiving sync.Map
-
-	mu      sync.Mutex
-	repos   map[string]*repo
-	bad     map[string]bool       // peer IPs banned for bad data, already reported
-	stalls  map[StallReason]int64 // stalls begun, by reason, since start
-	layouts map[string]*Layout    // parsed layouts served as stripes, by "<id>.<kind>"
+	// stalls counts stalls and banned peers (stalls.go).
+	stalls *stalls
 }
 
 // NewNode opens the data directory, starts the engine and the metadata
@@ -151,16 +136,14 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	cfg.Engine.Clock = cfg.Clock
 	n := &Node{
-		cfg: cfg, repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{}, stalls: map[StallReason]int64{},
-		metaSlots: make(chan struct{}, metaSlots), allowKick: make(chan struct{}, 1),
-		metaClients: map[netip.Addr]time.Time{},
+		cfg: cfg, reg: newRegistry(cfg.DataDir, cfg.PubKey, cfg.Keep, cfg.Log),
+		allowKick: make(chan struct{}, 1),
 	}
 	if h, _, err := net.SplitHostPort(cfg.HTTPAddr); err == nil {
 		if ip, err := netip.ParseAddr(h); err == nil && !ip.IsUnspecified() {
 			n.selfIP = ip.Unmap()
 		}
 	}
-	n.http = newMetaClient(n.selfIP)
 	n.refreshAllow()
 	cfg.Engine.Allow = n.engineAllow
 	e, err := NewEngine(cfg.Engine)
@@ -173,32 +156,26 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("swarm: metadata server: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	n.e, n.ln, n.ctx, n.stop = e, ln, ctx, stop
-	n.gate = &gateListener{Listener: ln, n: n, perClient: maxConnsPerClient, open: map[netip.Addr]int{}}
-	n.srv = &http.Server{
-		Handler: n.handler(),
-		// A request is one line and a few headers: it arrives at once
-		// or not at all. Answers have no overall limit (a stripe takes
-		// S/U): each write has its own deadline (metadata.go, http.go).
-		ReadHeaderTimeout: serverReadTimeout,
-		ReadTimeout:       serverReadTimeout,
-		IdleTimeout:       serverIdleTimeout,
-		MaxHeaderBytes:    16 << 10,
-	}
-	n.wg.Add(2)
+	n.e, n.ctx, n.stop = e, ctx, stop
+	n.stalls = &stalls{log: cfg.Log, onChange: cfg.OnChange, bannedIPs: e.cl.BadPeerIPs, name: n.peerName,
+		counts: map[StallReason]int64{}, bad: map[string]bool{}}
+	n.srv = newMetaServer(n.reg, e.up, e.addSent, e.addMetaSent, cfg.Clock, cfg.Log, ctx.Done())
+	n.meta = &metaClient{http: metaHTTP(n.selfIP), peers: cfg.Peers, dc: cfg.DC, clock: cfg.Clock, ctx: ctx, receiving: n.srv.receiving}
+	mux := http.NewServeMux()
+	mux.Handle("GET /announce", tracker{knows: n.reg.knows, peers: func() []string { return append(n.peerAddrs(), n.BTAddr()) }})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(n.Status())
+	})
+	n.srv.start(ln, n.admit, mux, &n.wg)
+	n.wg.Add(1)
 	go n.refreshAllowLoop()
-	go func() {
-		defer n.wg.Done()
-		if err := n.srv.Serve(n.gate); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			cfg.Log.Error("metadata server stopped", "err", err)
-		}
-	}()
 	return n, nil
 }
 
 // BTAddr and HTTPAddr are what membership advertises.
 func (n *Node) BTAddr() string   { return n.e.Addr() }
-func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
+func (n *Node) HTTPAddr() string { return n.srv.addr() }
 
 // Engine exposes the engine, for counters.
 func (n *Node) Engine() *Engine { return n.e }
@@ -206,13 +183,9 @@ func (n *Node) Engine() *Engine { return n.e }
 // Close stops fetching and serving.
 func (n *Node) Close() error {
 	n.stop()
-	n.srv.Close()
+	n.srv.close()
 	err := n.e.Close()
 	n.wg.Wait()
-	n.mu.Lock()
-	for _, r := range n.repos {
-		r.st.Close()
-	}
-	n.mu.Unlock()
+	n.reg.close()
 	return err
 }
