@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"scatter/swarm/clock"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -114,12 +113,10 @@ type Node struct {
 	srv  *metaServer
 	meta *metaClient
 
-	// allow is who may use the data plane (allow.go); allowKick asks
-	// for a refresh, selfIP is this host's own address.
-	allow     allowlist
-	allowKick chan struct{}
-	selfIP    netip.Addr
-	live      atomic.Bool // Resume was called
+	// allow is who may use the data plane (allow.go); selfIP is this
+	// host's own address, which it dials from.
+	allow  *allowlist
+	selfIP netip.Addr
 	// stalls counts stalls and banned peers (stalls.go).
 	stalls *stalls
 }
@@ -137,15 +134,14 @@ func NewNode(cfg Config) (*Node, error) {
 	cfg.Engine.Clock = cfg.Clock
 	n := &Node{
 		cfg: cfg, reg: newRegistry(cfg.DataDir, cfg.PubKey, cfg.Keep, cfg.Log),
-		allowKick: make(chan struct{}, 1),
 	}
 	if h, _, err := net.SplitHostPort(cfg.HTTPAddr); err == nil {
 		if ip, err := netip.ParseAddr(h); err == nil && !ip.IsUnspecified() {
 			n.selfIP = ip.Unmap()
 		}
 	}
-	n.refreshAllow()
-	cfg.Engine.Allow = n.engineAllow
+	n.allow = newAllowlist(n.selfIP, cfg.AllowClients, cfg.Peers)
+	cfg.Engine.Allow = n.allow.engine
 	e, err := NewEngine(cfg.Engine)
 	if err != nil {
 		return nil, err
@@ -167,9 +163,12 @@ func NewNode(cfg Config) (*Node, error) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(n.Status())
 	})
-	n.srv.start(ln, n.admit, mux, &n.wg)
+	n.srv.start(ln, n.allow.admit, mux, &n.wg)
 	n.wg.Add(1)
-	go n.refreshAllowLoop()
+	go func() {
+		defer n.wg.Done()
+		n.allow.loop(ctx, cfg.Clock)
+	}()
 	return n, nil
 }
 

@@ -17,8 +17,7 @@ import (
 func (n *Node) Resume() error {
 	// PeerSource may be asked from now on (its owner is up): let the
 	// hosts it lists in.
-	n.live.Store(true)
-	n.refreshAllow()
+	n.allow.open()
 	if n.cfg.Origin && n.cfg.OffloadAfter > 0 {
 		n.wg.Add(1)
 		go n.offloadLoop()
