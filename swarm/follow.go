@@ -13,7 +13,7 @@ import (
 // node's clock. What others read of it (why it is stuck) follow publishes
 // on the release, under the node's lock.
 type pieceFetch struct {
-	n   *Node
+	fr  *fetcher
 	rel *release
 	x   *Transfer
 	// stripe delivers the stripe's outcome from the origin, once; nil when
@@ -47,17 +47,17 @@ type pieceFetch struct {
 // host left, or, for a delta, hosts disagreed for a moment on who fetches
 // which torrent — and no peer will ever have it.
 func (f *pieceFetch) follow() error {
-	n, x := f.n, f.x
+	fr, x := f.fr, f.x
 	done := make(chan error, 1)
-	go func() { done <- x.Wait(n.ctx) }()
-	tick := n.cfg.Clock.NewTicker(followEvery)
+	go func() { done <- x.Wait(fr.ctx) }()
+	tick := fr.cfg.Clock.NewTicker(followEvery)
 	defer tick.Stop()
 	f.last, _ = x.Progress()
-	f.lastProgress = n.cfg.Clock.Now()
+	f.lastProgress = fr.cfg.Clock.Now()
 	f.rejectedBefore = x.Rejected()
 	for {
-		addrs := n.peerAddrsFor(f.fallback)
-		if !n.cfg.Origin {
+		addrs := fr.peers.addrs(f.fallback)
+		if !fr.cfg.Origin {
 			// The origin never dials hosts: a connection it opened would let
 			// them ask it for anything, and each piece should leave it once,
 			// as a stripe.
@@ -65,19 +65,19 @@ func (f *pieceFetch) follow() error {
 		}
 		select {
 		case err := <-done:
-			n.stalls.reportBanned()
+			fr.stalls.reportBanned()
 			return err
 		case err := <-f.stripe:
 			f.stripe = nil
-			if err != nil && n.ctx.Err() == nil {
-				n.cfg.Log.Warn("stripe from the origin failed; fetching it from the swarm", "release", f.rel.ann.Release, "err", err)
+			if err != nil && fr.ctx.Err() == nil {
+				fr.cfg.Log.Warn("stripe from the origin failed; fetching it from the swarm", "release", f.rel.ann.Release, "err", err)
 				f.fallback = true
 			}
 			continue
 		case <-tick.C():
 		}
 		f.tick(len(addrs))
-		n.stalls.reportBanned()
+		fr.stalls.reportBanned()
 	}
 }
 
@@ -85,7 +85,7 @@ func (f *pieceFetch) follow() error {
 // reason, falls back to the origin, and reconnects, as follow describes.
 // known is how many peer addresses the transfer was given.
 func (f *pieceFetch) tick(known int) {
-	n, x, clk := f.n, f.x, f.n.cfg.Clock
+	fr, x, clk := f.fr, f.x, f.fr.cfg.Clock
 	got, _ := x.Progress()
 	if got != f.last {
 		f.last, f.lastProgress, f.rejectedBefore = got, clk.Now(), x.Rejected()
@@ -93,18 +93,18 @@ func (f *pieceFetch) tick(known int) {
 		return
 	}
 	stalled := clk.Since(f.lastProgress)
-	if f.hadStripe && !f.fallback && f.stripe == nil && stalled > min(orphanAfter, n.cfg.StallAfter) {
-		n.cfg.Log.Info("own stripe done, no progress: fetching what is left from the origin too",
+	if f.hadStripe && !f.fallback && f.stripe == nil && stalled > min(orphanAfter, fr.cfg.StallAfter) {
+		fr.cfg.Log.Info("own stripe done, no progress: fetching what is left from the origin too",
 			"release", f.rel.ann.Release, "stalled", stalled.Round(time.Millisecond))
 		f.fallback = true
 	}
 	rejected := x.Rejected() - f.rejectedBefore
-	every := min(reconnectAfter, n.cfg.StallAfter)
+	every := min(reconnectAfter, fr.cfg.StallAfter)
 	holding := -1 // peers holding a missing piece, counted once a tick when needed
 	if stalled >= every {
 		holding = x.PeersWithMissing()
 	}
-	if stalled >= n.cfg.StallAfter {
+	if stalled >= fr.cfg.StallAfter {
 		f.fallback = true
 		// Right after a reconnect the host is briefly unconnected: not a
 		// reason worth reporting.
@@ -112,13 +112,13 @@ func (f *pieceFetch) tick(known int) {
 			f.setStuck(f.diagnose(known, holding, rejected))
 		}
 	}
-	evidence := rejected > 0 || stalled >= n.cfg.StallAfter
+	evidence := rejected > 0 || stalled >= fr.cfg.StallAfter
 	if stalled >= every && clk.Since(f.lastReconnect) >= every && evidence && !x.Paused() && holding > 0 {
-		n.cfg.Log.Info("no progress although peers hold missing pieces: reconnecting to them",
+		fr.cfg.Log.Info("no progress although peers hold missing pieces: reconnecting to them",
 			"release", f.rel.ann.Release, "stalled", stalled.Round(time.Millisecond),
 			"peers_holding", holding, "rejected_requests", rejected)
 		x.Reconnect()
-		x.AddPeers(n.peerAddrsFor(f.fallback))
+		x.AddPeers(fr.peers.addrs(f.fallback))
 		f.lastReconnect = clk.Now()
 	}
 }
@@ -138,21 +138,21 @@ const (
 // interest flags, requests in flight either way, pieces held): what tells
 // a peer that will not send from a host that does not ask.
 func (f *pieceFetch) setStuck(reason StallReason, why string) {
-	n, rel := f.n, f.rel
-	wasReason, was := n.reg.setStuck(rel, reason, why)
+	fr, rel := f.fr, f.rel
+	wasReason, was := fr.reg.setStuck(rel, reason, why)
 	if reason != "" && reason != wasReason {
-		n.stalls.begun(reason)
+		fr.stalls.begun(reason)
 	}
 	if why == was {
 		return
 	}
 	if why != "" {
-		n.cfg.Log.Warn("fetch stalled", "release", rel.ann.Release, "why", why)
+		fr.cfg.Log.Warn("fetch stalled", "release", rel.ann.Release, "why", why)
 		if was == "" {
-			n.cfg.Log.Info("engine state at the stall", "release", rel.ann.Release, "state", f.x.Status())
+			fr.cfg.Log.Info("engine state at the stall", "release", rel.ann.Release, "state", f.x.Status())
 		}
 	}
-	n.cfg.OnChange()
+	fr.cfg.OnChange()
 }
 
 // diagnose says why the transfer makes no progress, as a kind and in
@@ -160,9 +160,9 @@ func (f *pieceFetch) setStuck(reason StallReason, why string) {
 // connected peers hold a piece it lacks, rejected how many Reject messages
 // peers sent since progress stopped.
 func (f *pieceFetch) diagnose(known, holding int, rejected int64) (StallReason, string) {
-	n, x, since := f.n, f.x, f.lastProgress
+	fr, x, since := f.fr, f.x, f.lastProgress
 	st := x.Stats()
-	bad := len(n.stalls.bannedIPs())
+	bad := len(fr.stalls.bannedIPs())
 	werr, werrAt := x.WriteErr()
 	switch {
 	case known == 0:
@@ -180,9 +180,9 @@ func (f *pieceFetch) diagnose(known, holding int, rejected int64) (StallReason, 
 	case rejected > 0:
 		return StallRejected, fmt.Sprintf("%d peers hold missing pieces but none is sending; they sent %d rejects since the stall began "+
 			"(failed reads, or answers to our cancels); reconnecting about every %s",
-			holding, rejected, min(reconnectAfter, n.cfg.StallAfter))
+			holding, rejected, min(reconnectAfter, fr.cfg.StallAfter))
 	default:
 		return StallNotSending, fmt.Sprintf("%d peers hold missing pieces but none is sending: choking, rate-limited, or not answering "+
-			"(reconnecting about every %s)", holding, min(reconnectAfter, n.cfg.StallAfter))
+			"(reconnecting about every %s)", holding, min(reconnectAfter, fr.cfg.StallAfter))
 	}
 }

@@ -100,25 +100,22 @@ func (c Config) Validate() error {
 // BitTorrent engine and its metadata server. It fetches every release
 // announced for any repo, verifies it, stages it under releases/<id>, and
 // seeds it to the others.
+//
+// A Node is the wiring of its parts (see the package doc, "Who owns
+// what"); each keeps its own state under its own lock or goroutine.
 type Node struct {
 	cfg  Config
 	e    *Engine
-	ctx  context.Context
+	ctx  context.Context // ends when the node closes
 	stop context.CancelFunc
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // every goroutine the node started
 
-	// reg is the repos and their releases (registry.go).
-	reg *registry
-	// srv answers peers (metaserver.go); meta asks them (metadata.go).
-	srv  *metaServer
-	meta *metaClient
-
-	// allow is who may use the data plane (allow.go); selfIP is this
-	// host's own address, which it dials from.
-	allow  *allowlist
-	selfIP netip.Addr
-	// stalls counts stalls and banned peers (stalls.go).
-	stalls *stalls
+	reg     *registry   // the repos and their releases (registry.go)
+	fetcher *fetcher    // fetches them (fetch.go, follow.go, stripe.go)
+	srv     *metaServer // answers peers (metaserver.go)
+	allow   *allowlist  // who may use the data plane (allow.go)
+	peers   peerView    // this host's view of the others (peers.go)
+	stalls  *stalls     // stalls and banned peers counted (stalls.go)
 }
 
 // NewNode opens the data directory, starts the engine and the metadata
@@ -132,16 +129,15 @@ func NewNode(cfg Config) (*Node, error) {
 		cfg.Engine.Log = cfg.Log
 	}
 	cfg.Engine.Clock = cfg.Clock
-	n := &Node{
-		cfg: cfg, reg: newRegistry(cfg.DataDir, cfg.PubKey, cfg.Keep, cfg.Log),
-	}
+	// This host's address, which it dials from: peers let it in by it.
+	var self netip.Addr
 	if h, _, err := net.SplitHostPort(cfg.HTTPAddr); err == nil {
 		if ip, err := netip.ParseAddr(h); err == nil && !ip.IsUnspecified() {
-			n.selfIP = ip.Unmap()
+			self = ip.Unmap()
 		}
 	}
-	n.allow = newAllowlist(n.selfIP, cfg.AllowClients, cfg.Peers)
-	cfg.Engine.Allow = n.allow.engine
+	allow := newAllowlist(self, cfg.AllowClients, cfg.Peers)
+	cfg.Engine.Allow = allow.engine
 	e, err := NewEngine(cfg.Engine)
 	if err != nil {
 		return nil, err
@@ -152,22 +148,27 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("swarm: metadata server: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	n.e, n.ctx, n.stop = e, ctx, stop
-	n.stalls = &stalls{log: cfg.Log, onChange: cfg.OnChange, bannedIPs: e.cl.BadPeerIPs, name: n.peerName,
+	n := &Node{cfg: cfg, e: e, ctx: ctx, stop: stop, allow: allow,
+		reg:   newRegistry(cfg.DataDir, cfg.PubKey, cfg.Keep, cfg.Log),
+		peers: peerView{self: cfg.Name, dc: cfg.DC, origin: cfg.Origin, bridges: cfg.Bridges, src: cfg.Peers},
+	}
+	n.stalls = &stalls{log: cfg.Log, onChange: cfg.OnChange, bannedIPs: e.cl.BadPeerIPs, name: n.peers.name,
 		counts: map[StallReason]int64{}, bad: map[string]bool{}}
 	n.srv = newMetaServer(n.reg, e.up, e.addSent, e.addMetaSent, cfg.Clock, cfg.Log, ctx.Done())
-	n.meta = &metaClient{http: metaHTTP(n.selfIP), peers: cfg.Peers, dc: cfg.DC, clock: cfg.Clock, ctx: ctx, receiving: n.srv.receiving}
+	meta := &metaClient{http: metaHTTP(self), peers: cfg.Peers, dc: cfg.DC, clock: cfg.Clock, ctx: ctx, receiving: n.srv.receiving}
+	n.fetcher = &fetcher{cfg: &n.cfg, reg: n.reg, e: e, meta: meta, peers: n.peers, stalls: n.stalls, self: self, ctx: ctx, wg: &n.wg}
+
 	mux := http.NewServeMux()
-	mux.Handle("GET /announce", tracker{knows: n.reg.knows, peers: func() []string { return append(n.peerAddrs(), n.BTAddr()) }})
+	mux.Handle("GET /announce", tracker{knows: n.reg.knows, peers: func() []string { return append(n.peers.addrs(true), n.BTAddr()) }})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(n.Status())
 	})
-	n.srv.start(ln, n.allow.admit, mux, &n.wg)
+	n.srv.start(ln, allow.admit, mux, &n.wg)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.allow.loop(ctx, cfg.Clock)
+		allow.loop(ctx, cfg.Clock)
 	}()
 	return n, nil
 }

@@ -69,7 +69,7 @@ func (n *Node) Announce(signed []byte) (bool, error) {
 	}
 	if opened {
 		n.wg.Add(1)
-		go n.fetchLoop(r)
+		go n.fetcher.fetchLoop(r)
 	}
 	if !n.reg.add(r, a, signed) {
 		return false, nil
