@@ -44,8 +44,8 @@
 //
 //   - registry (registry.go): the repos, each with its store, and the
 //     releases announced for them — their State, progress, stall reason,
-//     seeds — plus retention (Keep, collect) and the layouts served as
-//     stripes. One lock, taken only in that file. A release's State is
+//     seeds — plus retention (Keep, retention.go) and the layouts served
+//     as stripes. One lock, taken only in the registry's methods. A release's State is
 //     written by one goroutine, its repo's fetch loop: Announce adds it
 //     Queued and pokes the loop (a message on the repo's wake channel); the
 //     loop moves it to Fetching, then Staged or Failed, and schedules a

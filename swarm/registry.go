@@ -17,10 +17,11 @@ import (
 
 // registry is what a node knows of its repos: each repo's store and
 // directory, the releases announced for it with their State, retention
-// (Keep), and the layouts the node serves as stripes. Its lock guards the
-// repos map, every release's fields and the layouts; it is taken only in
-// this file and never held while calling out, except into a release's
-// Transfers (status, offload), whose locks are below it.
+// (Keep, retention.go), and the layouts the node serves as stripes. Its
+// lock guards the repos map, every release's fields and the layouts; it is
+// taken only in the registry's methods and never held while calling out,
+// except into a release's Transfers (status, offload), whose locks are
+// below it.
 //
 // A release's State is written by one goroutine, its repo's fetch loop
 // (fetch.go), through next and finish; Announce creates it Queued and
@@ -69,6 +70,37 @@ type release struct {
 	// The process's CPU time when the fetch started, when every chunk was
 	// in the store, and when staging ended (processCPU).
 	cpuStart, cpuHeld, cpuDone time.Duration
+}
+
+// statusLocked is rel's status; the registry's lock is held.
+func (rel *release) statusLocked() ReleaseStatus {
+	x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck, StuckReason: rel.reason, Offloaded: rel.offloaded}
+	if rel.state != Queued {
+		x.Kind = rel.kind.String()
+	}
+	if rel.err != nil {
+		x.Error = rel.err.Error()
+	}
+	x.Total = rel.total
+	if rel.state == Staged {
+		x.Done = rel.total
+	}
+	if rel.x != nil {
+		x.Done, x.Total = rel.x.Progress()
+		x.Peers = rel.x.Stats().ActivePeers
+	}
+	if rel.state == Staged {
+		x.Seconds = rel.done.Sub(rel.started).Seconds()
+	}
+	if rel.held {
+		x.HeldSeconds = rel.heldAt.Sub(rel.started).Seconds()
+		x.HeldAt = rel.heldAt
+		x.TransferCPUSeconds = (rel.cpuHeld - rel.cpuStart).Seconds()
+	}
+	if rel.state == Staged && rel.held {
+		x.StageCPUSeconds = (rel.cpuDone - rel.cpuHeld).Seconds()
+	}
+	return x
 }
 
 func newRegistry(dataDir string, pub ed25519.PublicKey, keep int, log *slog.Logger) *registry {
@@ -286,76 +318,6 @@ func (g *registry) newestStaged(r *repo, except core.ReleaseID) *artifact.Previo
 		return nil
 	}
 	return &artifact.Previous{Release: best.ann.Release, Dir: r.dir.Release(best.ann.Release)}
-}
-
-// collect keeps the newest Keep releases of the repo and removes the rest:
-// their torrents, trees, announcements, and chunks no kept release uses.
-// Neither a release being fetched nor one the current or previous link
-// names is removed.
-func (g *registry) collect(r *repo) {
-	g.mu.Lock()
-	var rels []*release
-	for _, rel := range r.rels {
-		rels = append(rels, rel)
-	}
-	sort.Slice(rels, func(i, j int) bool { return rels[i].ann.Time.After(rels[j].ann.Time) })
-	var drop []*release
-	live := linkedReleases(r.dir)
-	for i, rel := range rels {
-		if i >= g.keep && rel.state != Fetching && !live[rel.ann.Release.String()] {
-			drop = append(drop, rel)
-			delete(r.rels, rel.ann.Release)
-			delete(g.layouts, rel.ann.Release.String()+".full")
-			delete(g.layouts, rel.ann.Release.String()+".delta")
-		}
-	}
-	g.mu.Unlock()
-	if len(drop) == 0 {
-		return
-	}
-	for _, rel := range drop {
-		for _, s := range rel.seeds {
-			s.Drop()
-		}
-		rid := rel.ann.Release
-		for _, kind := range []Kind{Full, Delta} {
-			os.Remove(r.dir.PartialFile(rid, kind.String(), "partial"))
-			os.Remove(r.dir.PartialFile(rid, kind.String(), "done"))
-			os.Remove(r.dir.Torrent(rid, kind.String()))
-		}
-		os.Remove(r.dir.Announcement(rid))
-		if err := artifact.RemoveTree(r.dir.Release(rid)); err != nil {
-			g.log.Warn("remove old release tree", "release", rid, "err", err)
-		}
-	}
-	// Keep what the node keeps (the newest announcements, one announced
-	// meanwhile included), whatever the build times say: on the origin,
-	// newer builds may not be announced yet.
-	g.mu.Lock()
-	var pin []core.ReleaseID
-	for id := range r.rels {
-		pin = append(pin, id)
-	}
-	g.mu.Unlock()
-	res, err := r.st.GC(artifact.GCOptions{Pin: pin, PinnedOnly: true})
-	if err != nil {
-		g.log.Warn("gc", "repo", r.name, "err", err)
-		return
-	}
-	g.log.Info("collected old releases", "repo", r.name, "releases", len(drop), "freed_bytes", res.FreedBytes)
-}
-
-// linkedReleases names the releases that the repo's current and previous
-// links point at (set by the deploy agent): collection never removes what
-// runs, or what a rollback returns to.
-func linkedReleases(repo datadir.Repo) map[string]bool {
-	out := map[string]bool{}
-	for _, link := range []string{datadir.CurrentLink, datadir.PreviousLink} {
-		if t, err := os.Readlink(repo.Link(link)); err == nil {
-			out[filepath.Base(t)] = true
-		}
-	}
-	return out
 }
 
 // layout returns the layout of repo's release id of the given kind, parsed

@@ -92,36 +92,6 @@ func (n *Node) Status() Status {
 	return s
 }
 
-func (rel *release) statusLocked() ReleaseStatus {
-	x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck, StuckReason: rel.reason, Offloaded: rel.offloaded}
-	if rel.state != Queued {
-		x.Kind = rel.kind.String()
-	}
-	if rel.err != nil {
-		x.Error = rel.err.Error()
-	}
-	x.Total = rel.total
-	if rel.state == Staged {
-		x.Done = rel.total
-	}
-	if rel.x != nil {
-		x.Done, x.Total = rel.x.Progress()
-		x.Peers = rel.x.Stats().ActivePeers
-	}
-	if rel.state == Staged {
-		x.Seconds = rel.done.Sub(rel.started).Seconds()
-	}
-	if rel.held {
-		x.HeldSeconds = rel.heldAt.Sub(rel.started).Seconds()
-		x.HeldAt = rel.heldAt
-		x.TransferCPUSeconds = (rel.cpuHeld - rel.cpuStart).Seconds()
-	}
-	if rel.state == Staged && rel.held {
-		x.StageCPUSeconds = (rel.cpuDone - rel.cpuHeld).Seconds()
-	}
-	return x
-}
-
 // Release reports one release's status; false if it was not announced
 // here (or was collected).
 func (n *Node) Release(repo string, id core.ReleaseID) (ReleaseStatus, bool) {
