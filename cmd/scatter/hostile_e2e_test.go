@@ -242,7 +242,7 @@ func TestE2EHostile(t *testing.T) {
 	}
 	const hosts = 6
 	const evil = hosts + 1 // its namespace
-	ns := newNetns(t, hosts+2, 4e6)
+	ns := newNetns(t, hosts+2, 25e6)
 	bin, dir, key := ns.keyed()
 	start := func(i int, name string, extra ...string) *daemon {
 		data := filepath.Join(dir, name)
@@ -316,7 +316,7 @@ func TestE2EHostile(t *testing.T) {
 
 	publish := func(version string) string {
 		src := filepath.Join(dir, "src"+version)
-		runBin(t, bin, "generate", "--size", "2MiB", "--seed", version, src)
+		runBin(t, bin, "generate", "--size", "1MiB", "--seed", version, src)
 		cfg := filepath.Join(dir, "scatter.yaml")
 		os.WriteFile(cfg, []byte("repo: mw\ncanary: 1\nbatch: 3\nfailure_limit: 0\nchecks: [health]\n"+
 			"timeouts: {stage: 1m, action: 10s}\n"), 0o644)
