@@ -10,10 +10,10 @@ import (
 // stripe from the origin and the peer wire. Its state belongs to the one
 // goroutine that runs follow; the stripe's goroutine reports to it by a
 // message (stripe), the engine by its completion (done), time by the
-// node's clock. What others read of it (why it is stuck) follow publishes
-// on the release, under the node's lock.
+// node's clock. What others read of it (why it is stuck) follow records
+// in the registry (setStuck).
 type pieceFetch struct {
-	fr  *fetcher
+	fr  *fetcher // the fetch it is part of
 	rel *release
 	x   *Transfer
 	// stripe delivers the stripe's outcome from the origin, once; nil when
