@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,29 +59,50 @@ func RunApp(ctx context.Context, w io.Writer, workers int) error {
 
 // app is a running stand-in application, seen from the harness.
 type app struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	at     time.Time // when the last count arrived
-	count  int64
-	exited chan struct{}
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	samples []sample // every count it reported, in order
+	exited  chan struct{}
 }
 
 // sample is the application's count and when it was reported.
 type sample struct {
 	at    time.Time
-	count int64
+	count float64
 }
 
+// sample is the last count.
 func (a *app) sample() sample {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return sample{a.at, a.count}
+	if len(a.samples) == 0 {
+		return sample{}
+	}
+	return a.samples[len(a.samples)-1]
+}
+
+// at is the count at t, interpolated between the reports around it.
+func (a *app) at(t time.Time) sample {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := sort.Search(len(a.samples), func(i int) bool { return !a.samples[i].at.Before(t) })
+	switch {
+	case len(a.samples) == 0:
+		return sample{}
+	case i == 0:
+		return a.samples[0]
+	case i == len(a.samples):
+		return a.samples[i-1]
+	}
+	s0, s1 := a.samples[i-1], a.samples[i]
+	f := t.Sub(s0.at).Seconds() / s1.at.Sub(s0.at).Seconds()
+	return sample{t, s0.count + f*(s1.count-s0.count)}
 }
 
 // rate is the units per second between two samples.
 func rate(s0, s1 sample) float64 {
 	if d := s1.at.Sub(s0.at).Seconds(); d > 0 {
-		return float64(s1.count-s0.count) / d
+		return (s1.count - s0.count) / d
 	}
 	return 0
 }
@@ -101,7 +123,7 @@ func (r *run) startApp(ctx context.Context) (*app, error) {
 			n, err := strconv.ParseInt(sc.Text(), 10, 64)
 			if err == nil {
 				a.mu.Lock()
-				a.at, a.count = time.Now(), n
+				a.samples = append(a.samples, sample{time.Now(), float64(n)})
 				a.mu.Unlock()
 			}
 		}
@@ -163,12 +185,14 @@ func (r *run) appLoad(ctx context.Context, dir string, shareFirst bool) (*AppRou
 	}
 	for _, x := range runs {
 		r.settle(ctx)
-		s0, s1 := a.sample(), sample{}
-		f, err := r.fetch(ctx, filepath.Join(dir, "app-"+x.name), func() { s1 = a.sample() }, x.extra...)
+		var end time.Time
+		f, err := r.fetch(ctx, filepath.Join(dir, "app-"+x.name), func() { end = time.Now() }, x.extra...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", x.name, err)
 		}
-		*x.into = AppFetch{Fetch: f, App: rate(s0, s1)}
+		// The fetch's own span: the host's last attempt, from its start.
+		start := end.Add(-time.Duration(f.Wall * float64(time.Second)))
+		*x.into = AppFetch{Fetch: f, App: rate(a.at(start), a.at(end))}
 	}
 	after, err := a.alone(ctx, appAloneWindow)
 	if err != nil {

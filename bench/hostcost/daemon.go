@@ -168,27 +168,43 @@ func (d *daemon) release(ctx context.Context, id core.ReleaseID) (swarm.ReleaseS
 	return swarm.ReleaseStatus{}, false, nil
 }
 
-// waitStaged polls the daemon until release id is staged there, and
-// returns its status then, the daemon's CPU seconds when it was seen
-// staged, and the wall from the daemon's start.
-func (d *daemon) waitStaged(ctx context.Context, id core.ReleaseID, timeout time.Duration) (swarm.ReleaseStatus, float64, time.Duration, error) {
+// staged is what waitStaged saw.
+type staged struct {
+	rel      swarm.ReleaseStatus
+	cpu      float64       // the daemon's CPU seconds when it was seen staged
+	wall     time.Duration // from the daemon's start
+	failures int           // failed attempts seen before
+}
+
+// waitStaged polls the daemon until release id is staged there. A failed
+// attempt is counted and waited out: the daemon tries again by itself
+// (a host that learns of a release as it joins may ask the origin before
+// the origin knows it, and be refused).
+func (d *daemon) waitStaged(ctx context.Context, id core.ReleaseID, timeout time.Duration) (staged, error) {
 	deadline := time.Now().Add(timeout)
+	var failures int
+	var lastErr string
 	for {
 		rel, ok, err := d.release(ctx, id)
 		switch {
 		case err != nil:
-			return rel, 0, 0, fmt.Errorf("%s status: %w; %s", d.name, err, d.logTail())
+			return staged{}, fmt.Errorf("%s status: %w; %s", d.name, err, d.logTail())
 		case ok && rel.State == swarm.Staged:
-			return rel, d.cpu(), time.Since(d.started), nil
-		case ok && rel.State == swarm.Failed:
-			return rel, 0, 0, fmt.Errorf("%s: release failed: %s; %s", d.name, rel.Error, d.logTail())
+			return staged{rel, d.cpu(), time.Since(d.started), failures}, nil
+		case ok && rel.State == swarm.Failed && rel.Error != lastErr:
+			failures++
+			lastErr = rel.Error
+		case ok && rel.State != swarm.Failed:
+			lastErr = ""
+		}
+		switch {
 		case time.Now().After(deadline):
-			return rel, 0, 0, fmt.Errorf("%s did not stage the release in %s (%d of %d bytes, %s); %s",
-				d.name, timeout, rel.Done, rel.Total, rel.Stuck, d.logTail())
+			return staged{}, fmt.Errorf("%s did not stage the release in %s (%s, %d of %d bytes, %s %s); %s",
+				d.name, timeout, rel.State, rel.Done, rel.Total, rel.Stuck, rel.Error, d.logTail())
 		}
 		select {
 		case <-ctx.Done():
-			return rel, 0, 0, ctx.Err()
+			return staged{}, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -80,6 +80,9 @@ type Fetch struct {
 	StartToStaged float64 `json:"start_to_staged_seconds"`
 	OriginCPU     float64 `json:"origin_cpu_seconds"` // the origin's CPU meanwhile (serving)
 	Bytes         int64   `json:"bytes"`              // the torrent's bytes the host fetched
+	// Failures counts the fetch attempts the harness saw fail before the
+	// one measured (the daemon retries a failed fetch after 5 s).
+	Failures int `json:"failures,omitempty"`
 }
 
 // Child is one child process's wall and CPU (its rusage).
@@ -106,7 +109,8 @@ type AppRound struct {
 // AppFetch is a fetch with the application running.
 type AppFetch struct {
 	Fetch
-	// App is the application's throughput from the host's start to staged;
+	// App is the application's throughput from the start of the fetch to
+	// staged;
 	// Relative that over Alone.
 	App      float64 `json:"app_per_second"`
 	Relative float64 `json:"app_relative"`
@@ -189,6 +193,9 @@ func (r Round) line() string {
 		r.Scatter.Wall, r.Scatter.TransferCPU, r.Scatter.StageCPU, r.Materialize.CPU, r.Copy.CPU+r.Sync.CPU)
 	if r.Aria != nil {
 		s += fmt.Sprintf(", aria2c %.2fs %.2f CPU-s", r.Aria.Wall, r.Aria.CPU)
+	}
+	if n := r.Scatter.Failures; n > 0 {
+		s += fmt.Sprintf(" (the host's fetch failed %d time(s) first and was retried: %.1fs from its start)", n, r.Scatter.StartToStaged)
 	}
 	return s
 }

@@ -119,16 +119,27 @@ func (r *run) setup(ctx context.Context) error {
 	if r.id, err = core.ParseReleaseID(strings.TrimSpace(out)); err != nil {
 		return fmt.Errorf("publish printed %q: %w", out, err)
 	}
-	rel, _, err := r.origin.release(ctx, r.id)
-	if err != nil {
-		return err
+	// The origin lays out the release's torrent after publish returns.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		rel, _, err := r.origin.release(ctx, r.id)
+		if err != nil {
+			return err
+		}
+		if rel.Total > 0 {
+			r.rep.Release.ID, r.rep.Release.S = r.id.String(), rel.Total
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the origin gave no size for release %s in a minute: %+v", r.id, rel)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	r.rep.Release.ID, r.rep.Release.S = r.id.String(), rel.Total
 	tor, err := r.output(ctx, "torrent", "--data", r.origin.data, "--repo", repo, r.id.String())
 	if err == nil {
 		err = os.WriteFile(r.torrent, []byte(tor), 0o644)
 	}
-	r.say("published %s: S = %d bytes of torrent", r.id, rel.Total)
+	r.say("published %s: S = %d bytes of torrent", r.id, r.rep.Release.S)
 	return err
 }
 
@@ -297,8 +308,8 @@ func (r *run) round(ctx context.Context, i int) (Round, error) {
 }
 
 // fetch starts a fresh host in data (with extra seed flags), waits until it
-// staged the release, calls staged (if not nil), and stops it.
-func (r *run) fetch(ctx context.Context, data string, staged func(), extra ...string) (Fetch, error) {
+// staged the release, calls atStaged (if not nil), and stops it.
+func (r *run) fetch(ctx context.Context, data string, atStaged func(), extra ...string) (Fetch, error) {
 	if err := r.seedHost(data); err != nil {
 		return Fetch{}, err
 	}
@@ -308,16 +319,17 @@ func (r *run) fetch(ctx context.Context, data string, staged func(), extra ...st
 		return Fetch{}, err
 	}
 	defer h.stop()
-	rel, cpu, wall, err := h.waitStaged(ctx, r.id, r.timeout)
+	st, err := h.waitStaged(ctx, r.id, r.timeout)
 	if err != nil {
 		return Fetch{}, err
 	}
-	if staged != nil {
-		staged()
+	if atStaged != nil {
+		atStaged()
 	}
+	rel := st.rel
 	return Fetch{Wall: rel.Seconds, TransferWall: rel.HeldSeconds, TransferCPU: rel.TransferCPUSeconds,
-		StageCPU: rel.StageCPUSeconds, HostCPU: cpu, StartToStaged: wall.Seconds(), OriginCPU: r.origin.cpu() - o0,
-		Bytes: rel.Total}, nil
+		StageCPU: rel.StageCPUSeconds, HostCPU: st.cpu, StartToStaged: st.wall.Seconds(), OriginCPU: r.origin.cpu() - o0,
+		Bytes: rel.Total, Failures: st.failures}, nil
 }
 
 // aria2c downloads the release's torrent into out with aria2c from the
