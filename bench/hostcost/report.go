@@ -245,7 +245,11 @@ func (rep *Report) Print(w io.Writer) {
 			aw, ac, r.Materialize.Wall, r.Materialize.CPU, r.Copy.Wall+r.Sync.Wall, r.Copy.CPU+r.Sync.CPU)
 	}
 	if rep.Params.AppLoad {
-		fmt.Fprintf(w, "stand-in application (%d CPU workers), share setting %q:\n", rep.Params.AppWorkers, strings.Join(rep.Params.Share, " "))
+		share := strings.Join(rep.Params.Share, " ")
+		if share == "" {
+			share = "none (both hosts run with the defaults)"
+		}
+		fmt.Fprintf(w, "stand-in application (%d CPU workers), share setting: %s\n", rep.Params.AppWorkers, share)
 		for _, r := range rep.Rounds {
 			if a := r.App; a != nil {
 				fmt.Fprintf(w, "%5d  alone %.0f/s; default daemon: app %.0f%% of alone, fetch+stage %.2fs, host CPU %.2f; share: app %.0f%%, fetch+stage %.2fs, host CPU %.2f\n",
