@@ -25,8 +25,20 @@ type PeerSource interface {
 	Peers() []Peer
 }
 
-func (n *Node) peerName(ip string) string {
-	for _, p := range n.cfg.Peers.Peers() {
+// peerView is this host's view of the other hosts, read from PeerSource
+// afresh on every call: which of them to dial (topology.go), which stripe
+// to take (stripe.go), and their names for the log. It keeps no state.
+type peerView struct {
+	self    string // this host's name
+	dc      string // this host's datacenter
+	origin  bool   // this host is the origin
+	bridges int    // Config.Bridges
+	src     PeerSource
+}
+
+// name is the name of the host whose peer-wire address is ip, else ip.
+func (v peerView) name(ip string) string {
+	for _, p := range v.src.Peers() {
 		if h, _, err := net.SplitHostPort(p.BT); err == nil && h == ip {
 			return p.Name
 		}
@@ -34,12 +46,11 @@ func (n *Node) peerName(ip string) string {
 	return ip
 }
 
-func (n *Node) peerAddrs() []string { return n.peerAddrsFor(true) }
-
-// peerAddrsFor lists peer-wire addresses, the origin's only if withOrigin.
-func (n *Node) peerAddrsFor(withOrigin bool) []string {
+// addrs lists the peer-wire addresses to dial, the origin's only if
+// withOrigin.
+func (v peerView) addrs(withOrigin bool) []string {
 	var out []string
-	for _, p := range n.reachable(n.cfg.Peers.Peers()) {
+	for _, p := range v.reachable(v.src.Peers()) {
 		if p.BT != "" && (withOrigin || !p.Origin) {
 			out = append(out, p.BT)
 		}
@@ -47,8 +58,10 @@ func (n *Node) peerAddrsFor(withOrigin bool) []string {
 	return out
 }
 
-func (n *Node) originPeer() (Peer, bool) {
-	for _, p := range n.cfg.Peers.Peers() {
+// originHost returns the origin, if PeerSource lists one with a metadata
+// address.
+func (v peerView) originHost() (Peer, bool) {
+	for _, p := range v.src.Peers() {
 		if p.Origin && p.HTTP != "" {
 			return p, true
 		}
