@@ -28,10 +28,12 @@
 //     uploading it (offload). With datacenter labels only the origin's
 //     datacenter takes stripes, and only each datacenter's bridges talk
 //     across datacenters (topology.go).
-//  5. Every chunk is checked against its SHA-256 before it enters the store;
-//     a peer that sends bad data is banned. When every piece is complete
-//     the release is materialized under releases/<id> (package artifact) and
-//     the node reports it staged; the agent (orchestrate/agent) promotes it.
+//  5. Every piece is checked against its SHA-1 (the info hash is signed)
+//     before its chunks enter the store; a peer that sends bad data is
+//     banned. When every piece is complete the release is materialized
+//     under releases/<id> (package artifact), each chunk decompressed once
+//     and checked against its SHA-256 there, and the node reports it
+//     staged; the agent (orchestrate/agent) promotes it.
 //
 // A fetch that stops making progress is diagnosed (follow.go: no peers, no
 // peer holds the missing pieces, peers choking or rejecting, a failed

@@ -212,7 +212,7 @@ const layoutMagic = "scatter-layout/1"
 
 // InfoBytes builds the bencoded info dictionary, hashing the frames that
 // read returns for each chunk (SHA-1 pieces, as BitTorrent v1 requires;
-// chunks are verified by SHA-256 as well when they arrive).
+// each chunk is checked by SHA-256 as well when it is staged).
 func (l *Layout) InfoBytes(read func(core.ChunkID) ([]byte, error)) ([]byte, error) {
 	var pieces []byte
 	h := sha1.New()
