@@ -134,6 +134,7 @@ func materialize(ctx context.Context, st *Store, id core.ReleaseID, chunks *Tabl
 		return nil, fmt.Errorf("materialize: %w", err)
 	}
 	res, err := materializeInto(ctx, st, chunks, es, tmp, rec, opt)
+	err = dropCorrupt(st, err)
 	if err == nil {
 		err = os.Chmod(tmp, 0o755)
 	}
@@ -402,7 +403,7 @@ func writeEntry(st *Store, chunks *Table, j job, dir, prevDir string, rec *treeR
 		data, err := st.ReadChunk(ref.ID, int(ref.Size), *buf)
 		if err != nil {
 			unix.Close(fd)
-			return w, dropCorrupt(st, ref.ID, err)
+			return w, markCorrupt(ref.ID, err)
 		}
 		*buf = data
 		if err := writeAll(fd, data); err != nil {
@@ -421,16 +422,37 @@ func writeEntry(st *Store, chunks *Table, j job, dir, prevDir string, rec *treeR
 	return w, err
 }
 
-// dropCorrupt returns err, the error of reading chunk id, after dropping
-// the chunk from the store if it was corrupt. A fetched chunk is stored
-// once its torrent pieces pass their SHA-1 check and is first decompressed
-// and checked against its ID here: a bad one must not stay where the next
-// release would reuse it.
-func dropCorrupt(st *Store, id core.ChunkID, err error) error {
-	if !errors.Is(err, ErrChunkCorrupt) {
+// badChunk is a chunk that failed its check while a tree was written.
+type badChunk struct {
+	id  core.ChunkID
+	err error
+}
+
+func (c *badChunk) Error() string { return c.err.Error() }
+func (c *badChunk) Unwrap() error { return c.err }
+
+// markCorrupt tags err, the error of reading chunk id, with the chunk if it
+// was corrupt, for dropCorrupt.
+func markCorrupt(id core.ChunkID, err error) error {
+	if errors.Is(err, ErrChunkCorrupt) {
+		return &badChunk{id: id, err: err}
+	}
+	return err
+}
+
+// dropCorrupt returns err, materialize's error, after dropping the chunk it
+// names from the store if it was corrupt. A fetched chunk is stored once its
+// torrent pieces pass their SHA-1 check and is first decompressed and
+// checked against its ID while a tree is written: a bad one must not stay
+// where the next release would reuse it. It runs once every writer has
+// stopped: dropping rewrites the chunk's pack, and readers of the old one
+// would fail with errors that hide this one.
+func dropCorrupt(st *Store, err error) error {
+	var c *badChunk
+	if !errors.As(err, &c) {
 		return err
 	}
-	if derr := st.DropChunk(id); derr != nil {
+	if derr := st.DropChunk(c.id); derr != nil {
 		return errors.Join(err, derr)
 	}
 	return fmt.Errorf("%w (dropped from the store: the next fetch gets it again)", err)
