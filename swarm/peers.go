@@ -36,10 +36,17 @@ func (n *Node) peerName(ip string) string {
 
 func (n *Node) peerAddrs() []string { return n.peerAddrsFor(true) }
 
-// peerAddrsFor lists peer-wire addresses, the origin's only if withOrigin.
+// peerAddrsFor lists the peer-wire addresses a transfer dials. Without
+// the origin, a few peers of this host's datacenter (dialSparse); with it
+// (a transfer falling back because its stripe failed or it stalled),
+// every reachable peer and the origin.
 func (n *Node) peerAddrsFor(withOrigin bool) []string {
+	peers := n.reachable(n.cfg.Peers.Peers())
+	if !withOrigin {
+		peers = dialSparse(n.cfg.Name, n.cfg.DC, peers, wireDials)
+	}
 	var out []string
-	for _, p := range n.reachable(n.cfg.Peers.Peers()) {
+	for _, p := range peers {
 		if p.BT != "" && (withOrigin || !p.Origin) {
 			out = append(out, p.BT)
 		}
