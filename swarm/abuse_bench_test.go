@@ -72,7 +72,7 @@ func metaDelay(b *testing.B, abused bool) {
 	var took []time.Duration
 	for range *metaRuns {
 		start := time.Now()
-		if err := h.fromPeers(path, func(r io.Reader) error { _, err := io.Copy(io.Discard, r); return err }); err != nil {
+		if err := h.fetcher.meta.fromPeers(path, func(r io.Reader) error { _, err := io.Copy(io.Discard, r); return err }); err != nil {
 			b.Fatal(err)
 		}
 		took = append(took, time.Since(start))

@@ -1,10 +1,13 @@
 package swarm
 
 import (
+	"context"
 	"net"
 	"net/netip"
+	"scatter/swarm/clock"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/anacrolix/torrent/iplist"
 )
@@ -19,27 +22,48 @@ import (
 // listener. The check is by source IP, which is why a host dials from the
 // address it advertises.
 
-// allowlist is a snapshot of the addresses let in, replaced whole on each
-// refresh so that lookups take no lock: anacrolix consults it with its
-// client lock held.
+// allowRefresh is how often the allowlist is rebuilt from PeerSource
+// besides on a miss.
+const allowRefresh = time.Second
+
+// allowlist is who may use the data plane: this host, the AllowClients
+// networks, and the hosts PeerSource lists, by a snapshot replaced whole
+// on each refresh so that lookups take no lock: anacrolix consults it with
+// its client lock held. Until open is called it lets no host in.
 type allowlist struct {
+	self    netip.Addr     // this host's own address
+	clients []netip.Prefix // Config.AllowClients
+	peers   PeerSource
+	live    atomic.Bool   // open was called: PeerSource may be asked
+	kick    chan struct{} // asks the loop for a refresh, one waiting at most
+
 	snap    atomic.Pointer[map[netip.Addr]bool]
 	gen     atomic.Uint64 // refreshes done
 	refresh sync.Mutex    // one refresh at a time
 }
 
+func newAllowlist(self netip.Addr, clients []netip.Prefix, peers PeerSource) *allowlist {
+	return &allowlist{self: self, clients: clients, peers: peers, kick: make(chan struct{}, 1)}
+}
+
+// open lets in the hosts PeerSource lists from now on: its owner is up.
+func (a *allowlist) open() {
+	a.live.Store(true)
+	a.rebuild()
+}
+
 // allowed reports whether ip may use the data plane, by the last snapshot.
-func (n *Node) allowed(ip netip.Addr) bool {
+func (a *allowlist) allowed(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	if ip == n.selfIP {
+	if ip == a.self {
 		return true
 	}
-	for _, p := range n.cfg.AllowClients {
+	for _, p := range a.clients {
 		if p.Contains(ip) {
 			return true
 		}
 	}
-	if m := n.allow.snap.Load(); m != nil {
+	if m := a.snap.Load(); m != nil {
 		return (*m)[ip]
 	}
 	return false
@@ -48,77 +72,70 @@ func (n *Node) allowed(ip netip.Addr) bool {
 // admit is allowed, refreshing the snapshot first on a miss: a host that
 // joined a moment ago is let in at once. Concurrent misses share one
 // refresh. It must not be called with locks held that PeerSource may take.
-func (n *Node) admit(ip netip.Addr) bool {
-	if n.allowed(ip) {
+func (a *allowlist) admit(ip netip.Addr) bool {
+	if a.allowed(ip) {
 		return true
 	}
-	gen := n.allow.gen.Load()
-	n.allow.refresh.Lock()
-	if n.allow.gen.Load() == gen {
-		n.refreshAllowLocked()
+	gen := a.gen.Load()
+	a.refresh.Lock()
+	if a.gen.Load() == gen {
+		a.rebuildLocked()
 	}
-	n.allow.refresh.Unlock()
-	return n.allowed(ip)
+	a.refresh.Unlock()
+	return a.allowed(ip)
 }
 
-// refreshAllow rebuilds the snapshot from PeerSource.
-func (n *Node) refreshAllow() {
-	n.allow.refresh.Lock()
-	defer n.allow.refresh.Unlock()
-	n.refreshAllowLocked()
+// rebuild rebuilds the snapshot from PeerSource.
+func (a *allowlist) rebuild() {
+	a.refresh.Lock()
+	defer a.refresh.Unlock()
+	a.rebuildLocked()
 }
 
-func (n *Node) refreshAllowLocked() {
-	if !n.live.Load() {
-		return // before Resume: PeerSource's owner may not be up yet
+func (a *allowlist) rebuildLocked() {
+	if !a.live.Load() {
+		return // before open: PeerSource's owner may not be up yet
 	}
-	peers := n.cfg.Peers.Peers()
+	peers := a.peers.Peers()
 	m := make(map[netip.Addr]bool, len(peers))
 	for _, p := range peers {
-		for _, a := range []string{p.BT, p.HTTP} {
-			if ap, err := netip.ParseAddrPort(a); err == nil {
+		for _, s := range []string{p.BT, p.HTTP} {
+			if ap, err := netip.ParseAddrPort(s); err == nil {
 				m[ap.Addr().Unmap()] = true
 			}
 		}
 	}
-	n.allow.snap.Store(&m)
-	n.allow.gen.Add(1)
+	a.snap.Store(&m)
+	a.gen.Add(1)
 }
 
-// kickAllow refreshes the snapshot in the background, at most one refresh
-// waiting: for callers that hold anacrolix's lock.
-func (n *Node) kickAllow() {
-	select {
-	case n.allowKick <- struct{}{}:
-	default:
-	}
-}
-
-// refreshAllowLoop refreshes the snapshot when kicked and every
-// allowRefresh on the node's clock, until the node closes.
-func (n *Node) refreshAllowLoop() {
-	defer n.wg.Done()
-	t := n.cfg.Clock.NewTicker(allowRefresh)
+// loop rebuilds the snapshot when kicked and every allowRefresh on clk,
+// until ctx ends.
+func (a *allowlist) loop(ctx context.Context, clk clock.Clock) {
+	t := clk.NewTicker(allowRefresh)
 	defer t.Stop()
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-ctx.Done():
 			return
-		case <-n.allowKick:
+		case <-a.kick:
 		case <-t.C():
 		}
-		n.refreshAllow()
+		a.rebuild()
 	}
 }
 
-// engineAllow is the peer wire's view of the allowlist. It runs under
+// engine is the peer wire's view of the allowlist. It runs under
 // anacrolix's client lock, so a miss refreshes in the background: a host
 // that just joined is let in on its next try.
-func (n *Node) engineAllow(ip netip.Addr) bool {
-	if n.allowed(ip) {
+func (a *allowlist) engine(ip netip.Addr) bool {
+	if a.allowed(ip) {
 		return true
 	}
-	n.kickAllow()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
 	return false
 }
 
@@ -144,7 +161,7 @@ func (allowRanger) NumRanges() int { return 1 }
 // requests.
 type gateListener struct {
 	net.Listener
-	n         *Node
+	admit     func(netip.Addr) bool
 	perClient int
 
 	mu   sync.Mutex
@@ -158,7 +175,7 @@ func (l *gateListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err != nil || !l.n.admit(ap.Addr()) {
+		if err != nil || !l.admit(ap.Addr()) {
 			refuse(c)
 			continue
 		}
@@ -184,11 +201,11 @@ func refuse(c net.Conn) {
 	c.Close()
 }
 
-// openConns reports the metadata server's open connections from ip.
-func (n *Node) openConns(ip netip.Addr) int {
-	n.gate.mu.Lock()
-	defer n.gate.mu.Unlock()
-	return n.gate.open[ip.Unmap()]
+// openConns reports the connections open from ip.
+func (l *gateListener) openConns(ip netip.Addr) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open[ip.Unmap()]
 }
 
 type gateConn struct {

@@ -33,23 +33,45 @@
 //     the release is materialized under releases/<id> (package artifact) and
 //     the node reports it staged; the agent (orchestrate/agent) promotes it.
 //
-// A fetch that stops making progress is diagnosed (status.go: no peers, no
+// A fetch that stops making progress is diagnosed (follow.go: no peers, no
 // peer holds the missing pieces, peers choking or rejecting, a failed
 // write), reconnects when peers hold what it lacks, and falls back to the
 // origin when its stripe's host left. Old releases beyond Config.Keep are
 // collected, never the ones the current and previous links name.
 //
-// Who owns what. A Node keeps a registry of repos (repos.go): the releases
-// announced for each, their State (Queued, Fetching, Staged, Failed) and
-// retention. Each repo has one fetch loop (fetch.go), which takes its
-// releases one at a time, oldest first, and schedules the retry of a
-// failed one itself. The piece transfer of one fetch is a pieceFetch
-// (follow.go): one goroutine owns its state — progress, stall, fallback to
-// the origin, reconnects — and hears from the stripe's goroutine and the
-// engine by messages. The origin's offload loop (offload.go) owns the
-// decision to stop uploading. The metadata server (http.go, metadata.go)
-// answers peers. What status reads, those owners publish under the node's
-// lock.
+// Who owns what. A Node is the wiring of these parts, each with its own
+// state under its own lock or goroutine; none reaches into another's:
+//
+//   - registry (registry.go): the repos, each with its store, and the
+//     releases announced for them — their State, progress, stall reason,
+//     seeds — plus retention (Keep, retention.go) and the layouts served
+//     as stripes. One lock, taken only in the registry's methods. A release's State is
+//     written by one goroutine, its repo's fetch loop: Announce adds it
+//     Queued and pokes the loop (a message on the repo's wake channel); the
+//     loop moves it to Fetching, then Staged or Failed, and schedules a
+//     failed one's retry on the clock.
+//   - fetcher (fetch.go): the fetch of one release at a time per repo —
+//     metadata from peers (metaClient, metadata.go), the pieces, staging.
+//     The piece transfer is a pieceFetch (follow.go): one goroutine owns
+//     its progress, stall, fallback to the origin and reconnects, and
+//     hears from the stripe's goroutine (stripe.go) and the engine by
+//     messages; it reports what others read (why it is stuck) to the
+//     registry.
+//   - metaServer (metaserver.go): the HTTP server peers ask for manifests,
+//     info bytes and stripes; it owns its listener and gate, its metadata
+//     slots and per-client holds, the stripe turns (turns.go), and the set
+//     of paths being received. It reads releases through releaseSource,
+//     two methods of the registry. The node adds the tracker (tracker.go)
+//     and /v1/status to its routes.
+//   - allowlist (allow.go): who may use the data plane, refreshed by its
+//     own loop; peerView (peers.go, topology.go): which peers to dial and
+//     which stripe to take, read afresh from PeerSource; stalls
+//     (stalls.go): stalls counted by reason, banned peers reported once.
+//   - the origin's offload loop (offload.go) decides when it stops
+//     uploading a release, and tells the registry.
+//
+// Status (status.go) reads the engine's counters, the stall record and
+// the registry, each under its own lock, one after another.
 //
 // Time. Every decision above reads the node's clock (package
 // swarm/clock, Config.Clock): tests give a node a fake clock and cross a

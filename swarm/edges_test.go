@@ -186,9 +186,9 @@ func TestMetadataAbuseByEnrolledHost(t *testing.T) {
 	})
 	ip := netip.MustParseAddr(abuser)
 	if !origin.cfg.Clock.Poll(context.Background(), 5*time.Millisecond, 5*time.Second, func() bool {
-		return origin.openConns(ip) <= maxConnsPerClient
+		return origin.srv.gate.openConns(ip) <= maxConnsPerClient
 	}) {
-		t.Fatalf("%d connections open from one client", origin.openConns(ip))
+		t.Fatalf("%d connections open from one client", origin.srv.gate.openConns(ip))
 	}
 	// The abuser keeps dropping answers (whenever it may) while honest
 	// hosts fetch.
@@ -221,9 +221,9 @@ func TestMetadataAbuseByEnrolledHost(t *testing.T) {
 	wg.Wait()
 	// The half-sent requests were closed by the server's read timeout.
 	if !origin.cfg.Clock.Poll(context.Background(), 50*time.Millisecond, 2*serverReadTimeout, func() bool {
-		return origin.openConns(ip) == 0
+		return origin.srv.gate.openConns(ip) == 0
 	}) {
-		t.Fatalf("%d half-sent requests still open after %v", origin.openConns(ip), 2*serverReadTimeout)
+		t.Fatalf("%d half-sent requests still open after %v", origin.srv.gate.openConns(ip), 2*serverReadTimeout)
 	}
 }
 
@@ -243,10 +243,7 @@ func TestSlowStripeReaderLosesTheTurn(t *testing.T) {
 	origin := c.start("origin", 190, true, 4<<20)
 	sm, _ := c.publish(genTree(t, 8<<20, false), "1")
 	c.waitStaged(sm, []string{"origin"}, 30*time.Second)
-	origin.mu.Lock()
-	r := origin.repos["mw"]
-	origin.mu.Unlock()
-	l, err := origin.layoutFor(r, sm.ID, "full")
+	l, err := origin.reg.layout(origin.reg.get("mw"), sm.ID, "full")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +271,7 @@ func TestSlowStripeReaderLosesTheTurn(t *testing.T) {
 		}
 	}()
 	slowIP := netip.MustParseAddr(slow)
-	if !origin.cfg.Clock.Poll(context.Background(), 10*time.Millisecond, 10*time.Second, func() bool { return origin.openConns(slowIP) == 1 }) {
+	if !origin.cfg.Clock.Poll(context.Background(), 10*time.Millisecond, 10*time.Second, func() bool { return origin.srv.gate.openConns(slowIP) == 1 }) {
 		t.Fatal("the slow reader's request did not arrive")
 	}
 	resp, err := clientFrom(other).Get("http://" + origin.HTTPAddr() + path)
@@ -288,8 +285,8 @@ func TestSlowStripeReaderLosesTheTurn(t *testing.T) {
 	}
 	// The reader is still draining what the kernel buffered, but the
 	// origin has closed its side.
-	if !origin.cfg.Clock.Poll(context.Background(), 10*time.Millisecond, stripeWriteTimeout, func() bool { return origin.openConns(slowIP) == 0 }) {
-		t.Fatalf("the origin still serves the slow reader (pieces of %d bytes, turn limit %v)", l.PieceLen, origin.turnLimit(l.PieceLen))
+	if !origin.cfg.Clock.Poll(context.Background(), 10*time.Millisecond, stripeWriteTimeout, func() bool { return origin.srv.gate.openConns(slowIP) == 0 }) {
+		t.Fatalf("the origin still serves the slow reader (pieces of %d bytes, turn limit %v)", l.PieceLen, origin.srv.turnLimit(l.PieceLen))
 	}
 }
 
@@ -320,11 +317,11 @@ func TestDroppedAnswerFreesTheSlot(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("abuser's first request: %s", resp.Status)
 	}
-	if origin.metaBusy() != 1 {
+	if origin.srv.busy() != 1 {
 		t.Fatal("the slot is not taken while answering")
 	}
 	resp.Body.Close() // headers only: the answer is cut midway
-	if !origin.cfg.Clock.Poll(context.Background(), 5*time.Millisecond, time.Second, func() bool { return origin.metaBusy() == 0 }) {
+	if !origin.cfg.Clock.Poll(context.Background(), 5*time.Millisecond, time.Second, func() bool { return origin.srv.busy() == 0 }) {
 		t.Fatal("the slot is still taken a second after its client left")
 	}
 	resp, err = clientFrom(abuser).Get(manifest)

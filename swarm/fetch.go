@@ -5,11 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"scatter/artifact"
-	"scatter/artifact/core"
+	"sync"
 	"time"
 )
+
+// fetcher fetches, verifies, stages and seeds the releases announced for
+// a node's repos. Each repo has one fetch loop (fetchLoop), the one writer
+// of its releases' State; for each release in turn it gets the metadata
+// from peers (metaClient), the pieces (a pieceFetch: this host's stripe
+// from the origin and the rest over the peer wire), and stages the tree.
+// What others read of a fetch it records in the registry.
+type fetcher struct {
+	cfg    *Config // the node's, read only
+	reg    *registry
+	e      *Engine
+	meta   *metaClient
+	peers  peerView
+	stalls *stalls
+	self   netip.Addr      // this host's address, which stripes are fetched from
+	ctx    context.Context // the node's: every fetch ends with it
+	wg     *sync.WaitGroup // the node's: counts the fetch loops
+}
 
 // fetchLoop fetches a repo's releases one at a time, oldest first, so each
 // can use the previous one as its delta base.
@@ -17,121 +36,71 @@ import (
 // A failed fetch is tried again RetryAfter later (peers may come, a
 // partition may heal); the loop itself keeps that time, so the release
 // shows Failed, with its error, until then.
-func (n *Node) fetchLoop(r *repo) {
-	defer n.wg.Done()
+func (fr *fetcher) fetchLoop(r *repo) {
+	defer fr.wg.Done()
 	for {
-		rel, retryAt := n.nextQueued(r)
+		rel, retryAt := fr.reg.next(r, fr.cfg.Clock.Now())
 		if rel == nil {
 			var retry <-chan time.Time
 			if !retryAt.IsZero() {
-				retry = n.cfg.Clock.After(retryAt.Sub(n.cfg.Clock.Now()))
+				retry = fr.cfg.Clock.After(retryAt.Sub(fr.cfg.Clock.Now()))
 			}
 			select {
 			case <-r.wake:
 			case <-retry:
-			case <-n.ctx.Done():
+			case <-fr.ctx.Done():
 				return
 			}
 			continue
 		}
-		err := n.fetch(r, rel)
-		n.mu.Lock()
-		rel.x = nil
-		rel.done, rel.cpuDone = n.cfg.Clock.Now(), processCPU()
+		err := fr.fetch(r, rel)
+		fr.reg.finish(rel, fr.cfg.Clock.Now(), err, RetryAfter)
 		if err != nil {
-			rel.state, rel.err, rel.retryAt = Failed, err, rel.done.Add(RetryAfter)
-		} else {
-			rel.state, rel.err, rel.stuck, rel.reason = Staged, nil, "", ""
-		}
-		n.mu.Unlock()
-		if err != nil {
-			if n.ctx.Err() != nil {
+			if fr.ctx.Err() != nil {
 				return
 			}
-			n.cfg.Log.Error("fetch failed; trying again later", "repo", r.name, "release", rel.ann.Release,
+			fr.cfg.Log.Error("fetch failed; trying again later", "repo", r.name, "release", rel.ann.Release,
 				"retry_in", RetryAfter, "err", err)
 		} else {
-			n.collect(r)
+			fr.reg.collect(r)
 		}
-		n.cfg.OnChange()
+		fr.cfg.OnChange()
 	}
 }
 
 // RetryAfter is how long a failed fetch waits before it is tried again.
 const RetryAfter = 5 * time.Second
 
-// nextQueued picks the repo's next release to fetch and marks it Fetching:
-// the oldest queued one, else the oldest failed one whose retry is due.
-// With none, it returns when the next retry falls due (zero: none
-// pending).
-func (n *Node) nextQueued(r *repo) (*release, time.Time) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	now := n.cfg.Clock.Now()
-	var next *release
-	var retryAt time.Time
-	older := func(a, b *release) bool { return b == nil || a.ann.Time.Before(b.ann.Time) }
-	for _, rel := range r.rels {
-		if rel.state == Queued && older(rel, next) {
-			next = rel
-		}
-	}
-	if next == nil {
-		for _, rel := range r.rels {
-			if rel.state != Failed {
-				continue
-			}
-			if !rel.retryAt.After(now) {
-				if older(rel, next) {
-					next = rel
-				}
-			} else if retryAt.IsZero() || rel.retryAt.Before(retryAt) {
-				retryAt = rel.retryAt
-			}
-		}
-	}
-	if next != nil {
-		next.state, next.started = Fetching, now
-		next.cpuStart, next.cpuHeld, next.cpuDone = processCPU(), 0, 0
-		return next, time.Time{}
-	}
-	return nil, retryAt
-}
-
 // fetch gets, verifies, stages and starts seeding one release.
-func (n *Node) fetch(r *repo, rel *release) error {
+func (fr *fetcher) fetch(r *repo, rel *release) error {
 	a := rel.ann
 	// A local publisher may have added packs since the store was opened.
 	if err := r.st.Refresh(); err != nil {
 		return err
 	}
-	t, err := n.manifest(r, a)
+	t, err := fr.manifest(r, a)
 	if err != nil {
 		return err
 	}
 	kind := Full
-	if !a.Parent.IsZero() && n.holds(r, a.Parent) {
+	if !a.Parent.IsZero() && fr.reg.holds(r, a.Parent) {
 		kind = Delta
 	}
-	tor, err := n.torrent(r, a, t, kind)
+	tor, err := fr.torrent(r, a, t, kind)
 	if err != nil {
 		return err
 	}
-	x, err := n.e.Add(r.st, tor.Layout, tor.Info, r.dir)
+	x, err := fr.e.Add(r.st, tor.Layout, tor.Info, r.dir)
 	if err != nil {
 		return err
 	}
-	n.mu.Lock()
-	rel.x, rel.kind, rel.total = x, kind, tor.Layout.Length
-	n.mu.Unlock()
-	if err := n.fetchPieces(rel, x, kind); err != nil {
+	fr.reg.transferring(rel, x, kind)
+	if err := fr.fetchPieces(rel, x, kind); err != nil {
 		x.Drop()
 		return err
 	}
-	n.mu.Lock()
-	rel.held, rel.heldAt, rel.cpuHeld = true, n.cfg.Clock.Now(), processCPU()
-	n.mu.Unlock()
-	n.cfg.OnChange()
+	fr.reg.holding(rel, fr.cfg.Clock.Now())
+	fr.cfg.OnChange()
 	seeds := []*Transfer{x}
 	// Serve the other torrent too, from the same chunks.
 	other := Full
@@ -139,44 +108,42 @@ func (n *Node) fetch(r *repo, rel *release) error {
 		other = Delta
 	}
 	if other == Full || !a.Parent.IsZero() {
-		if parentOK := other == Full || n.holds(r, a.Parent); parentOK {
-			if t2, err := n.torrent(r, a, t, other); err != nil {
-				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
-			} else if x2, err := n.e.Add(r.st, t2.Layout, t2.Info, r.dir); err == nil {
+		if parentOK := other == Full || fr.reg.holds(r, a.Parent); parentOK {
+			if t2, err := fr.torrent(r, a, t, other); err != nil {
+				fr.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
+			} else if x2, err := fr.e.Add(r.st, t2.Layout, t2.Info, r.dir); err == nil {
 				seeds = append(seeds, x2)
 			} else {
-				n.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
+				fr.cfg.Log.Warn("cannot serve the other torrent", "release", a.Release, "kind", other, "err", err)
 			}
 		}
 	}
-	if !n.cfg.Origin && !n.cfg.SkipStage {
-		if err := n.stage(r, t); err != nil {
+	if !fr.cfg.Origin && !fr.cfg.SkipStage {
+		if err := fr.stage(r, t); err != nil {
 			for _, s := range seeds {
 				s.Drop()
 			}
 			return err
 		}
 	}
-	n.mu.Lock()
-	rel.seeds = seeds
-	n.mu.Unlock()
-	n.cfg.Log.Info("release staged", "repo", r.name, "release", a.Release, "kind", kind)
+	fr.reg.seeding(rel, seeds)
+	fr.cfg.Log.Info("release staged", "repo", r.name, "release", a.Release, "kind", kind)
 	return nil
 }
 
 // fetchPieces gets every piece of the release's torrent x: this host's
 // stripe straight from the origin, the rest over the peer wire.
-func (n *Node) fetchPieces(rel *release, x *Transfer, kind Kind) error {
+func (fr *fetcher) fetchPieces(rel *release, x *Transfer, kind Kind) error {
 	a := rel.ann
 	x.Download()
-	f := &pieceFetch{n: n, rel: rel, x: x}
-	stripeCtx, stopStripe := context.WithCancel(n.ctx)
+	f := &pieceFetch{fr: fr, rel: rel, x: x}
+	stripeCtx, stopStripe := context.WithCancel(fr.ctx)
 	defer stopStripe()
-	slot, slots := n.stripe(a, kind)
-	if origin, ok := n.originPeer(); ok && !n.cfg.Origin && slots > 1 {
+	slot, slots := fr.peers.stripe(a, kind)
+	if origin, ok := fr.peers.originHost(); ok && !fr.cfg.Origin && slots > 1 {
 		stripe := make(chan error, 1)
 		f.stripe, f.hadStripe = stripe, true
-		go func() { stripe <- n.fetchStripe(stripeCtx, x, a, kind, origin, slot, slots) }()
+		go func() { stripe <- fr.fetchStripe(stripeCtx, x, a, kind, origin, slot, slots) }()
 		defer func() {
 			// follow may end before the stripe does (the peers were
 			// faster): the stripe's goroutine ends before x is dropped.
@@ -185,7 +152,7 @@ func (n *Node) fetchPieces(rel *release, x *Transfer, kind Kind) error {
 				<-f.stripe
 			}
 		}()
-	} else if slots == 1 || n.cfg.Origin {
+	} else if slots == 1 || fr.cfg.Origin {
 		// The origin itself, or a host alone in fetching this torrent:
 		// stripes would save nothing, and the peer wire is faster. (slots
 		// 0: a host outside the origin's datacenter waits for its
@@ -198,33 +165,18 @@ func (n *Node) fetchPieces(rel *release, x *Transfer, kind Kind) error {
 // stage materializes the release under releases/<id>, reusing the newest
 // staged tree. Both manifests are read from the store as the tree is
 // written, not decoded whole.
-func (n *Node) stage(r *repo, t *artifact.Table) error {
+func (fr *fetcher) stage(r *repo, t *artifact.Table) error {
 	id := t.ID
 	dest := r.dir.Release(id)
 	if _, err := os.Stat(dest); err == nil {
 		return nil
 	}
-	opt := artifact.MaterializeOptions{Log: n.cfg.Log}
-	if prev := n.newestStaged(r, id); prev != nil {
+	opt := artifact.MaterializeOptions{Log: fr.cfg.Log}
+	if prev := fr.reg.newestStaged(r, id); prev != nil {
 		opt.Previous = prev
 	}
-	_, err := artifact.MaterializeStored(n.ctx, r.st, t, dest, opt)
+	_, err := artifact.MaterializeStored(fr.ctx, r.st, t, dest, opt)
 	return err
-}
-
-func (n *Node) newestStaged(r *repo, except core.ReleaseID) *artifact.Previous {
-	n.mu.Lock()
-	var best *release
-	for id, rel := range r.rels {
-		if id != except && (rel.state == Staged) && (best == nil || rel.ann.Time.After(best.ann.Time)) {
-			best = rel
-		}
-	}
-	n.mu.Unlock()
-	if best == nil {
-		return nil
-	}
-	return &artifact.Previous{Release: best.ann.Release, Dir: r.dir.Release(best.ann.Release)}
 }
 
 // manifest returns the release's chunk table from the store or, failing
@@ -232,15 +184,15 @@ func (n *Node) newestStaged(r *repo, except core.ReleaseID) *artifact.Previous {
 // entries are checked but not kept: staging reads them again from the
 // stored manifest (artifact.MaterializeStored), and holding them for the
 // whole fetch was most of a large release's memory.
-func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Table, error) {
-	if t, err := r.st.Table(a.Release, n.cfg.PubKey); err == nil {
+func (fr *fetcher) manifest(r *repo, a *Announcement) (*artifact.Table, error) {
+	if t, err := r.st.Table(a.Release, fr.cfg.PubKey); err == nil {
 		return t, nil
 	}
 	var t *artifact.Table
 	// The envelope goes to disk as it arrives: PutFetched checks it from
 	// there.
-	err := n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), func(body io.Reader) error {
-		got, err := r.st.PutFetched(body, n.cfg.PubKey, a.Release)
+	err := fr.meta.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/manifest", a.Repo, a.Release), func(body io.Reader) error {
+		got, err := r.st.PutFetched(body, fr.cfg.PubKey, a.Release)
 		t = got
 		return err
 	})
@@ -252,7 +204,7 @@ func (n *Node) manifest(r *repo, a *Announcement) (*artifact.Table, error) {
 
 // torrent returns the release's torrent of the given kind from disk or a
 // peer, checked against the signed info hash.
-func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (*Torrent, error) {
+func (fr *fetcher) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (*Torrent, error) {
 	want := a.Full
 	if kind == Delta {
 		want = a.Delta
@@ -260,7 +212,7 @@ func (n *Node) torrent(r *repo, a *Announcement, t *artifact.Table, kind Kind) (
 	path := r.dir.Torrent(a.Release, kind.String())
 	info, err := os.ReadFile(path)
 	if err != nil || InfoHashOf(info) != want {
-		err = n.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), func(body io.Reader) error {
+		err = fr.meta.fromPeers(fmt.Sprintf("/v1/repos/%s/releases/%s/torrent/%s", a.Repo, a.Release, kind), func(body io.Reader) error {
 			b, err := readAtMost(body, maxInfoSize)
 			if err != nil {
 				return err

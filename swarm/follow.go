@@ -10,10 +10,10 @@ import (
 // stripe from the origin and the peer wire. Its state belongs to the one
 // goroutine that runs follow; the stripe's goroutine reports to it by a
 // message (stripe), the engine by its completion (done), time by the
-// node's clock. What others read of it (why it is stuck) follow publishes
-// on the release, under the node's lock.
+// node's clock. What others read of it (why it is stuck) follow records
+// in the registry (setStuck).
 type pieceFetch struct {
-	n   *Node
+	fr  *fetcher // the fetch it is part of
 	rel *release
 	x   *Transfer
 	// stripe delivers the stripe's outcome from the origin, once; nil when
@@ -47,17 +47,17 @@ type pieceFetch struct {
 // host left, or, for a delta, hosts disagreed for a moment on who fetches
 // which torrent — and no peer will ever have it.
 func (f *pieceFetch) follow() error {
-	n, x := f.n, f.x
+	fr, x := f.fr, f.x
 	done := make(chan error, 1)
-	go func() { done <- x.Wait(n.ctx) }()
-	tick := n.cfg.Clock.NewTicker(followEvery)
+	go func() { done <- x.Wait(fr.ctx) }()
+	tick := fr.cfg.Clock.NewTicker(followEvery)
 	defer tick.Stop()
 	f.last, _ = x.Progress()
-	f.lastProgress = n.cfg.Clock.Now()
+	f.lastProgress = fr.cfg.Clock.Now()
 	f.rejectedBefore = x.Rejected()
 	for {
-		addrs := n.peerAddrsFor(f.fallback)
-		if !n.cfg.Origin {
+		addrs := fr.peers.addrs(f.fallback)
+		if !fr.cfg.Origin {
 			// The origin never dials hosts: a connection it opened would let
 			// them ask it for anything, and each piece should leave it once,
 			// as a stripe.
@@ -65,19 +65,19 @@ func (f *pieceFetch) follow() error {
 		}
 		select {
 		case err := <-done:
-			n.reportBadPeers()
+			fr.stalls.reportBanned()
 			return err
 		case err := <-f.stripe:
 			f.stripe = nil
-			if err != nil && n.ctx.Err() == nil {
-				n.cfg.Log.Warn("stripe from the origin failed; fetching it from the swarm", "release", f.rel.ann.Release, "err", err)
+			if err != nil && fr.ctx.Err() == nil {
+				fr.cfg.Log.Warn("stripe from the origin failed; fetching it from the swarm", "release", f.rel.ann.Release, "err", err)
 				f.fallback = true
 			}
 			continue
 		case <-tick.C():
 		}
 		f.tick(len(addrs))
-		n.reportBadPeers()
+		fr.stalls.reportBanned()
 	}
 }
 
@@ -85,41 +85,40 @@ func (f *pieceFetch) follow() error {
 // reason, falls back to the origin, and reconnects, as follow describes.
 // known is how many peer addresses the transfer was given.
 func (f *pieceFetch) tick(known int) {
-	n, x, clk := f.n, f.x, f.n.cfg.Clock
+	fr, x, clk := f.fr, f.x, f.fr.cfg.Clock
 	got, _ := x.Progress()
 	if got != f.last {
 		f.last, f.lastProgress, f.rejectedBefore = got, clk.Now(), x.Rejected()
-		n.setStuck(f.rel, x, "", "")
+		f.setStuck("", "")
 		return
 	}
 	stalled := clk.Since(f.lastProgress)
-	if f.hadStripe && !f.fallback && f.stripe == nil && stalled > min(orphanAfter, n.cfg.StallAfter) {
-		n.cfg.Log.Info("own stripe done, no progress: fetching what is left from the origin too",
+	if f.hadStripe && !f.fallback && f.stripe == nil && stalled > min(orphanAfter, fr.cfg.StallAfter) {
+		fr.cfg.Log.Info("own stripe done, no progress: fetching what is left from the origin too",
 			"release", f.rel.ann.Release, "stalled", stalled.Round(time.Millisecond))
 		f.fallback = true
 	}
 	rejected := x.Rejected() - f.rejectedBefore
-	every := min(reconnectAfter, n.cfg.StallAfter)
+	every := min(reconnectAfter, fr.cfg.StallAfter)
 	holding := -1 // peers holding a missing piece, counted once a tick when needed
 	if stalled >= every {
 		holding = x.PeersWithMissing()
 	}
-	if stalled >= n.cfg.StallAfter {
+	if stalled >= fr.cfg.StallAfter {
 		f.fallback = true
 		// Right after a reconnect the host is briefly unconnected: not a
 		// reason worth reporting.
 		if clk.Since(f.lastReconnect) >= reconnectGrace {
-			reason, why := n.diagnose(x, known, holding, rejected, f.lastProgress)
-			n.setStuck(f.rel, x, reason, why)
+			f.setStuck(f.diagnose(known, holding, rejected))
 		}
 	}
-	evidence := rejected > 0 || stalled >= n.cfg.StallAfter
+	evidence := rejected > 0 || stalled >= fr.cfg.StallAfter
 	if stalled >= every && clk.Since(f.lastReconnect) >= every && evidence && !x.Paused() && holding > 0 {
-		n.cfg.Log.Info("no progress although peers hold missing pieces: reconnecting to them",
+		fr.cfg.Log.Info("no progress although peers hold missing pieces: reconnecting to them",
 			"release", f.rel.ann.Release, "stalled", stalled.Round(time.Millisecond),
 			"peers_holding", holding, "rejected_requests", rejected)
 		x.Reconnect()
-		x.AddPeers(n.peerAddrsFor(f.fallback))
+		x.AddPeers(fr.peers.addrs(f.fallback))
 		f.lastReconnect = clk.Now()
 	}
 }
@@ -133,57 +132,37 @@ const (
 	reconnectGrace = 2 * time.Second
 )
 
-// setStuck records why rel's transfer x makes no progress ("" once it
-// moves again) and logs each new reason. When a stall begins it also logs
+// setStuck records why the transfer makes no progress ("" once it moves
+// again) and logs each new reason. When a stall begins it also logs
 // the transfer's state in the engine (each connection's choke and
 // interest flags, requests in flight either way, pieces held): what tells
 // a peer that will not send from a host that does not ask.
-func (n *Node) setStuck(rel *release, x *Transfer, reason StallReason, why string) {
-	n.mu.Lock()
-	was, wasReason := rel.stuck, rel.reason
-	rel.stuck, rel.reason = why, reason
+func (f *pieceFetch) setStuck(reason StallReason, why string) {
+	fr, rel := f.fr, f.rel
+	wasReason, was := fr.reg.setStuck(rel, reason, why)
 	if reason != "" && reason != wasReason {
-		n.stalls[reason]++
+		fr.stalls.begun(reason)
 	}
-	n.mu.Unlock()
 	if why == was {
 		return
 	}
 	if why != "" {
-		n.cfg.Log.Warn("fetch stalled", "release", rel.ann.Release, "why", why)
+		fr.cfg.Log.Warn("fetch stalled", "release", rel.ann.Release, "why", why)
 		if was == "" {
-			n.cfg.Log.Info("engine state at the stall", "release", rel.ann.Release, "state", x.Status())
+			fr.cfg.Log.Info("engine state at the stall", "release", rel.ann.Release, "state", f.x.Status())
 		}
 	}
-	n.cfg.OnChange()
+	fr.cfg.OnChange()
 }
 
-// StallReason is the kind of a stall: a short, fixed name for counting
-// (metrics label them by it), where ReleaseStatus.Stuck says it in words.
-type StallReason string
-
-// The reasons a fetch stalls, in the order diagnose tries them.
-const (
-	StallNoPeers      StallReason = "no_peers"      // membership knows no other host
-	StallWriteFailed  StallReason = "write_failed"  // received blocks cannot be written
-	StallPeersBanned  StallReason = "peers_banned"  // every peer sent bad data
-	StallNotConnected StallReason = "not_connected" // peers known, none reachable
-	StallNoHolder     StallReason = "no_holder"     // connected, none holds a missing piece
-	StallBadPieces    StallReason = "bad_pieces"    // pieces failed verification
-	StallRejected     StallReason = "rejected"      // holders reject our requests
-	StallNotSending   StallReason = "not_sending"   // holders choke, are capped, or do not answer
-)
-
-// StallReasons lists every StallReason.
-var StallReasons = []StallReason{StallNoPeers, StallWriteFailed, StallPeersBanned, StallNotConnected,
-	StallNoHolder, StallBadPieces, StallRejected, StallNotSending}
-
-// diagnose says why a transfer makes no progress, as a kind and in words.
-// holding is how many connected peers hold a piece it lacks, rejected how
-// many Reject messages peers sent since progress stopped at since.
-func (n *Node) diagnose(x *Transfer, known, holding int, rejected int64, since time.Time) (StallReason, string) {
+// diagnose says why the transfer makes no progress, as a kind and in
+// words. known is how many peer addresses it was given, holding how many
+// connected peers hold a piece it lacks, rejected how many Reject messages
+// peers sent since progress stopped.
+func (f *pieceFetch) diagnose(known, holding int, rejected int64) (StallReason, string) {
+	fr, x, since := f.fr, f.x, f.lastProgress
 	st := x.Stats()
-	bad := len(n.e.cl.BadPeerIPs())
+	bad := len(fr.stalls.bannedIPs())
 	werr, werrAt := x.WriteErr()
 	switch {
 	case known == 0:
@@ -201,23 +180,9 @@ func (n *Node) diagnose(x *Transfer, known, holding int, rejected int64, since t
 	case rejected > 0:
 		return StallRejected, fmt.Sprintf("%d peers hold missing pieces but none is sending; they sent %d rejects since the stall began "+
 			"(failed reads, or answers to our cancels); reconnecting about every %s",
-			holding, rejected, min(reconnectAfter, n.cfg.StallAfter))
+			holding, rejected, min(reconnectAfter, fr.cfg.StallAfter))
 	default:
 		return StallNotSending, fmt.Sprintf("%d peers hold missing pieces but none is sending: choking, rate-limited, or not answering "+
-			"(reconnecting about every %s)", holding, min(reconnectAfter, n.cfg.StallAfter))
-	}
-}
-
-// reportBadPeers logs, once each, peers banned for failed piece hashes.
-func (n *Node) reportBadPeers() {
-	for _, ip := range n.e.cl.BadPeerIPs() {
-		n.mu.Lock()
-		seen := n.bad[ip]
-		n.bad[ip] = true
-		n.mu.Unlock()
-		if !seen {
-			n.cfg.Log.Error("peer sent data that failed verification; banned", "peer", n.peerName(ip), "ip", ip)
-			n.cfg.OnChange()
-		}
+			"(reconnecting about every %s)", holding, min(reconnectAfter, fr.cfg.StallAfter))
 	}
 }

@@ -1,6 +1,8 @@
 package swarm
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,11 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
+	"scatter/swarm/clock"
 	"strings"
+	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Metadata — a release's signed manifest and its torrents' info bytes —
@@ -64,24 +65,24 @@ const (
 	metaOriginWait = 10 * time.Second
 )
 
-// The metadata server's bounds: a request is read within serverReadTimeout
-// (it is one line and a few headers); a kept-alive connection with no
-// request is closed after serverIdleTimeout; a client has at most
-// maxConnsPerClient connections open at once (allow.go). Answers are
-// bounded per write (stripeWriteTimeout) and per turn (http.go).
-const (
-	serverReadTimeout = 5 * time.Second
-	serverIdleTimeout = 10 * time.Second
-	maxConnsPerClient = 8
-	// allowRefresh is how often the allowlist is rebuilt from PeerSource
-	// besides on a miss (allow.go).
-	allowRefresh = time.Second
-)
+// metaClient asks other nodes for metadata (fromPeers), as the comment
+// above describes. It is safe for concurrent use: it keeps no state
+// between calls.
+type metaClient struct {
+	http  *http.Client // from metaHTTP
+	peers PeerSource
+	dc    string // this host's datacenter: its hosts are asked first
+	clock clock.Clock
+	ctx   context.Context // the node's: asking ends when it closes
+	// receiving marks a path as being received (metaServer.receiving);
+	// nil: nobody is told.
+	receiving func(path string) (done func())
+}
 
-// newMetaClient is the HTTP client a node asks others for metadata with.
-// It dials from local, the address peers let in (allow.go), unless local
-// is the zero Addr.
-func newMetaClient(local netip.Addr) *http.Client {
+// metaHTTP is the HTTP client a node asks others for metadata with. It
+// dials from local, the address peers let in (allow.go), unless local is
+// the zero Addr.
+func metaHTTP(local netip.Addr) *http.Client {
 	d := &net.Dialer{Timeout: metaDialTimeout}
 	if local.IsValid() {
 		d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
@@ -105,129 +106,6 @@ var (
 	errNotFound = errors.New("not found")
 )
 
-// serveMeta sends what open returns — a manifest envelope or info bytes —
-// through one of the node's metadata slots at its upload cap, or answers
-// 503 when none is free. Nothing is read from disk before a slot is taken.
-//
-// A slot stays taken for as long as the answer takes at the cap, but only
-// when the answer was sent whole: when the client goes away (or stops
-// reading) before the end, the slot is free at once. Either way the client
-// may not take a slot here again until that time has passed: one that
-// drops every answer early cannot keep the slot from others by asking
-// again at once.
-func (n *Node) serveMeta(w http.ResponseWriter, req *http.Request, open func() (sizedReader, error)) {
-	ip := clientIP(req)
-	start := n.cfg.Clock.Now()
-	n.metaMu.Lock()
-	next, waiting := n.metaClients[ip]
-	n.metaMu.Unlock()
-	if waiting && start.Before(next) {
-		http.Error(w, "busy: ask a peer", http.StatusServiceUnavailable)
-		return
-	}
-	select {
-	case n.metaSlots <- struct{}{}:
-	default:
-		http.Error(w, "busy: every metadata slot is sending; ask a peer", http.StatusServiceUnavailable)
-		return
-	}
-	complete := false
-	var hold time.Duration
-	defer func() {
-		if complete && hold > 0 {
-			// The slot stays taken for as long as the answer takes at the
-			// cap, even when the limiter's burst let it go at once: a node
-			// free again the moment it had sent a small manifest served
-			// whoever asked while that copy was being checked and stored,
-			// and the origin served most of the copies.
-			select {
-			case <-n.cfg.Clock.After(hold - n.cfg.Clock.Since(start)):
-			case <-n.ctx.Done():
-			}
-		}
-		<-n.metaSlots
-	}()
-	b, err := open()
-	if err != nil {
-		n.notHeld(w, req, err)
-		return
-	}
-	if c, ok := b.(io.Closer); ok {
-		defer c.Close()
-	}
-	if lim := n.e.up.Limit(); lim != rate.Inf && lim > 0 {
-		hold = time.Duration(float64(b.Size()) / float64(lim) * float64(time.Second))
-		n.metaMu.Lock()
-		for k, t := range n.metaClients {
-			if !start.Before(t) {
-				delete(n.metaClients, k) // bounded by the clients asking within one hold
-			}
-		}
-		n.metaClients[ip] = start.Add(hold)
-		n.metaMu.Unlock()
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(b.Size(), 10))
-	const slice = 32 << 10
-	rc := http.NewResponseController(w)
-	// Headers at once: the asker gives up on a node that does not answer
-	// within metaHeaderTimeout, which must not count the wait for tokens.
-	w.WriteHeader(http.StatusOK)
-	rc.Flush()
-	buf := make([]byte, slice)
-	for {
-		k, err := io.ReadFull(b, buf)
-		if k == 0 {
-			rc.Flush() // the whole answer now, before any hold
-			complete = err == io.EOF
-			return // the end, or a read error: the asker sees a short body
-		}
-		// The request's context ends when the client goes away: the
-		// wait for tokens does not outlast it.
-		if err := n.e.up.WaitN(req.Context(), k); err != nil {
-			return
-		}
-		// A client that stops reading must not hold the slot.
-		rc.SetWriteDeadline(n.cfg.Clock.IODeadline(stripeWriteTimeout))
-		if _, err := w.Write(buf[:k]); err != nil {
-			return
-		}
-		n.e.addMetaSent(int64(k))
-		if err != nil {
-			complete = rc.Flush() == nil && (err == io.EOF || err == io.ErrUnexpectedEOF)
-			return
-		}
-	}
-}
-
-// metaBusy reports how many metadata slots are taken.
-func (n *Node) metaBusy() int { return len(n.metaSlots) }
-
-// clientIP is the address a request came from.
-func clientIP(req *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(req.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
-// sizedReader is what serveMeta sends: bytes.Reader, io.SectionReader.
-type sizedReader interface {
-	io.Reader
-	Size() int64
-}
-
-// notHeld answers a request for metadata this node does not hold: 503
-// while it is receiving it (ask again soon: it will), else 404.
-func (n *Node) notHeld(w http.ResponseWriter, req *http.Request, err error) {
-	if _, ok := n.receiving.Load(req.URL.Path); ok {
-		http.Error(w, "busy: receiving it; ask again", http.StatusServiceUnavailable)
-		return
-	}
-	http.Error(w, err.Error(), http.StatusNotFound)
-}
-
 // fromPeers GETs path from peers until one answers with bytes that use
 // accepts: each round asks up to metaAskPeers other hosts in random order
 // (those in this node's datacenter first), then the origin unless one of
@@ -236,13 +114,14 @@ func (n *Node) notHeld(w http.ResponseWriter, req *http.Request, err error) {
 // it, or what they had was bad) it fails at once. use reads each answer as
 // it arrives and bounds how much it reads: a manifest goes to disk, not
 // into memory. While use runs, this node answers busy for path.
-func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
+func (c *metaClient) fromPeers(path string, use func(io.Reader) error) error {
 	receive := func(r io.Reader) error {
-		n.receiving.Store(path, true)
-		defer n.receiving.Delete(path)
+		if c.receiving != nil {
+			defer c.receiving(path)()
+		}
 		return use(r)
 	}
-	start := n.cfg.Clock.Now()
+	start := c.clock.Now()
 	deadline := start.Add(metaPatience)
 	wait := 20 * time.Millisecond
 	// Peers that failed otherwise than busy or not found — did not
@@ -250,7 +129,7 @@ func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 	// fetch.
 	failed := map[string]bool{}
 	for {
-		peers := n.metaSources()
+		peers := c.sources()
 		if len(peers) == 0 {
 			return errors.New("no peers to ask")
 		}
@@ -260,10 +139,10 @@ func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 			if failed[p.Name] {
 				continue
 			}
-			if p.Origin && busy && n.cfg.Clock.Since(start) < metaOriginWait {
+			if p.Origin && busy && c.clock.Since(start) < metaOriginWait {
 				continue // a peer has it or soon will: leave the origin to others
 			}
-			err := n.getMeta(p.HTTP, path, receive)
+			err := c.get(p.HTTP, path, receive)
 			if err == nil {
 				return nil
 			}
@@ -273,28 +152,28 @@ func (n *Node) fromPeers(path string, use func(io.Reader) error) error {
 			}
 			errs = append(errs, p.Name+": "+err.Error())
 		}
-		if !busy || n.cfg.Clock.Now().After(deadline) {
+		if !busy || c.clock.Now().After(deadline) {
 			return fmt.Errorf("no peer could serve %s: %s", path, strings.Join(errs, "; "))
 		}
 		select {
-		case <-n.ctx.Done():
-			return n.ctx.Err()
-		case <-n.cfg.Clock.After(wait/2 + rand.N(wait)):
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		case <-c.clock.After(wait/2 + rand.N(wait)):
 		}
 		wait = min(2*wait, 250*time.Millisecond)
 	}
 }
 
-// metaSources picks the nodes to ask for metadata in one round: up to
+// sources picks the nodes to ask for metadata in one round: up to
 // metaAskPeers hosts, this datacenter's first, then every origin.
-func (n *Node) metaSources() []Peer {
+func (c *metaClient) sources() []Peer {
 	var near, far, origins []Peer
-	for _, p := range n.cfg.Peers.Peers() {
+	for _, p := range c.peers.Peers() {
 		switch {
 		case p.HTTP == "":
 		case p.Origin:
 			origins = append(origins, p)
-		case p.DC == n.cfg.DC:
+		case p.DC == c.dc:
 			near = append(near, p)
 		default:
 			far = append(far, p)
@@ -304,4 +183,88 @@ func (n *Node) metaSources() []Peer {
 	rand.Shuffle(len(far), func(i, j int) { far[i], far[j] = far[j], far[i] })
 	hosts := append(near, far...)
 	return append(hosts[:min(len(hosts), metaAskPeers)], origins...)
+}
+
+// get GETs http://addr/path and hands the body to use as it arrives.
+// A node that sends less than metaMinRate over a metaRateWindow — silent,
+// or trickling — is given up on; a slow but steady one is not, whatever
+// the size. use bounds what it reads.
+func (c *metaClient) get(addr, path string, use func(io.Reader) error) error {
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		err := fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+		switch resp.StatusCode {
+		case http.StatusServiceUnavailable:
+			err = fmt.Errorf("%w: %w", errBusy, err)
+		case http.StatusNotFound:
+			err = fmt.Errorf("%w: %w", errNotFound, err)
+		}
+		return err
+	}
+	body := &countingReader{r: resp.Body}
+	var slow atomic.Bool
+	tk := c.clock.NewTicker(metaRateWindow)
+	watch := make(chan struct{})
+	defer func() { <-watch }()
+	defer cancel()
+	go func() {
+		defer close(watch)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C():
+				if body.take() < metaMinRate*int64(metaRateWindow/time.Second) {
+					slow.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	err = use(body)
+	if err != nil && slow.Load() && c.ctx.Err() == nil {
+		err = fmt.Errorf("under %d bytes/s for %v: %w", metaMinRate, metaRateWindow, err)
+	}
+	return err
+}
+
+// countingReader counts the bytes read since take last asked.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	k, err := r.r.Read(p)
+	r.n.Add(int64(k))
+	return k, err
+}
+
+func (r *countingReader) take() int64 { return r.n.Swap(0) }
+
+// readAtMost reads r to its end, refusing more than limit bytes. The
+// bytes are returned in an array of their size: what they are read into
+// grows by doubling, and a torrent keeps its info bytes while it is served.
+func readAtMost(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("response exceeds %d bytes", limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(b), nil
 }

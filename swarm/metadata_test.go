@@ -48,7 +48,7 @@ func TestGetGivesUpOnSilenceAndTrickle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	clk := clock.NewFake(time.Now())
-	n := &Node{ctx: ctx, http: newMetaClient(netip.Addr{}), cfg: Config{Clock: clk}}
+	n := &metaClient{ctx: ctx, http: metaHTTP(netip.Addr{}), clock: clk}
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
 	got := make(chan int, 100) // bytes read so far, after each read returns
@@ -57,7 +57,7 @@ func TestGetGivesUpOnSilenceAndTrickle(t *testing.T) {
 		errc := make(chan error, 1)
 		total = 0
 		go func() {
-			errc <- n.getMeta(addr, "/", func(r io.Reader) error {
+			errc <- n.get(addr, "/", func(r io.Reader) error {
 				buf, total := make([]byte, 64<<10), 0
 				for {
 					k, err := r.Read(buf)
@@ -116,9 +116,9 @@ func TestGetGivesUpOnSilenceAndTrickle(t *testing.T) {
 // the asker waits for it instead of going to the origin; for anything else
 // it does not hold it says not found.
 func TestNotHeldWhileReceiving(t *testing.T) {
-	n := &Node{}
+	n := &metaServer{}
 	const path = "/v1/repos/mw/releases/ab/manifest"
-	n.receiving.Store(path, true)
+	defer n.receiving(path)()
 	for p, want := range map[string]int{path: http.StatusServiceUnavailable, "/v1/repos/mw/releases/cd/manifest": http.StatusNotFound} {
 		rec := httptest.NewRecorder()
 		n.notHeld(rec, httptest.NewRequest(http.MethodGet, p, nil), errors.New("not in store"))

@@ -3,15 +3,20 @@ package swarm
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"scatter/artifact"
+	"scatter/artifact/datadir"
 	"scatter/swarm/clock"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -100,43 +105,22 @@ func (c Config) Validate() error {
 // BitTorrent engine and its metadata server. It fetches every release
 // announced for any repo, verifies it, stages it under releases/<id>, and
 // seeds it to the others.
+//
+// A Node is the wiring of its parts (see the package doc, "Who owns
+// what"); each keeps its own state under its own lock or goroutine.
 type Node struct {
 	cfg  Config
 	e    *Engine
-	ln   net.Listener
-	srv  *http.Server
-	http *http.Client
-	ctx  context.Context
+	ctx  context.Context // ends when the node closes
 	stop context.CancelFunc
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // every goroutine the node started
 
-	// stripeTurns makes the origin send stripe pieces round robin; it
-	// has its own lock.
-	stripeTurns turns
-	// metaSlots bounds the manifests and infos this node sends at once
-	// (metadata.go).
-	metaSlots chan struct{}
-	// allow is who may use the data plane (allow.go); allowKick asks
-	// for a refresh, selfIP is this host's own address, gate the
-	// metadata server's listener.
-	allow     allowlist
-	allowKick chan struct{}
-	selfIP    netip.Addr
-	gate      *gateListener
-	live      atomic.Bool // Resume was called
-	// metaClients is when each client may next take a metadata slot
-	// (metadata.go); metaMu guards it.
-	metaMu      sync.Mutex
-	metaClients map[netip.Addr]time.Time
-	// receiving is the metadata paths this node is receiving now, which
-	// it tells askers to ask again for instead of "not found".
-	receiving sync.Map
-
-	mu      sync.Mutex
-	repos   map[string]*repo
-	bad     map[string]bool       // peer IPs banned for bad data, already reported
-	stalls  map[StallReason]int64 // stalls begun, by reason, since start
-	layouts map[string]*Layout    // parsed layouts served as stripes, by "<id>.<kind>"
+	reg     *registry   // the repos and their releases (registry.go)
+	fetcher *fetcher    // fetches them (fetch.go, follow.go, stripe.go)
+	srv     *metaServer // answers peers (metaserver.go)
+	allow   *allowlist  // who may use the data plane (allow.go)
+	peers   peerView    // this host's view of the others (peers.go)
+	stalls  *stalls     // stalls and banned peers counted (stalls.go)
 }
 
 // NewNode opens the data directory, starts the engine and the metadata
@@ -150,19 +134,15 @@ func NewNode(cfg Config) (*Node, error) {
 		cfg.Engine.Log = cfg.Log
 	}
 	cfg.Engine.Clock = cfg.Clock
-	n := &Node{
-		cfg: cfg, repos: map[string]*repo{}, bad: map[string]bool{}, layouts: map[string]*Layout{}, stalls: map[StallReason]int64{},
-		metaSlots: make(chan struct{}, metaSlots), allowKick: make(chan struct{}, 1),
-		metaClients: map[netip.Addr]time.Time{},
-	}
+	// This host's address, which it dials from: peers let it in by it.
+	var self netip.Addr
 	if h, _, err := net.SplitHostPort(cfg.HTTPAddr); err == nil {
 		if ip, err := netip.ParseAddr(h); err == nil && !ip.IsUnspecified() {
-			n.selfIP = ip.Unmap()
+			self = ip.Unmap()
 		}
 	}
-	n.http = newMetaClient(n.selfIP)
-	n.refreshAllow()
-	cfg.Engine.Allow = n.engineAllow
+	allow := newAllowlist(self, cfg.AllowClients, cfg.Peers)
+	cfg.Engine.Allow = allow.engine
 	e, err := NewEngine(cfg.Engine)
 	if err != nil {
 		return nil, err
@@ -173,32 +153,113 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("swarm: metadata server: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	n.e, n.ln, n.ctx, n.stop = e, ln, ctx, stop
-	n.gate = &gateListener{Listener: ln, n: n, perClient: maxConnsPerClient, open: map[netip.Addr]int{}}
-	n.srv = &http.Server{
-		Handler: n.handler(),
-		// A request is one line and a few headers: it arrives at once
-		// or not at all. Answers have no overall limit (a stripe takes
-		// S/U): each write has its own deadline (metadata.go, http.go).
-		ReadHeaderTimeout: serverReadTimeout,
-		ReadTimeout:       serverReadTimeout,
-		IdleTimeout:       serverIdleTimeout,
-		MaxHeaderBytes:    16 << 10,
+	n := &Node{cfg: cfg, e: e, ctx: ctx, stop: stop, allow: allow,
+		reg:   newRegistry(cfg.DataDir, cfg.PubKey, cfg.Keep, cfg.Log),
+		peers: peerView{self: cfg.Name, dc: cfg.DC, origin: cfg.Origin, bridges: cfg.Bridges, src: cfg.Peers},
 	}
-	n.wg.Add(2)
-	go n.refreshAllowLoop()
+	n.stalls = &stalls{log: cfg.Log, onChange: cfg.OnChange, bannedIPs: e.cl.BadPeerIPs, name: n.peers.name,
+		counts: map[StallReason]int64{}, bad: map[string]bool{}}
+	n.srv = newMetaServer(n.reg, e.up, e.addSent, e.addMetaSent, cfg.Clock, cfg.Log, ctx.Done())
+	meta := &metaClient{http: metaHTTP(self), peers: cfg.Peers, dc: cfg.DC, clock: cfg.Clock, ctx: ctx, receiving: n.srv.receiving}
+	n.fetcher = &fetcher{cfg: &n.cfg, reg: n.reg, e: e, meta: meta, peers: n.peers, stalls: n.stalls, self: self, ctx: ctx, wg: &n.wg}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /announce", tracker{knows: n.reg.knows, peers: func() []string { return append(n.peers.addrs(true), n.BTAddr()) }})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(n.Status())
+	})
+	n.srv.start(ln, allow.admit, mux, &n.wg)
+	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.srv.Serve(n.gate); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			cfg.Log.Error("metadata server stopped", "err", err)
-		}
+		allow.loop(ctx, cfg.Clock)
 	}()
 	return n, nil
 }
 
+// Resume re-reads every repo's saved announcements and queues their
+// releases again. Call it once the PeerSource can answer: NewNode does not,
+// so that a restarted host does not start fetching before its membership
+// is up. Until it is called the node lets no host in (allow.go).
+func (n *Node) Resume() error {
+	// PeerSource may be asked from now on (its owner is up): let the
+	// hosts it lists in.
+	n.allow.open()
+	if n.cfg.Origin && n.cfg.OffloadAfter > 0 {
+		n.wg.Add(1)
+		go n.offloadLoop()
+	}
+	entries, err := os.ReadDir(n.cfg.DataDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return os.MkdirAll(n.cfg.DataDir, 0o755)
+	}
+	if err != nil {
+		return fmt.Errorf("swarm: %w", err)
+	}
+	for _, de := range entries {
+		if !de.IsDir() || artifact.ValidName("repo", de.Name()) != nil {
+			continue
+		}
+		dir := datadir.Data(n.cfg.DataDir).Repo(de.Name()).Announcements()
+		names, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, f := range names {
+			b, err := os.ReadFile(filepath.Join(dir, f.Name()))
+			if err == nil {
+				_, err = n.Announce(b)
+			}
+			if err != nil {
+				n.cfg.Log.Warn("dropping saved announcement", "repo", de.Name(), "file", f.Name(), "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Announce takes a signed announcement from gossip, a peer's state or the
+// local publisher. It reports whether the release is new to this node; a
+// new release is queued for fetching. Anything that does not verify is
+// refused with an error and changes nothing.
+func (n *Node) Announce(signed []byte) (bool, error) {
+	a, err := OpenAnnouncement(signed, n.cfg.PubKey)
+	if err != nil {
+		return false, err
+	}
+	if err := artifact.ValidName("repo", a.Repo); err != nil {
+		return false, fmt.Errorf("%w: %v", ErrBadAnnouncement, err)
+	}
+	r, opened, err := n.reg.open(a.Repo)
+	if err != nil {
+		return false, err
+	}
+	if opened {
+		n.wg.Add(1)
+		go n.fetcher.fetchLoop(r)
+	}
+	if !n.reg.add(r, a, signed) {
+		return false, nil
+	}
+	err = writeFileAtomic(r.dir.Announcement(a.Release), signed)
+	r.poke()
+	if err != nil {
+		// Fetched all the same; only a restart forgets it.
+		return true, fmt.Errorf("save announcement: %w", err)
+	}
+	n.cfg.Log.Info("release announced", "repo", a.Repo, "release", a.Release, "version", a.Version)
+	n.cfg.OnChange()
+	return true, nil
+}
+
+// Announcements returns the signed announcements of the retained releases,
+// oldest first, for gossip state.
+func (n *Node) Announcements() [][]byte { return n.reg.announcements() }
+
 // BTAddr and HTTPAddr are what membership advertises.
 func (n *Node) BTAddr() string   { return n.e.Addr() }
-func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
+func (n *Node) HTTPAddr() string { return n.srv.addr() }
 
 // Engine exposes the engine, for counters.
 func (n *Node) Engine() *Engine { return n.e }
@@ -206,13 +267,9 @@ func (n *Node) Engine() *Engine { return n.e }
 // Close stops fetching and serving.
 func (n *Node) Close() error {
 	n.stop()
-	n.srv.Close()
+	n.srv.close()
 	err := n.e.Close()
 	n.wg.Wait()
-	n.mu.Lock()
-	for _, r := range n.repos {
-		r.st.Close()
-	}
-	n.mu.Unlock()
+	n.reg.close()
 	return err
 }

@@ -31,22 +31,8 @@ func (n *Node) offloadLoop() {
 				holders[id]++
 			}
 		}
-		n.mu.Lock()
-		for _, r := range n.repos {
-			for id, rel := range r.rels {
-				off := holders[id] >= n.cfg.OffloadAfter
-				if off == rel.offloaded || len(rel.seeds) == 0 && rel.x == nil {
-					continue
-				}
-				rel.offloaded = off
-				for _, x := range append(rel.seeds, rel.x) {
-					if x != nil {
-						x.SetUpload(!off)
-					}
-				}
-				n.cfg.Log.Info("origin upload", "release", id, "hosts_holding", holders[id], "serving", !off)
-			}
+		for _, id := range n.reg.offload(func(id core.ReleaseID) bool { return holders[id] >= n.cfg.OffloadAfter }) {
+			n.cfg.Log.Info("origin upload", "release", id, "hosts_holding", holders[id], "serving", holders[id] < n.cfg.OffloadAfter)
 		}
-		n.mu.Unlock()
 	}
 }

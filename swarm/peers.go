@@ -25,8 +25,20 @@ type PeerSource interface {
 	Peers() []Peer
 }
 
-func (n *Node) peerName(ip string) string {
-	for _, p := range n.cfg.Peers.Peers() {
+// peerView is this host's view of the other hosts, read from PeerSource
+// afresh on every call: which of them to dial (topology.go), which stripe
+// to take (stripe.go), and their names for the log. It keeps no state.
+type peerView struct {
+	self    string // this host's name
+	dc      string // this host's datacenter
+	origin  bool   // this host is the origin
+	bridges int    // Config.Bridges
+	src     PeerSource
+}
+
+// name is the name of the host whose peer-wire address is ip, else ip.
+func (v peerView) name(ip string) string {
+	for _, p := range v.src.Peers() {
 		if h, _, err := net.SplitHostPort(p.BT); err == nil && h == ip {
 			return p.Name
 		}
@@ -34,16 +46,14 @@ func (n *Node) peerName(ip string) string {
 	return ip
 }
 
-func (n *Node) peerAddrs() []string { return n.peerAddrsFor(true) }
-
-// peerAddrsFor lists the peer-wire addresses a transfer dials. Without
-// the origin, a few peers of this host's datacenter (dialSparse); with it
-// (a transfer falling back because its stripe failed or it stalled),
-// every reachable peer and the origin.
-func (n *Node) peerAddrsFor(withOrigin bool) []string {
-	peers := n.reachable(n.cfg.Peers.Peers())
+// addrs lists the peer-wire addresses a transfer dials. Without the
+// origin, a few peers of this host's datacenter (dialSparse); with it (a
+// transfer falling back because its stripe failed or it stalled, and the
+// tracker's answer to stock clients), every reachable peer and the origin.
+func (v peerView) addrs(withOrigin bool) []string {
+	peers := v.reachable(v.src.Peers())
 	if !withOrigin {
-		peers = dialSparse(n.cfg.Name, n.cfg.DC, peers, wireDials)
+		peers = dialSparse(v.self, v.dc, peers, wireDials)
 	}
 	var out []string
 	for _, p := range peers {
@@ -54,8 +64,10 @@ func (n *Node) peerAddrsFor(withOrigin bool) []string {
 	return out
 }
 
-func (n *Node) originPeer() (Peer, bool) {
-	for _, p := range n.cfg.Peers.Peers() {
+// originHost returns the origin, if PeerSource lists one with a metadata
+// address.
+func (v peerView) originHost() (Peer, bool) {
+	for _, p := range v.src.Peers() {
 		if p.Origin && p.HTTP != "" {
 			return p, true
 		}

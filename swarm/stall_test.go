@@ -112,9 +112,9 @@ func lateDelta(t *testing.T, arm func(faults map[string]faultyStorage)) *Transfe
 		t.Fatal(err)
 	}
 	c.waitStaged(sm2, []string{"late"}, 30*time.Second)
-	late.mu.Lock()
-	defer late.mu.Unlock()
-	return late.repos["mw"].rels[sm2.ID].seeds[0] // the delta it fetched
+	late.reg.mu.Lock()
+	defer late.reg.mu.Unlock()
+	return late.reg.repos["mw"].rels[sm2.ID].seeds[0] // the delta it fetched
 }
 
 // A host whose one request is rejected (the peer's read failed) still

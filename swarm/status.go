@@ -3,7 +3,6 @@ package swarm
 import (
 	"net"
 	"net/netip"
-	"sort"
 	"time"
 
 	"scatter/artifact/core"
@@ -70,7 +69,7 @@ type ReleaseStatus struct {
 
 // Status reports the node's releases and counters.
 func (n *Node) Status() Status {
-	n.reportBadPeers()
+	n.stalls.reportBanned()
 	s := Status{Name: n.cfg.Name, Origin: n.cfg.Origin, Uploaded: n.e.Uploaded(), UploadedMeta: n.e.MetaUploaded(),
 		PeersConnected: n.e.ActivePeers(), WriteFailures: n.e.WriteFailures(), Clock: n.cfg.Clock.Now()}
 	origins := map[netip.Addr]bool{}
@@ -88,99 +87,20 @@ func (n *Node) Status() Status {
 			s.ReceivedFromPeers += b
 		}
 	}
-	n.mu.Lock()
-	for ip := range n.bad {
-		s.BadPeers = append(s.BadPeers, ip)
-	}
-	if len(n.stalls) > 0 {
-		s.Stalls = make(map[StallReason]int64, len(n.stalls))
-		for r, c := range n.stalls {
-			s.Stalls[r] = c
-		}
-	}
-	for _, r := range n.repos {
-		rs := RepoStatus{Repo: r.name}
-		for _, rel := range r.rels {
-			x := rel.statusLocked()
-			rs.Releases = append(rs.Releases, x)
-		}
-		sort.Slice(rs.Releases, func(i, j int) bool {
-			return r.rels[rs.Releases[i].Release].ann.Time.After(r.rels[rs.Releases[j].Release].ann.Time)
-		})
-		s.Repos = append(s.Repos, rs)
-	}
-	n.mu.Unlock()
-	sort.Slice(s.Repos, func(i, j int) bool { return s.Repos[i].Repo < s.Repos[j].Repo })
-	sort.Strings(s.BadPeers)
+	s.Stalls, s.BadPeers = n.stalls.report()
+	s.Repos = n.reg.status()
 	return s
-}
-
-func (rel *release) statusLocked() ReleaseStatus {
-	x := ReleaseStatus{Release: rel.ann.Release, Version: rel.ann.Version, State: rel.state, Stuck: rel.stuck, StuckReason: rel.reason, Offloaded: rel.offloaded}
-	if rel.state != Queued {
-		x.Kind = rel.kind.String()
-	}
-	if rel.err != nil {
-		x.Error = rel.err.Error()
-	}
-	x.Total = rel.total
-	if rel.state == Staged {
-		x.Done = rel.total
-	}
-	if rel.x != nil {
-		x.Done, x.Total = rel.x.Progress()
-		x.Peers = rel.x.Stats().ActivePeers
-	}
-	if rel.state == Staged {
-		x.Seconds = rel.done.Sub(rel.started).Seconds()
-	}
-	if rel.held {
-		x.HeldSeconds = rel.heldAt.Sub(rel.started).Seconds()
-		x.HeldAt = rel.heldAt
-		x.TransferCPUSeconds = (rel.cpuHeld - rel.cpuStart).Seconds()
-	}
-	if rel.state == Staged && rel.held {
-		x.StageCPUSeconds = (rel.cpuDone - rel.cpuHeld).Seconds()
-	}
-	return x
 }
 
 // Release reports one release's status; false if it was not announced
 // here (or was collected).
 func (n *Node) Release(repo string, id core.ReleaseID) (ReleaseStatus, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	r := n.repos[repo]
-	if r == nil || r.rels[id] == nil {
-		return ReleaseStatus{}, false
-	}
-	return r.rels[id].statusLocked(), true
+	return n.reg.release(repo, id)
 }
 
 // Staged reports whether the release is staged (or, on the origin, seeded).
-func (n *Node) Staged(repo string, id core.ReleaseID) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	r := n.repos[repo]
-	if r == nil {
-		return false
-	}
-	rel := r.rels[id]
-	return rel != nil && rel.state == Staged
-}
+func (n *Node) Staged(repo string, id core.ReleaseID) bool { return n.reg.staged(repo, id) }
 
 // HeldReleases lists the releases whose every chunk this node holds, for
 // gossip state.
-func (n *Node) HeldReleases() []core.ReleaseID {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var out []core.ReleaseID
-	for _, r := range n.repos {
-		for id, rel := range r.rels {
-			if rel.held {
-				out = append(out, id)
-			}
-		}
-	}
-	return out
-}
+func (n *Node) HeldReleases() []core.ReleaseID { return n.reg.held() }

@@ -27,8 +27,8 @@ import (
 // to hold every release (a liar, or a bug) would otherwise send every
 // other host to a swarm that has nothing, and to the origin only after
 // StallAfter. It takes two holders (one if that host is the only peer).
-func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
-	peers := n.cfg.Peers.Peers()
+func (v peerView) stripe(a *Announcement, kind Kind) (slot, slots int) {
+	peers := v.src.Peers()
 	holders, others := 0, 0
 	for _, p := range peers {
 		if p.Origin {
@@ -42,11 +42,11 @@ func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
 	if holders > 0 && holders >= min(2, others) {
 		return 0, 0
 	}
-	dc := n.stripeDC(peers)
-	if dc != "" && n.cfg.DC != dc {
+	dc := v.stripeDC(peers)
+	if dc != "" && v.dc != dc {
 		return 0, 0
 	}
-	names := []string{n.cfg.Name}
+	names := []string{v.self}
 	for _, p := range peers {
 		if dc != "" && p.DC != dc {
 			continue
@@ -59,7 +59,7 @@ func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
 		}
 	}
 	sort.Strings(names)
-	return slices.Index(names, n.cfg.Name), len(names)
+	return slices.Index(names, v.self), len(names)
 }
 
 // fetchStripe fetches this host's share of the torrent from the origin's
@@ -68,7 +68,7 @@ func (n *Node) stripe(a *Announcement, kind Kind) (slot, slots int) {
 // the rest over the peer wire, starting as soon as each piece lands. (With
 // the origin as an ordinary peer, hosts all ask it for the rarest pieces
 // and it sends many twice: 32 hosts took 1.56 S/U, see the README.)
-func (n *Node) fetchStripe(ctx context.Context, x *Transfer, a *Announcement, kind Kind, origin Peer, slot, slots int) error {
+func (fr *fetcher) fetchStripe(ctx context.Context, x *Transfer, a *Announcement, kind Kind, origin Peer, slot, slots int) error {
 	first, end := slot*x.Pieces()/slots, (slot+1)*x.Pieces()/slots
 	for first < end && x.HasPiece(first) {
 		first++
@@ -84,7 +84,7 @@ func (n *Node) fetchStripe(ctx context.Context, x *Transfer, a *Announcement, ki
 	}
 	// No overall timeout: a stripe takes S/U. It dials from this host's
 	// address, which the origin lets in (allow.go).
-	resp, err := n.stripeClient().Do(req)
+	resp, err := fr.stripeClient().Do(req)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (n *Node) fetchStripe(ctx context.Context, x *Transfer, a *Announcement, ki
 			bufs <- buf
 			return fmt.Errorf("stripe piece %d: %w", i, err)
 		}
-		n.e.addReceived(ip.Addr(), k)
+		fr.e.addReceived(ip.Addr(), k)
 		if x.HasPiece(i) {
 			bufs <- buf
 			continue
@@ -150,10 +150,10 @@ func (n *Node) fetchStripe(ctx context.Context, x *Transfer, a *Announcement, ki
 }
 
 // stripeClient is the HTTP client stripes are fetched with.
-func (n *Node) stripeClient() *http.Client {
+func (fr *fetcher) stripeClient() *http.Client {
 	d := &net.Dialer{Timeout: metaDialTimeout}
-	if n.selfIP.IsValid() {
-		d.LocalAddr = &net.TCPAddr{IP: n.selfIP.AsSlice()}
+	if fr.self.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: fr.self.AsSlice()}
 	}
 	// No header timeout: the answer starts when the origin gives this
 	// request its turn, behind every other host's.

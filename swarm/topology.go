@@ -26,11 +26,11 @@ import (
 const DefaultBridges = 1
 
 // bridgesOf names the bridge hosts of each datacenter among peers and this
-// node: the first Bridges non-origin hosts of each datacenter by name.
-func (n *Node) bridgesOf(peers []Peer) map[string]bool {
+// host: the first Bridges non-origin hosts of each datacenter by name.
+func (v peerView) bridgesOf(peers []Peer) map[string]bool {
 	byDC := map[string][]string{}
-	if !n.cfg.Origin {
-		byDC[n.cfg.DC] = append(byDC[n.cfg.DC], n.cfg.Name)
+	if !v.origin {
+		byDC[v.dc] = append(byDC[v.dc], v.self)
 	}
 	for _, p := range peers {
 		if !p.Origin {
@@ -40,7 +40,7 @@ func (n *Node) bridgesOf(peers []Peer) map[string]bool {
 	out := map[string]bool{}
 	for _, names := range byDC {
 		sort.Strings(names)
-		for _, name := range names[:min(len(names), n.cfg.Bridges)] {
+		for _, name := range names[:min(len(names), v.bridges)] {
 			out[name] = true
 		}
 	}
@@ -51,15 +51,15 @@ func (n *Node) bridgesOf(peers []Peer) map[string]bool {
 // without datacenter labels; else its own datacenter's, plus, for a bridge,
 // the other datacenters' bridges. The origin stays in the list wherever it
 // is: whether to dial it is decided by the caller.
-func (n *Node) reachable(peers []Peer) []Peer {
-	if n.cfg.DC == "" || !multiDC(peers, n.cfg.DC) {
+func (v peerView) reachable(peers []Peer) []Peer {
+	if v.dc == "" || !multiDC(peers, v.dc) {
 		return peers
 	}
-	bridges := n.bridgesOf(peers)
-	me := bridges[n.cfg.Name]
+	bridges := v.bridgesOf(peers)
+	me := bridges[v.self]
 	var out []Peer
 	for _, p := range peers {
-		if p.DC == n.cfg.DC || p.Origin || (me && bridges[p.Name]) {
+		if p.DC == v.dc || p.Origin || (me && bridges[p.Name]) {
 			out = append(out, p)
 		}
 	}
@@ -73,7 +73,7 @@ func multiDC(peers []Peer, dc string) bool {
 // stripeDC is the datacenter whose hosts take stripes: the origin's, when
 // the origin is labelled and some host shares its datacenter; "" for every
 // host.
-func (n *Node) stripeDC(peers []Peer) string {
+func (v peerView) stripeDC(peers []Peer) string {
 	var origin *Peer
 	for i := range peers {
 		if peers[i].Origin {
@@ -83,7 +83,7 @@ func (n *Node) stripeDC(peers []Peer) string {
 	if origin == nil || origin.DC == "" {
 		return ""
 	}
-	if n.cfg.DC == origin.DC {
+	if v.dc == origin.DC {
 		return origin.DC
 	}
 	for _, p := range peers {

@@ -95,14 +95,14 @@ func TestReachableFollowsBridges(t *testing.T) {
 		{"b3", 2, "b1 b2 origin"},
 		{"a3", 3, "a1 a2 b1 b2 b3 origin"},
 	} {
-		n := &Node{cfg: Config{Name: c.self, DC: c.self[:1], Bridges: c.bridges}}
+		v := peerView{self: c.self, dc: c.self[:1], bridges: c.bridges}
 		var others []Peer
 		for _, p := range peers {
 			if p.Name != c.self {
 				others = append(others, p)
 			}
 		}
-		if got := names(n.reachable(others)); got != c.want {
+		if got := names(v.reachable(others)); got != c.want {
 			t.Errorf("%s with %d bridges dials %q, want %q", c.self, c.bridges, got, c.want)
 		}
 	}

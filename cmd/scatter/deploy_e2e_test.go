@@ -103,9 +103,16 @@ func (c *deployCluster) deployCmd(args ...string) *exec.Cmd {
 }
 
 func (c *deployCluster) current(name string) string {
-	id, err := agent.ReadLink(datadir.Data(filepath.Join(c.dir, name)).Repo("mw"), datadir.CurrentLink)
+	return currentOf(c.t, filepath.Join(c.dir, name))
+}
+
+// currentOf is the release that repo mw runs in data directory data, ""
+// if none.
+func currentOf(t *testing.T, data string) string {
+	t.Helper()
+	id, err := agent.ReadLink(datadir.Data(data).Repo("mw"), datadir.CurrentLink)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if id.IsZero() {
 		return ""

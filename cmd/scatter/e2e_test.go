@@ -429,6 +429,17 @@ func TestE2EStockClientDownloads(t *testing.T) {
 // the resulting roster. Daemons already enrolled are left as they are.
 func enrol(t *testing.T, bin string, origin *daemon, key string, ds ...*daemon) {
 	t.Helper()
+	var names []string
+	for _, d := range ds {
+		names = append(names, filepath.Base(d.data))
+	}
+	approve(t, bin, origin, names, ds)
+}
+
+// approve enrols the members named as enrol does, and waits until each
+// daemon of ds holds the resulting roster.
+func approve(t *testing.T, bin string, origin *daemon, names []string, ds []*daemon) {
+	t.Helper()
 	ctl := host.DialControl(origin.data)
 	deadline := time.Now().Add(30 * time.Second)
 	var pending []string
@@ -439,8 +450,7 @@ func enrol(t *testing.T, bin string, origin *daemon, key string, ds ...*daemon) 
 		}
 		pending = pending[:0]
 		known := 0
-		for _, d := range ds {
-			name := filepath.Base(d.data)
+		for _, name := range names {
 			for _, p := range v.Pending {
 				if p.Name == name && !p.NewKey {
 					pending = append(pending, name)
@@ -453,11 +463,11 @@ func enrol(t *testing.T, bin string, origin *daemon, key string, ds ...*daemon) 
 				}
 			}
 		}
-		if known == len(ds) {
+		if known == len(names) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not every daemon showed up pending or enrolled: %+v", v)
+			t.Fatalf("not every member of %v showed up pending or enrolled: %+v", names, v)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -9,8 +9,12 @@ import (
 // TestMain keeps the tests from reading this machine's scatter settings:
 // no SCATTER_* variable from the environment, and SCATTER_CONFIG set empty
 // so that `scatter seed`, here and in the daemons the tests start, never
-// loads /etc/scatter/seed.yaml.
+// loads /etc/scatter/seed.yaml. With hostileEnv set, the binary is
+// TestE2EHostile's hostile daemon instead.
 func TestMain(m *testing.M) {
+	if os.Getenv(hostileEnv) != "" {
+		os.Exit(hostileMain(os.Args[1:]))
+	}
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCATTER_") {
 			os.Unsetenv(k)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -55,25 +56,16 @@ var (
 //
 //	go test ./orchestrate/deploy -run XXX -bench CommandToLastAck -benchtime 1x -ack.hosts 200
 func BenchmarkCommandToLastAck(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, stop, err := hosttest.DeadEnd("127.0.0.1")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	defer stop()
 	n := *ackHosts
 	c := hosttest.New(b)
 	c.Repos = func(string, string) map[string]config.Repo {
 		return map[string]config.Repo{"mw": {Actions: map[string]config.Action{
-			"noop": {TCP: ln.Addr().String(), Timeout: 5 * time.Second}}}}
+			"noop": {TCP: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Timeout: 5 * time.Second}}}}
 	}
 	logs := &lockedBuffer{}
 	c.Configure = func(cfg *host.Config) {

@@ -2,8 +2,6 @@ package deploy_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,7 +9,6 @@ import (
 	"time"
 
 	"scatter/artifact/core"
-	"scatter/orchestrate/command"
 	"scatter/orchestrate/deploy"
 	"scatter/orchestrate/host"
 	"scatter/orchestrate/host/hosttest"
@@ -20,33 +17,16 @@ import (
 )
 
 // forger sends, until stopped, acks for other hosts to the controller in
-// every way a member holding the cluster key could: unsigned (the old
-// wire form), sealed in the victim's name with the forger's key, and
-// sealed in the forger's own (enrolled) name about the victim.
+// every way a member holding the cluster key could (Hostile.ForgeAcks).
 func forger(t *testing.T, evil *hosttest.Hostile, deployID string, victims []string, rel core.ReleaseID, ok bool) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+		f := hosttest.Forgery{Controller: "origin", Deploy: deployID, Repo: "mw", Release: rel, Victims: victims, Steps: 6, OK: ok}
 		for ctx.Err() == nil {
-			for _, v := range victims {
-				for step := 1; step <= 6; step++ {
-					a := &command.Ack{Deploy: deployID, Step: step, Host: v, Repo: "mw", Kind: command.Promote,
-						Release: rel, OK: ok, Current: rel, Duration: time.Millisecond}
-					if !ok {
-						a.Error = "check health: forged failure"
-						a.Results = []command.Result{{Phase: "check", Action: "health", Exit: 2, Error: "forged"}}
-					}
-					plain, _ := command.EncodeAck(a)
-					inName, _ := host.AckMessage(v, a, stranger)
-					own, _ := host.AckMessage(evil.Name, a, evil.Key)
-					for _, msg := range [][]byte{append([]byte{'K'}, plain...), inName, own} {
-						evil.Node.SendTo("origin", msg)
-					}
-				}
-			}
+			evil.ForgeAcks(f) // a forged ack that does not arrive proves nothing either way
 			select {
 			case <-ctx.Done():
 			case <-time.After(50 * time.Millisecond):

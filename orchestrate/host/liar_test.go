@@ -2,7 +2,6 @@ package host_test
 
 import (
 	"context"
-	"net"
 	"slices"
 	"strconv"
 	"testing"
@@ -16,28 +15,6 @@ import (
 	"scatter/orchestrate/host/hosttest"
 	"scatter/orchestrate/membership"
 )
-
-// deadEnd listens on ip and hangs up on everyone: a member that advertises
-// ports but serves nothing.
-func deadEnd(t *testing.T, ip string) int {
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
-	n, _ := strconv.Atoi(p)
-	return n
-}
 
 // Property: an enrolled liar, signing with its own key, that claims to
 // hold every release (before it is even announced) and to be the origin,
@@ -62,7 +39,11 @@ func TestEnrolledLiarHurtsOnlyItself(t *testing.T) {
 		c.Start(name, 81+i, false)
 	}
 	claim := func(ip string) membership.Meta {
-		p := deadEnd(t, ip)
+		p, stop, err := hosttest.DeadEnd(ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
 		return membership.Meta{Role: "origin", Ports: map[string]int{"bt": p, "http": p}}
 	}
 	liar := c.StartHostile("liar", 95, claim("127.0.0.95"), host.SignMeta)

@@ -57,3 +57,32 @@ func StateMessage(signer string, holds []core.ReleaseID, key ed25519.PrivateKey)
 	}
 	return trust.Seal(trust.KindState, signer, b, key)
 }
+
+// UnsignedAckMessage is an ack in the wire form of before host keys:
+// unsealed. Every host refuses it as malformed; tests send it to show so.
+func UnsignedAckMessage(a *command.Ack) ([]byte, error) {
+	b, err := command.EncodeAck(a)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{msgAck}, b...), nil
+}
+
+// SignedCommand returns the deploy-signed command that a gossip or direct
+// message carries (command.Open checks it), or false if it carries none.
+func SignedCommand(msg []byte) ([]byte, bool) {
+	if len(msg) < 2 || msg[0] != msgCommand {
+		return nil, false
+	}
+	return msg[1:], true
+}
+
+// SignedAnnouncement returns the deploy-signed release announcement that
+// a gossip message carries (swarm.OpenAnnouncement checks it), or false
+// if it carries none.
+func SignedAnnouncement(msg []byte) ([]byte, bool) {
+	if len(msg) < 2 || msg[0] != msgAnnounce {
+		return nil, false
+	}
+	return msg[1:], true
+}
