@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,12 +15,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"scatter/artifact/core"
+	"scatter/bench"
 	"scatter/bench/netns"
 	"scatter/orchestrate/deploy"
 	"scatter/orchestrate/host"
@@ -165,7 +164,7 @@ func (f *netnsFleet) cpuSeconds() float64 {
 	defer f.mu.Unlock()
 	t := f.cpu
 	for p := range f.procs {
-		t += procCPU(p.cmd.Process.Pid)
+		t += bench.ProcCPU(p.cmd.Process.Pid)
 	}
 	return t
 }
@@ -275,7 +274,7 @@ func (p *proc) gossipAddr() string                            { return net.JoinH
 func (p *proc) close() error {
 	p.once.Do(func() {
 		pid := p.cmd.Process.Pid
-		cpu, rss := procCPU(pid), procPeakRSS(pid)
+		cpu, rss := bench.ProcCPU(pid), bench.ProcPeakRSS(pid)
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.exited:
@@ -300,43 +299,4 @@ func (p *proc) logTail() string {
 		b = b[len(b)-2000:]
 	}
 	return fmt.Sprintf("log %s.log ends:\n%s", p.n.dir, bytes.TrimSpace(b))
-}
-
-// procCPU is a process's user+system CPU seconds so far, from
-// /proc/PID/stat (clock ticks of USER_HZ, 100 on Linux); 0 if it is gone.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name may hold spaces: fields count from after its ")".
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0
-	}
-	return (ut + st) / 100
-}
-
-// procPeakRSS is a process's peak resident set (VmHWM) in bytes.
-func procPeakRSS(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -2,10 +2,8 @@ package fanout
 
 import (
 	"math"
-	"os"
-	"runtime"
+	"scatter/bench"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -76,13 +74,7 @@ type Params struct {
 }
 
 // Machine describes where the run ran.
-type Machine struct {
-	CPU       string `json:"cpu"`
-	Cores     int    `json:"cores"`
-	Go        string `json:"go"`
-	OS        string `json:"os"`
-	LoadStart string `json:"loadavg_start,omitempty"` // /proc/loadavg when the run began
-}
+type Machine = bench.Machine
 
 // Release describes the first release.
 type Release struct {
@@ -257,22 +249,6 @@ func (f *FanOut) Ratios() []float64 {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func machine() Machine {
-	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPU = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		m.LoadStart = strings.TrimSpace(string(b))
-	}
-	return m
 }
 
 // cpuSeconds is the process's user+system CPU time so far.

@@ -19,6 +19,7 @@ import (
 	"scatter/bench"
 	"scatter/bench/fanout"
 	"scatter/bench/gen"
+	"scatter/bench/hostcost"
 	"scatter/bench/netns"
 	"scatter/orchestrate/config"
 )
@@ -42,6 +43,9 @@ type benchOptions struct {
 	compareAll           bool
 	jsonFile, plotFile   string
 	jsonStdout           bool // JSON on stdout instead of the text report
+	rounds               int  // --scenario host
+	appLoad              bool // --scenario host
+	share                string
 	sizeSet              bool
 	log                  *slog.Logger
 	stdout, stderr       io.Writer
@@ -77,7 +81,15 @@ func benchCommand() *cli.Command {
 			"--dc-blind drops the labels for the baseline of peers chosen blind); artifact (the\n" +
 			"artifact round trip:\n" +
 			"build, rebuild after the two mutations, materialize cold and reusing, verify; --size\n" +
-			"defaults to 256MiB there and --dir is its work directory).\n\n" +
+			"defaults to 256MiB there and --dir is its work directory); host (what one host pays to\n" +
+			"take a release: an origin and a host, real 'scatter seed' processes on loopback; each of\n" +
+			"--rounds rounds, in alternating order, a fresh host fetches and stages the release,\n" +
+			"aria2c downloads its torrent from the origin (skipped if aria2c is absent), 'scatter\n" +
+			"materialize' stages it from the host's store, and 'cp -a' + 'sync -f' copies the staged\n" +
+			"tree; it reports each round's walls and CPU (transfer and staging apart) and the\n" +
+			"median and spread of staging CPU ÷ cp's and transfer CPU ÷ aria2c's; --size defaults\n" +
+			"to 256MiB; --app-load adds a CPU-bound stand-in application and measures its\n" +
+			"throughput during a fetch by a default host and by one run with --share).\n\n" +
 			"--netns (root only) runs the same measurement with every host and the origin a real\n" +
 			"'scatter seed' process (this binary) in its own network namespace. Each daemon runs\n" +
 			"with --upload-rate U on a link tc shapes to 1.05·U, as an operator caps a daemon just\n" +
@@ -90,7 +102,10 @@ func benchCommand() *cli.Command {
 			"Run it on an otherwise idle machine: 33 hosts share the cores, and a CPU-bound run\n" +
 			"measures the machine rather than the swarm (the report gives CPU %).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "scenario", Value: fanout.Cold, Usage: "cold, churn, late, hetero, 2dc, or artifact (the artifact round trip)"},
+			&cli.StringFlag{Name: "scenario", Value: fanout.Cold, Usage: "cold, churn, late, hetero, 2dc, artifact (the artifact round trip) or host (one host's cost)"},
+			&cli.IntFlag{Name: "rounds", Usage: "with --scenario host: rounds, each running every step once", DefaultText: "5"},
+			&cli.BoolFlag{Name: "app-load", Usage: "with --scenario host: measure a CPU-bound stand-in application during fetches, with and without --share"},
+			&cli.StringFlag{Name: "share", Usage: "with --app-load: the scatter seed flags of the host that keeps out of the application's way", DefaultText: strings.Join(hostcost.DefaultShare, " ")},
 			&cli.IntFlag{Name: "hosts", Value: 32, Usage: "target hosts (plus the origin)"},
 			&cli.StringFlag{Name: "size", Value: "64MiB", Usage: "generated release size, uncompressed (S is about 0.4 of it)"},
 			&cli.StringFlag{Name: "upload", Usage: "U, every host's upload cap per second (e.g. 2MiB)", DefaultText: "set so that S/U = --su"},
@@ -124,8 +139,8 @@ func benchCommand() *cli.Command {
 				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"), compareAll: c.Bool("compare-all"),
 				jsonFile: c.String("json-out"), jsonStdout: c.Bool("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"), netns: c.Bool("netns"),
 				netnsUncapped: c.Bool("netns-uncapped"), dcLinkSet: c.IsSet("dc-link"), dcBlind: c.Bool("dc-blind"),
-				bridges: c.Int("bridges"),
-				stdout:  c.App.Writer, stderr: c.App.ErrWriter,
+				bridges: c.Int("bridges"), rounds: c.Int("rounds"), appLoad: c.Bool("app-load"), share: c.String("share"),
+				stdout: c.App.Writer, stderr: c.App.ErrWriter,
 			}
 			var err error
 			if o.dcLinkSet {
@@ -172,8 +187,17 @@ func runBench(ctx context.Context, o benchOptions) error {
 	if o.netns && o.scenario == "artifact" {
 		return usagef("--netns: the artifact round trip runs no hosts")
 	}
-	if o.scenario != "artifact" && !slices.Contains(fanout.Scenarios, o.scenario) {
-		return usagef("--scenario: want one of %s or artifact, got %q", strings.Join(fanout.Scenarios, ", "), o.scenario)
+	if o.netns && o.scenario == hostScenario {
+		return usagef("--netns: the host scenario runs its two daemons on loopback")
+	}
+	if (o.rounds != 0 || o.appLoad) && o.scenario != hostScenario {
+		return usagef("--rounds and --app-load go with --scenario host")
+	}
+	if o.share != "" && !o.appLoad {
+		return usagef("--share goes with --app-load")
+	}
+	if o.scenario != "artifact" && o.scenario != hostScenario && !slices.Contains(fanout.Scenarios, o.scenario) {
+		return usagef("--scenario: want one of %s, artifact or host, got %q", strings.Join(fanout.Scenarios, ", "), o.scenario)
 	}
 	dir := o.dir
 	if dir == "" {
@@ -189,6 +213,9 @@ func runBench(ctx context.Context, o benchOptions) error {
 	}
 	if o.scenario == "artifact" {
 		return runRoundTrip(ctx, o, dir)
+	}
+	if o.scenario == hostScenario {
+		return runHostCost(ctx, o, dir)
 	}
 	cfg := fanout.Config{
 		Dir: dir, Hosts: o.hosts, Size: o.size, Upload: o.upload, OriginUpload: o.originUpload,
@@ -214,12 +241,18 @@ func runBench(ctx context.Context, o benchOptions) error {
 	if rep == nil {
 		return err
 	}
+	return emitReport(o, rep, err, func() error { return writeBenchFiles(rep, o) })
+}
+
+// emitReport prints a harness's report (as JSON with --json) and writes
+// its files; err is the run's, returned with any error writing them.
+func emitReport(o benchOptions, rep interface{ Print(io.Writer) }, err error, files func() error) error {
 	if o.jsonStdout {
 		printJSON(o.stdout, rep)
 	} else {
 		rep.Print(o.stdout)
 	}
-	if werr := writeBenchFiles(rep, o); werr != nil {
+	if werr := files(); werr != nil {
 		return errors.Join(err, werr)
 	}
 	return err
@@ -265,6 +298,56 @@ func runRoundTrip(ctx context.Context, o benchOptions, dir string) error {
 		return fmt.Errorf("a materialized tree differs from its source")
 	}
 	return nil
+}
+
+// hostScenario is `scatter bench --scenario host`: package bench/hostcost.
+const hostScenario = "host"
+
+// runHostCost runs the host-cost benchmark.
+func runHostCost(ctx context.Context, o benchOptions, dir string) error {
+	cfg := hostcost.Config{Dir: dir, Size: o.size, Rounds: o.rounds, Seed: o.seed, KeepTrees: o.keepDir,
+		AppLoad: o.appLoad, Log: o.log, Progress: o.stderr}
+	if !o.sizeSet {
+		cfg.Size = 0 // its own default
+	}
+	if o.share != "" {
+		cfg.Share = strings.Fields(o.share)
+	}
+	var err error
+	if cfg.Binary, err = os.Executable(); err != nil {
+		return fmt.Errorf("--scenario host: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	fmt.Fprintf(o.stderr, "scatter bench: host cost, in %s\n", dir)
+	rep, err := hostcost.Run(ctx, cfg)
+	if rep == nil {
+		return err
+	}
+	if err == nil {
+		if p := rep.Problems(len(rep.Rounds)); len(p) > 0 {
+			err = fmt.Errorf("inconsistent report: %s", strings.Join(p, "; "))
+		}
+	}
+	return emitReport(o, rep, err, func() error { return writeJSONFile(o.jsonFile, rep) })
+}
+
+// benchAppCommand is the stand-in application of `scatter bench
+// --scenario host --app-load`, run as its own process.
+func benchAppCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "bench-app",
+		Usage:  "the stand-in application of scatter bench --app-load: CPU workers that print the work done",
+		Hidden: true,
+		Flags:  []cli.Flag{&cli.IntFlag{Name: "workers", Value: 2, Usage: "CPU workers"}},
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			return hostcost.RunApp(c.Context, c.App.Writer, c.Int("workers"))
+		},
+	}
 }
 
 // writeJSONFile writes v as indented JSON to path, if path is not "".

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"scatter/bench/fanout"
+	"scatter/bench/hostcost"
 	"scatter/bench/netns"
 )
 
@@ -45,11 +46,54 @@ func TestBenchSmoke(t *testing.T) {
 	}
 }
 
+// TestBenchHostSmoke runs `scatter bench --scenario host` small, one round
+// with the stand-in application, and checks the run's correctness, not its
+// speed: the staged and materialized trees equal the source, every figure
+// is positive and the host's phases fit in its process's CPU, and the
+// aria2c part ran, or was skipped with a message if aria2c is absent
+// (.ci/run installs it).
+func TestBenchHostSmoke(t *testing.T) {
+	bin := scatterBinary(t)
+	js := filepath.Join(t.TempDir(), "host.json")
+	cmd := exec.Command(bin, "bench", "--scenario", "host", "--size", "4MiB", "--rounds", "1", "--app-load", "--json-out", js)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("scatter bench --scenario host: %v\n%s\n%s", err, out, stderr.String())
+	}
+	for _, want := range []string{"staging CPU ÷ anchor", "scatter fetch+stage wall", "app throughput during fetch", "identical to the source: true"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep hostcost.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Problems(1) {
+		t.Error(p)
+	}
+	_, lookErr := exec.LookPath("aria2c")
+	switch {
+	case lookErr != nil && (rep.AriaSkipped == "" || !strings.Contains(stderr.String(), "aria2c is not installed")):
+		t.Errorf("aria2c absent, but no message says it was skipped: %q\n%s", rep.AriaSkipped, stderr.String())
+	case lookErr == nil && rep.Summary["transfer_cpu_over_aria2c"].N != 1:
+		t.Errorf("aria2c installed, but no transfer ratio: %+v", rep.Summary)
+	}
+}
+
 func TestBenchUsage(t *testing.T) {
 	for _, args := range [][]string{{"bench", "--scenario", "3dc"}, {"bench", "--upload", "fast"}, {"bench", "--hosts", "2", "--central-hosts", "3"},
 		{"bench", "--scenario", "2dc", "--dc-link", "2U"}, {"bench", "--netns", "--dc-link", "2U"}, {"bench", "--dc-blind"},
 		{"bench", "--netns", "--scenario", "2dc", "--dc-link", "fastU"}, {"bench", "--bridges", "2"},
-		{"bench", "--scenario", "2dc", "--bridges", "-1"}, {"bench", "--netns-uncapped"}} {
+		{"bench", "--scenario", "2dc", "--bridges", "-1"}, {"bench", "--netns-uncapped"},
+		{"bench", "--rounds", "3"}, {"bench", "--app-load"}, {"bench", "--scenario", "host", "--share", "--nice 5"},
+		{"bench", "--scenario", "host", "--netns"}, {"bench", "--scenario", "host", "--rounds", "-1"}} {
 		if _, _, code := run(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}

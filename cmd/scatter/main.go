@@ -166,6 +166,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			abortCommand(),
 			torrentCommand(),
 			benchCommand(),
+			benchAppCommand(),
 			generateCommand(),
 		},
 	}

@@ -87,6 +87,8 @@ func seedCommand() *cli.Command {
 			&cli.BoolFlag{Name: "origin", Usage: "this is the deploy host: serve its build store"},
 			&cli.StringFlag{Name: "key", EnvVars: env("key"), Usage: "with --origin: the deploy private key; the daemon keeps it and signs for the deployers group (publish, deploy, rollback never read it)"},
 			&cli.StringFlag{Name: "deployers", EnvVars: env("deployers"), Usage: "Unix group allowed to use the control socket (publish, deploy, abort, the audit log) besides root and the daemon's user", DefaultText: host.DefaultDeployers},
+			&cli.IntFlag{Name: "nice", EnvVars: env("nice"), Usage: "niceness, 0 to 19, for the whole daemon: how far it steps back when the application wants the CPU (as systemd's Nice=; actions and hooks inherit it)"},
+			&cli.StringFlag{Name: "io-class", EnvVars: env("io-class"), Usage: "I/O scheduling class: best-effort (lowest priority) or idle (disk time only when no one else wants it) (as systemd's IOSchedulingClass=; actions and hooks inherit it)", DefaultText: "unchanged"},
 			&cli.DurationFlag{Name: "clock-skew", Value: command.ClockSkew, Usage: "how far in the future a command's issue time may lie (a host whose clock is further behind refuses commands, naming the skew)"},
 			&cli.StringFlag{Name: "debug-addr", Hidden: true, EnvVars: env("debug-addr"), Usage: "serve net/http/pprof on this loopback address"},
 			&cli.DurationFlag{Name: "clock-offset", Hidden: true, Usage: "tests only: shift this daemon's clock (command freshness, acks, status) by this much"},
@@ -193,6 +195,13 @@ func seedCommand() *cli.Command {
 						return usagef("--%s: %v", r.flag, err)
 					}
 				}
+			}
+			share := host.Share{Nice: c.Int("nice"), IOClass: c.String("io-class")}
+			if err := share.Validate(); err != nil {
+				return usagef("seed: %v", err)
+			}
+			if err := share.Apply(); err != nil {
+				return err
 			}
 			if os.Geteuid() == 0 {
 				log.Warn("running as root: the daemon needs no privilege; run it as a dedicated user")

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// `scatter seed --nice 7 --io-class idle`: every thread of the daemon runs
+// at niceness 7 in the idle I/O class, those the Go runtime started after
+// the setting too.
+func TestSeedShare(t *testing.T) {
+	bin := scatterBinary(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "deploy.key")
+	runBin(t, bin, "keygen", "--out", key)
+	d := startDaemon(t, bin, "--config", "", "--data", filepath.Join(dir, "h"), "--pubkey", key+".pub", "--name", "h",
+		"--bind", "127.0.89.9", "--gossip-port", "0", "--bt-port", "0", "--http-port", "0", "--insecure-no-encryption",
+		"--nice", "7", "--io-class", "idle")
+	pid := d.cmd.Process.Pid
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) < 2 {
+		t.Fatalf("%d threads: want the runtime's several", len(tasks))
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + task.Name() + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Fields after the command name's ")": state is field 3, nice 19.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if f[16] != "7" {
+			t.Errorf("thread %s: nice %s, want 7", task.Name(), f[16])
+		}
+		tid, _ := strconv.Atoi(task.Name())
+		prio, _, e := unix.Syscall(unix.SYS_IOPRIO_GET, 1, uintptr(tid), 0)
+		if e != 0 {
+			t.Fatal(e)
+		}
+		if class := prio >> 13; class != 3 {
+			t.Errorf("thread %s: I/O class %d, want 3 (idle)", task.Name(), class)
+		}
+	}
+	for _, args := range [][]string{{"seed", "--nice", "20"}, {"seed", "--nice", "-1"}, {"seed", "--io-class", "realtime"}} {
+		args = append(args, "--config", "", "--data", filepath.Join(dir, "x"), "--pubkey", key+".pub", "--insecure-no-encryption")
+		if _, _, code := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
