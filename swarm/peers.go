@@ -46,11 +46,17 @@ func (v peerView) name(ip string) string {
 	return ip
 }
 
-// addrs lists the peer-wire addresses to dial, the origin's only if
-// withOrigin.
+// addrs lists the peer-wire addresses a transfer dials. Without the
+// origin, a few peers of this host's datacenter (dialSparse); with it (a
+// transfer falling back because its stripe failed or it stalled, and the
+// tracker's answer to stock clients), every reachable peer and the origin.
 func (v peerView) addrs(withOrigin bool) []string {
+	peers := v.reachable(v.src.Peers())
+	if !withOrigin {
+		peers = dialSparse(v.self, v.dc, peers, wireDials)
+	}
 	var out []string
-	for _, p := range v.reachable(v.src.Peers()) {
+	for _, p := range peers {
 		if p.BT != "" && (withOrigin || !p.Origin) {
 			out = append(out, p.BT)
 		}

@@ -1,6 +1,9 @@
 package swarm
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"slices"
 	"sort"
 )
@@ -89,4 +92,47 @@ func (v peerView) stripeDC(peers []Peer) string {
 		}
 	}
 	return ""
+}
+
+// wireDials is how many peers of its own datacenter a host dials for a
+// torrent. Each also accepts whoever dials it, so a host has about twice
+// as many connections. A full mesh made every piece's HAVE reach every
+// host from every host (hosts² × pieces messages), and each HAVE made
+// anacrolix v1.59.1 replan that connection's requests over every missing
+// piece: at 32 hosts in one process that was over half the fan-out's CPU
+// (docs/performance/swarm.md, "Peer-wire CPU").
+const wireDials = 5
+
+// dialSparse picks, from the peers this host may dial, those it dials
+// while its transfer moves: of its own datacenter's hosts, the next one
+// after self in name order — so the dial graph holds a ring through every
+// host and none is left out — and the k−1 others that rank highest by a
+// hash of the two names (rendezvous hashing: each host's choice is
+// stable as hosts come and go, and differs from its neighbours'). The
+// origin and other datacenters' hosts (bridges, see reachable) are kept.
+// With k or fewer candidates it returns peers unchanged.
+func dialSparse(self, dc string, peers []Peer, k int) []Peer {
+	var local, keep []Peer
+	for _, p := range peers {
+		if !p.Origin && p.DC == dc && p.Name != self {
+			local = append(local, p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	if len(local) <= k {
+		return peers
+	}
+	slices.SortFunc(local, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
+	next, _ := slices.BinarySearchFunc(local, self, func(p Peer, name string) int { return cmp.Compare(p.Name, name) })
+	next %= len(local)
+	keep = append(keep, local[next])
+	local = slices.Delete(local, next, next+1)
+	score := make(map[string]uint64, len(local))
+	for _, p := range local {
+		h := sha256.Sum256([]byte(self + "\x00" + p.Name))
+		score[p.Name] = binary.BigEndian.Uint64(h[:8])
+	}
+	slices.SortFunc(local, func(a, b Peer) int { return cmp.Compare(score[b.Name], score[a.Name]) })
+	return append(keep, local[:k-1]...)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -105,4 +106,98 @@ func TestReachableFollowsBridges(t *testing.T) {
 			t.Errorf("%s with %d bridges dials %q, want %q", c.self, c.bridges, got, c.want)
 		}
 	}
+}
+
+func TestDialSparse(t *testing.T) {
+	const hosts, k = 32, 5
+	var all []Peer
+	for i := range hosts {
+		all = append(all, Peer{Name: fmt.Sprintf("host%02d", i)})
+	}
+	origin := Peer{Name: "origin", Origin: true}
+	remote := Peer{Name: "b1", DC: "b"}
+	others := func(self string) []Peer {
+		out := []Peer{origin, remote}
+		for _, p := range all {
+			if p.Name != self {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	adj := map[string]map[string]bool{}
+	link := func(a, b string) {
+		for _, e := range [][2]string{{a, b}, {b, a}} {
+			if adj[e[0]] == nil {
+				adj[e[0]] = map[string]bool{}
+			}
+			adj[e[0]][e[1]] = true
+		}
+	}
+	for _, self := range all {
+		got := dialSparse(self.Name, "", others(self.Name), k)
+		local := 0
+		for _, p := range got {
+			switch {
+			case p.Name == self.Name:
+				t.Fatalf("%s dials itself", self.Name)
+			case p.Origin || p.DC != "":
+			default:
+				local++
+				link(self.Name, p.Name)
+			}
+		}
+		if local != k || !slices.ContainsFunc(got, isPeer(origin.Name)) || !slices.ContainsFunc(got, isPeer(remote.Name)) {
+			t.Fatalf("%s dials %d of its datacenter (want %d), origin and other DCs kept: %v", self.Name, local, k, got)
+		}
+		// Stable: a host it does not dial leaving changes nothing.
+		for _, p := range all {
+			if p.Name == self.Name || slices.ContainsFunc(got, isPeer(p.Name)) {
+				continue
+			}
+			fewer := slices.DeleteFunc(others(self.Name), isPeer(p.Name))
+			if again := dialSparse(self.Name, "", fewer, k); peerNames(again) != peerNames(got) {
+				t.Fatalf("%s: %s leaving changed its choice from %v to %v", self.Name, p.Name, got, again)
+			}
+			break
+		}
+	}
+	// Every host is reachable from every other over the connections.
+	seen := map[string]bool{all[0].Name: true}
+	queue := []string{all[0].Name}
+	for len(queue) > 0 {
+		h := queue[0]
+		queue = queue[1:]
+		for o := range adj[h] {
+			if !seen[o] {
+				seen[o] = true
+				queue = append(queue, o)
+			}
+		}
+	}
+	if len(seen) != hosts {
+		t.Fatalf("%d of %d hosts connected", len(seen), hosts)
+	}
+	most := 0
+	for _, o := range adj {
+		most = max(most, len(o))
+	}
+	if most > 4*k {
+		t.Errorf("a host has %d connections; with %d dials each, want at most %d", most, k, 4*k)
+	}
+	// Few peers: every one is dialled.
+	few := others(all[0].Name)[:k+1]
+	if got := dialSparse(all[0].Name, "", few, k); peerNames(got) != peerNames(few) {
+		t.Errorf("with %d peers got %v", len(few), got)
+	}
+}
+
+func isPeer(name string) func(Peer) bool { return func(p Peer) bool { return p.Name == name } }
+
+func peerNames(ps []Peer) string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return strings.Join(out, " ")
 }
