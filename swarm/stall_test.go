@@ -199,6 +199,13 @@ func TestPieceReadFailureIsLogged(t *testing.T) {
 	if got != 2 || !strings.Contains(string(logs.buf), "failures=101") {
 		t.Fatalf("want the 1st and 101st failure logged, got %d lines:\n%s", got, logs.buf)
 	}
+	// Once anacrolix has closed the torrent (a retention drop, shutdown),
+	// the same read must not fail: anacrolix v1.59.1 panics in
+	// servePeerRequest on a failed read of a closed torrent.
+	s.close()
+	if n, err := p.ReadAt(b, 0); err != nil || n != len(b) {
+		t.Fatalf("read after the torrent closed: %d, %v; want %d, nil", n, err, len(b))
+	}
 }
 
 // runClock advances f by step every real interval until the test ends.

@@ -207,6 +207,17 @@ func (p *chunkPiece) Completion() storage.Completion {
 // cannot read with a reject and says nothing we would see.
 func (p *chunkPiece) ReadAt(b []byte, off int64) (int, error) {
 	n, err := p.readAt(b, off)
+	if err != nil && err != io.EOF && p.s.isClosed() && off >= 0 && off+int64(len(b)) <= p.n {
+		// The torrent was dropped or the node is closing while anacrolix
+		// read this piece to serve a peer. v1.59.1 panics on a failed
+		// read once its torrent is closed (servePeerRequest leaves the
+		// request behind; fixed upstream after 1.59.1), which would take
+		// the daemon down on every retention drop and shutdown that races
+		// a serve. Its connections are closed with the torrent, so these
+		// bytes are never sent: answer with zeros instead of an error.
+		clear(b[n:])
+		return len(b), nil
+	}
 	if err != nil && err != io.EOF {
 		if k := p.s.readErrs.Add(1); k%100 == 1 {
 			p.s.log.Warn("piece read failed", "release", p.s.layout.Release, "kind", p.s.layout.Kind,
@@ -260,6 +271,12 @@ func (s *chunkStorage) readSpan(c Span, dst []byte, from int64) error {
 		// finish ran between the two reads: the store has it now.
 	}
 	return fmt.Errorf("chunk %s: neither stored nor staged", c.ID.Short())
+}
+
+func (s *chunkStorage) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 func (s *chunkStorage) finishedNow() bool {
