@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -21,5 +22,11 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Setenv("SCATTER_CONFIG", "")
-	os.Exit(m.Run())
+	code := m.Run()
+	// scatterBinary builds once per test process, into a directory of
+	// its own; every run used to leave a 37 MB binary in $TMPDIR.
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }
