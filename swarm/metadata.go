@@ -214,6 +214,9 @@ func (c *metaClient) get(addr, path string, use func(io.Reader) error) error {
 	}
 	body := &countingReader{r: resp.Body}
 	var slow atomic.Bool
+	// The first window starts now, not when the watcher first runs: it
+	// may run late, after ticks it then finds buffered or dropped.
+	last := c.clock.Now()
 	tk := c.clock.NewTicker(metaRateWindow)
 	watch := make(chan struct{})
 	defer func() { <-watch }()
@@ -221,12 +224,23 @@ func (c *metaClient) get(addr, path string, use func(io.Reader) error) error {
 	go func() {
 		defer close(watch)
 		defer tk.Stop()
+		// Each check covers the clock time since the last one, not one
+		// tick: a tick taken late (a busy machine) or a stale one
+		// queued behind it must neither blame the next window for bytes
+		// the late check already counted nor judge a window that has
+		// not passed yet.
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tk.C():
-				if body.take() < metaMinRate*int64(metaRateWindow/time.Second) {
+				now := c.clock.Now()
+				span := now.Sub(last)
+				if span < metaRateWindow {
+					continue
+				}
+				last = now
+				if float64(body.take()) < metaMinRate*span.Seconds() {
 					slow.Store(true)
 					cancel()
 					return

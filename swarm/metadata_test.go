@@ -77,7 +77,11 @@ func TestGetGivesUpOnSilenceAndTrickle(t *testing.T) {
 	// send gives the asker k bytes and waits until it has read them, then
 	// lets 9/10 of a window pass.
 	send := func(k int) {
-		next <- k
+		select {
+		case next <- k:
+		case <-time.After(30 * time.Second): // a deadline for a hang, not a measure
+			t.Fatalf("the server no longer takes bytes: the asker gave up on an answer of %d bytes so far", total)
+		}
 		for want := total + k; total < want; total = <-got {
 		}
 		clk.Advance(metaRateWindow * 9 / 10)
