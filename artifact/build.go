@@ -69,20 +69,9 @@ type source interface {
 // written but chunk and manifest files in the store; on error, chunks already
 // stored stay (they are valid) and gc collects them.
 func Build(ctx context.Context, st *Store, src string, key ed25519.PrivateKey, opt BuildOptions) (*BuildResult, error) {
-	if opt.Chunking == (chunker.Params{}) {
-		opt.Chunking = chunker.Default
-	}
-	if err := opt.Chunking.Validate(); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	if err := ValidName("repo", opt.Repo); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	if err := ValidName("version", opt.Version); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	if opt.Log == nil {
-		opt.Log = slog.New(slog.DiscardHandler)
+	opt, err := opt.prepared()
+	if err != nil {
+		return nil, err
 	}
 	info, err := os.Stat(src)
 	if err != nil {
@@ -97,25 +86,34 @@ func Build(ctx context.Context, st *Store, src string, key ed25519.PrivateKey, o
 	return buildSource(ctx, st, source, src, key, opt)
 }
 
+// prepared checks opt and fills its defaults, for Build and BuildStream.
+func (opt BuildOptions) prepared() (BuildOptions, error) {
+	if opt.Chunking == (chunker.Params{}) {
+		opt.Chunking = chunker.Default
+	}
+	if err := opt.Chunking.Validate(); err != nil {
+		return opt, fmt.Errorf("build: %w", err)
+	}
+	if err := ValidName("repo", opt.Repo); err != nil {
+		return opt, fmt.Errorf("build: %w", err)
+	}
+	if err := ValidName("version", opt.Version); err != nil {
+		return opt, fmt.Errorf("build: %w", err)
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	return opt, nil
+}
+
 // BuildStream is Build from a tar stream (plain, gzip or zstd, detected
 // from the content) read from r: how the origin daemon builds what
 // `scatter publish` sends it over its control socket, so that the deploy
 // key never leaves the daemon. name is used in errors.
 func BuildStream(ctx context.Context, st *Store, r io.Reader, name string, key ed25519.PrivateKey, opt BuildOptions) (*BuildResult, error) {
-	if opt.Chunking == (chunker.Params{}) {
-		opt.Chunking = chunker.Default
-	}
-	if err := opt.Chunking.Validate(); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	if err := ValidName("repo", opt.Repo); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	if err := ValidName("version", opt.Version); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	if opt.Log == nil {
-		opt.Log = slog.New(slog.DiscardHandler)
+	opt, err := opt.prepared()
+	if err != nil {
+		return nil, err
 	}
 	return buildSource(ctx, st, streamSource{r: r, limits: opt.Limits.withDefaults()}, name, key, opt)
 }
