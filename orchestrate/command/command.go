@@ -240,6 +240,11 @@ func ParseSigningRequest(body []byte) (*Command, error) {
 	if len(magic)+ed25519.SignatureSize+len(body) > MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(body), MaxSize)
 	}
+	return decodeBody(body)
+}
+
+// decodeBody decodes and validates a command's signed body, strictly.
+func decodeBody(body []byte) (*Command, error) {
 	var c Command
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -265,14 +270,5 @@ func Open(b []byte, trusted ed25519.PublicKey) (*Command, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("%w (trusted key %s)", ErrSignature, keys.Fingerprint(trusted))
 	}
-	var c Command
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	return &c, nil
+	return decodeBody(body)
 }
