@@ -132,6 +132,11 @@ func ParseRosterRequest(body []byte) (*Roster, error) {
 	if len(rosterMagic)+ed25519.SignatureSize+len(body) > MaxRosterSize {
 		return nil, fmt.Errorf("roster: %w: %d bytes", ErrMalformed, len(body))
 	}
+	return decodeRoster(body)
+}
+
+// decodeRoster decodes and validates a roster's signed body, strictly.
+func decodeRoster(body []byte) (*Roster, error) {
 	var r Roster
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -186,14 +191,5 @@ func OpenRoster(b []byte, deploy ed25519.PublicKey) (*Roster, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("roster: %w (trusted deploy key %s)", ErrSignature, keys.Fingerprint(deploy))
 	}
-	var r Roster
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return nil, fmt.Errorf("roster: %w: %v", ErrMalformed, err)
-	}
-	if err := r.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	return &r, nil
+	return decodeRoster(body)
 }
