@@ -62,5 +62,8 @@ func (rep *Report) Problems(hosts int) []string {
 	if m.Cores < 1 || m.Go == "" || rep.Resources.CPUSeconds <= 0 || rep.Resources.PeakRSS <= 0 {
 		bad("machine %+v, resources %+v", m, rep.Resources)
 	}
+	if r := rep.Resources; rep.Params.Mode == Netns && (r.DaemonCPUSeconds <= 0 || r.DaemonCPUSeconds > r.CPUSeconds) {
+		bad("netns: daemons' CPU %.2f s, not within the run's %.2f s", r.DaemonCPUSeconds, r.CPUSeconds)
+	}
 	return out
 }

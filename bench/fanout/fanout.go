@@ -194,11 +194,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	cpu0 := r.c.cpuSeconds()
+	var daemon0 float64
+	if r.c.nn != nil {
+		daemon0 = r.c.nn.cpuSeconds()
+	}
 	err := r.run(ctx)
 	res := &r.rep.Resources
 	if cfg.Netns {
 		r.c.close() // the daemons' last CPU and peak RSS are read as they stop
 		res.CPUSeconds = r.c.cpuSeconds() - cpu0
+		res.DaemonCPUSeconds = r.c.nn.cpuSeconds() - daemon0
+		res.DaemonCPUSecondsPerHost = res.DaemonCPUSeconds / float64(cfg.Hosts+1)
 		res.PeakRSS = r.c.nn.peakRSS
 		res.PeakRSSPerHost = res.PeakRSS / int64(cfg.Hosts+1)
 		res.Note = "this process (generation, builds, polling, tree comparisons) plus every scatter seed " +

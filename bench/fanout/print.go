@@ -100,6 +100,8 @@ func (rep *Report) Print(w io.Writer) {
 	if p.Mode == Netns {
 		fmt.Fprintf(w, "\nresources (this process and %d daemon processes): CPU %.1f s (%.2f s per host-equivalent), peak RSS summed over the daemons %s (%s per daemon)\n",
 			p.Hosts+1, r.CPUSeconds, r.CPUSecondsPerHost, mib(float64(r.PeakRSS)), mib(float64(r.PeakRSSPerHost)))
+		fmt.Fprintf(w, "  of which the daemons: CPU %.1f s (%.2f s per daemon); this process (generation, builds, polling, tree comparisons): %.1f s\n",
+			r.DaemonCPUSeconds, r.DaemonCPUSecondsPerHost, r.CPUSeconds-r.DaemonCPUSeconds)
 	} else {
 		fmt.Fprintf(w, "\nresources (one process for all %d hosts + origin): CPU %.1f s (%.2f s per host-equivalent), peak RSS %s (%s per host-equivalent)\n",
 			p.Hosts, r.CPUSeconds, r.CPUSecondsPerHost, mib(float64(r.PeakRSS)), mib(float64(r.PeakRSSPerHost)))

@@ -194,9 +194,14 @@ type Phase struct {
 type Resources struct {
 	CPUSeconds        float64 `json:"cpu_seconds"` // user+system, whole run
 	CPUSecondsPerHost float64 `json:"cpu_seconds_per_host_equivalent"`
-	PeakRSS           int64   `json:"peak_rss_bytes"` // the process's, all hosts together
-	PeakRSSPerHost    int64   `json:"peak_rss_per_host_equivalent"`
-	Note              string  `json:"note"`
+	// DaemonCPUSeconds is the scatter seed processes' alone (netns mode):
+	// what the hosts and the origin paid, without the harness's generation,
+	// builds, polling and tree comparisons.
+	DaemonCPUSeconds        float64 `json:"daemon_cpu_seconds,omitempty"`
+	DaemonCPUSecondsPerHost float64 `json:"daemon_cpu_seconds_per_host_equivalent,omitempty"`
+	PeakRSS                 int64   `json:"peak_rss_bytes"` // the process's, all hosts together
+	PeakRSSPerHost          int64   `json:"peak_rss_per_host_equivalent"`
+	Note                    string  `json:"note"`
 }
 
 // quantile is the sorted time at index min(n-1, floor(q·n)), the rule
