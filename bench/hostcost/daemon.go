@@ -172,6 +172,7 @@ func (d *daemon) release(ctx context.Context, id core.ReleaseID) (swarm.ReleaseS
 type staged struct {
 	rel      swarm.ReleaseStatus
 	cpu      float64       // the daemon's CPU seconds when it was seen staged
+	peakRSS  int64         // its peak resident set size then (VmHWM)
 	wall     time.Duration // from the daemon's start
 	failures int           // failed attempts seen before
 }
@@ -190,7 +191,7 @@ func (d *daemon) waitStaged(ctx context.Context, id core.ReleaseID, timeout time
 		case err != nil:
 			return staged{}, fmt.Errorf("%s status: %w; %s", d.name, err, d.logTail())
 		case ok && rel.State == swarm.Staged:
-			return staged{rel, d.cpu(), time.Since(d.started), failures}, nil
+			return staged{rel, d.cpu(), bench.ProcPeakRSS(d.pid()), time.Since(d.started), failures}, nil
 		case ok && rel.State == swarm.Failed && rel.Error != lastErr:
 			failures++
 			lastErr = rel.Error

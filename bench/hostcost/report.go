@@ -80,6 +80,9 @@ type Fetch struct {
 	StartToStaged float64 `json:"start_to_staged_seconds"`
 	OriginCPU     float64 `json:"origin_cpu_seconds"` // the origin's CPU meanwhile (serving)
 	Bytes         int64   `json:"bytes"`              // the torrent's bytes the host fetched
+	// PeakRSS is the host process's peak resident set size (VmHWM) when it
+	// was seen staged: what fetching and staging this release took.
+	PeakRSS int64 `json:"peak_rss_bytes"`
 	// Failures counts the fetch attempts the harness saw fail before the
 	// one measured (the daemon retries a failed fetch after 5 s).
 	Failures int `json:"failures,omitempty"`
@@ -143,6 +146,7 @@ var SummaryRows = []SummaryRow{
 	{"transfer_cpu", "scatter transfer CPU, s", func(r Round) (float64, bool) { return r.Scatter.TransferCPU, true }},
 	{"stage_cpu", "scatter staging CPU, s", func(r Round) (float64, bool) { return r.Scatter.StageCPU, true }},
 	{"host_cpu", "host process CPU, start to staged, s", func(r Round) (float64, bool) { return r.Scatter.HostCPU, true }},
+	{"host_peak_rss_mib", "host process peak RSS, MiB", func(r Round) (float64, bool) { return mib(r.Scatter.PeakRSS), r.Scatter.PeakRSS > 0 }},
 	{"aria2c_cpu", "aria2c CPU, s", func(r Round) (float64, bool) { return ariaField(r, func(c *Child) float64 { return c.CPU }) }},
 	{"materialize_cpu", "materialize CPU, s", func(r Round) (float64, bool) { return r.Materialize.CPU, true }},
 	{"anchor_cpu", "cp -a + sync -f CPU, s", func(r Round) (float64, bool) { return r.Copy.CPU + r.Sync.CPU, true }},
@@ -287,7 +291,7 @@ func (rep *Report) Problems(rounds int) []string {
 	checkFetch := func(n int, what string, f Fetch) {
 		if f.Wall <= 0 || f.TransferWall <= 0 || f.TransferWall > f.Wall || f.StartToStaged < f.Wall-tick ||
 			f.TransferCPU <= 0 || f.StageCPU < 0 || f.HostCPU < f.TransferCPU+f.StageCPU-tick ||
-			f.Bytes != rep.Release.S || f.OriginCPU <= 0 {
+			f.Bytes != rep.Release.S || f.OriginCPU <= 0 || f.PeakRSS <= 0 {
 			bad("round %d %s: %+v", n, what, f)
 		}
 	}

@@ -329,7 +329,7 @@ func (r *run) fetch(ctx context.Context, data string, atStaged func(), extra ...
 	rel := st.rel
 	return Fetch{Wall: rel.Seconds, TransferWall: rel.HeldSeconds, TransferCPU: rel.TransferCPUSeconds,
 		StageCPU: rel.StageCPUSeconds, HostCPU: st.cpu, StartToStaged: st.wall.Seconds(), OriginCPU: r.origin.cpu() - o0,
-		Bytes: rel.Total, Failures: st.failures}, nil
+		Bytes: rel.Total, PeakRSS: st.peakRSS, Failures: st.failures}, nil
 }
 
 // aria2c downloads the release's torrent into out with aria2c from the
