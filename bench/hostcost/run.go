@@ -72,6 +72,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return r.rep, fmt.Errorf("hostcost setup: %w", err)
 	}
 	for i := 1; i <= cfg.Rounds; i++ {
+		if i > 1 && !cfg.KeepTrees {
+			if err := r.outwaitDeletion(ctx); err != nil {
+				return r.rep, err
+			}
+		}
 		rd, err := r.round(ctx, i)
 		if err != nil {
 			return r.rep, fmt.Errorf("hostcost round %d: %w", i, err)
@@ -223,6 +228,29 @@ func (r *run) child(ctx context.Context, name string, args ...string) (Child, er
 	}
 	c.CPU = c.User + c.Sys
 	return c, nil
+}
+
+// recentlyDeleted is how long ext4 without a journal avoids reusing a
+// freed inode: creating a file scans past every inode freed that
+// recently in its block group (fs/ext4/ialloc.c, recently_deleted), so
+// writing a tree just after deleting one costs several times the kernel
+// CPU (perf: half of all samples in recently_deleted and the buffer-cache
+// lookups it makes). Whichever step ran first after a round's trees were
+// deleted paid for it.
+const recentlyDeleted = 30 * time.Second
+
+// outwaitDeletion waits, after the last round's trees were deleted, until
+// the file system reuses their inodes freely again, so that no step of the
+// next round pays for the deletion.
+func (r *run) outwaitDeletion(ctx context.Context) error {
+	r.settle(ctx)
+	r.say("waiting %s: the last round's trees were just deleted", recentlyDeleted+time.Second)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(recentlyDeleted + time.Second):
+		return nil
+	}
 }
 
 // settle writes back what the last step left dirty, so that its writeback
