@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -76,7 +77,11 @@ type cluster struct {
 	blind bool
 	// bridges: swarm.Config.Bridges of every node (0: the default).
 	bridges int
-	mu      sync.Mutex
+	// log is the in-process hosts' log, each line naming its host
+	// (Config.Log; `scatter --log-level info bench` shows their stalls and
+	// fallbacks).
+	log *slog.Logger
+	mu  sync.Mutex
 }
 
 func newCluster(dir string) *cluster {
@@ -177,6 +182,9 @@ func (c *cluster) startInproc(ctx context.Context, n *node, origin bool) (member
 	cfg := host.Config{
 		Name: n.name, DataDir: n.dir, PubKey: c.key.Public().(ed25519.PublicKey), Origin: origin,
 		BindAddr: n.ip, ClusterKey: c.ckey, Label: "scatter-bench", UploadRate: n.up,
+	}
+	if c.log != nil {
+		cfg.Log = c.log.With("host", n.name)
 	}
 	if !c.blind {
 		cfg.DC = n.dc

@@ -171,6 +171,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := &run{cfg: cfg, c: newCluster(cfg.Dir), start: time.Now()}
 	r.c.blind = cfg.DCBlind
 	r.c.bridges = cfg.Bridges
+	r.c.log = cfg.Log
 	r.rep = &Report{Machine: bench.ThisMachine(), Identical: true, Params: Params{
 		Mode: Inproc, Hosts: cfg.Hosts, Size: cfg.Size, Scenario: cfg.Scenario, Seed: cfg.Seed, CentralHosts: cfg.CentralHosts,
 		DCBlind: cfg.DCBlind, Bridges: cfg.Bridges,
