@@ -231,17 +231,18 @@ func (r *run) child(ctx context.Context, name string, args ...string) (Child, er
 }
 
 // recentlyDeleted is how long ext4 without a journal avoids reusing a
-// freed inode: creating a file scans past every inode freed that
-// recently in its block group (fs/ext4/ialloc.c, recently_deleted), so
-// writing a tree just after deleting one costs several times the kernel
-// CPU (perf: half of all samples in recently_deleted and the buffer-cache
-// lookups it makes). Whichever step ran first after a round's trees were
-// deleted paid for it.
-const recentlyDeleted = 30 * time.Second
+// freed inode once its inode table block is written back (RECENTCY_MIN in
+// fs/ext4/ialloc.c; 360 s while the block is still dirty): creating a file
+// scans past every inode freed that recently in its block group
+// (recently_deleted), so writing a tree just after deleting one costs
+// several times the kernel CPU (perf: half of all samples in
+// recently_deleted and the buffer-cache lookups it makes). Whichever step
+// ran first after a round's trees were deleted paid for it.
+const recentlyDeleted = 60 * time.Second
 
-// outwaitDeletion waits, after the last round's trees were deleted, until
-// the file system reuses their inodes freely again, so that no step of the
-// next round pays for the deletion.
+// outwaitDeletion writes back what the last round's deletion dirtied and
+// waits until the file system reuses those inodes freely again, so that no
+// step of the next round pays for the deletion.
 func (r *run) outwaitDeletion(ctx context.Context) error {
 	r.settle(ctx)
 	r.say("waiting %s: the last round's trees were just deleted", recentlyDeleted+time.Second)
