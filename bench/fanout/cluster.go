@@ -184,7 +184,7 @@ func (c *cluster) startInproc(ctx context.Context, n *node, origin bool) (member
 		BindAddr: n.ip, ClusterKey: c.ckey, Label: "scatter-bench", UploadRate: n.up,
 	}
 	if c.log != nil {
-		cfg.Log = c.log.With("host", n.name)
+		cfg.Log = c.log // host.Start names the host on each line
 	}
 	if !c.blind {
 		cfg.DC = n.dc
