@@ -2,8 +2,7 @@ package swarm
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/binary"
+	"math"
 	"slices"
 	"sort"
 )
@@ -95,22 +94,25 @@ func (v peerView) stripeDC(peers []Peer) string {
 }
 
 // wireDials is how many peers of its own datacenter a host dials for a
-// torrent. Each also accepts whoever dials it, so a host has about twice
-// as many connections. A full mesh made every piece's HAVE reach every
-// host from every host (hosts² × pieces messages), and each HAVE made
-// anacrolix v1.59.1 replan that connection's requests over every missing
-// piece: at 32 hosts in one process that was over half the fan-out's CPU
+// torrent. Each also accepts whoever dials it, so a host has twice as many
+// connections. A full mesh made every piece's HAVE reach every host from
+// every host (hosts² × pieces messages), and each HAVE made anacrolix
+// v1.59.1 replan that connection's requests over every missing piece: at
+// 32 hosts in one process that was over half the fan-out's CPU
 // (docs/performance/swarm.md, "Peer-wire CPU").
 const wireDials = 5
 
 // dialSparse picks, from the peers this host may dial, those it dials
-// while its transfer moves: of its own datacenter's hosts, the next one
-// after self in name order — so the dial graph holds a ring through every
-// host and none is left out — and the k−1 others that rank highest by a
-// hash of the two names (rendezvous hashing: each host's choice is
-// stable as hosts come and go, and differs from its neighbours'). The
-// origin and other datacenters' hosts (bridges, see reachable) are kept.
-// With k or fewer candidates it returns peers unchanged.
+// while its transfer moves: with its own datacenter's hosts and itself in
+// name order, on a ring, the hosts at k fixed distances ahead of it
+// (dialOffsets). Every host then dials k and is dialled by k: each has
+// exactly 2k connections, and the distances, spread from 1 to half the
+// ring, keep any host a few hops from any other. (Choosing by rendezvous
+// hashing instead left the number each host was dialled by to chance: at
+// 32 hosts, 6 to 13 connections, and the hosts with the fewest were the
+// last to finish, up to 0.2 S/U after the median.) The origin and other
+// datacenters' hosts (bridges, see reachable) are kept. With k or fewer
+// candidates it returns peers unchanged.
 func dialSparse(self, dc string, peers []Peer, k int) []Peer {
 	var local, keep []Peer
 	for _, p := range peers {
@@ -124,15 +126,44 @@ func dialSparse(self, dc string, peers []Peer, k int) []Peer {
 		return peers
 	}
 	slices.SortFunc(local, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
-	next, _ := slices.BinarySearchFunc(local, self, func(p Peer, name string) int { return cmp.Compare(p.Name, name) })
-	next %= len(local)
-	keep = append(keep, local[next])
-	local = slices.Delete(local, next, next+1)
-	score := make(map[string]uint64, len(local))
-	for _, p := range local {
-		h := sha256.Sum256([]byte(self + "\x00" + p.Name))
-		score[p.Name] = binary.BigEndian.Uint64(h[:8])
+	// The ring is local plus self; self sits before local[at].
+	at, _ := slices.BinarySearchFunc(local, self, func(p Peer, name string) int { return cmp.Compare(p.Name, name) })
+	n := len(local) + 1
+	for _, d := range dialOffsets(n, k) {
+		keep = append(keep, local[(at+d-1)%len(local)])
 	}
-	slices.SortFunc(local, func(a, b Peer) int { return cmp.Compare(score[b.Name], score[a.Name]) })
-	return append(keep, local[:k-1]...)
+	return keep
+}
+
+// dialOffsets returns k distinct distances for a ring of n hosts (n > k+1),
+// each under n/2 so that a host's k ahead and the k that dial it from
+// behind are 2k different hosts whenever n > 2k+1: 1, then a geometric
+// progression up to (n−1)/2 (at 32 hosts 1, 2, 4, 8, 15; at 1,000
+// 1, 5, 22, 106, 499). Distances that coincide after rounding are
+// replaced by the smallest unused ones.
+func dialOffsets(n, k int) []int {
+	most := (n - 1) / 2
+	if most < 1 {
+		most = 1
+	}
+	var out []int
+	used := map[int]bool{}
+	for j := range k {
+		d := 1
+		if k > 1 {
+			d = int(math.Round(math.Pow(float64(most), float64(j)/float64(k-1))))
+		}
+		if d >= 1 && d <= most && !used[d] {
+			used[d] = true
+			out = append(out, d)
+		}
+	}
+	for d := 1; len(out) < k && d < n; d++ {
+		if !used[d] {
+			used[d] = true
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -150,16 +150,40 @@ func TestDialSparse(t *testing.T) {
 		if local != k || !slices.ContainsFunc(got, isPeer(origin.Name)) || !slices.ContainsFunc(got, isPeer(remote.Name)) {
 			t.Fatalf("%s dials %d of its datacenter (want %d), origin and other DCs kept: %v", self.Name, local, k, got)
 		}
-		// Stable: a host it does not dial leaving changes nothing.
-		for _, p := range all {
-			if p.Name == self.Name || slices.ContainsFunc(got, isPeer(p.Name)) {
-				continue
+	}
+	// Balanced: every host dials k and is dialled by k, all different hosts
+	// (the hosts with the fewest connections used to finish last).
+	for _, self := range all {
+		if n := len(adj[self.Name]); n != 2*k {
+			t.Errorf("%s has %d connections, want %d", self.Name, n, 2*k)
+		}
+	}
+	// A host leaving moves each host's dials by at most one place per
+	// distance: it still dials k of its datacenter, all different.
+	gone := all[7].Name
+	for _, self := range all {
+		if self.Name == gone {
+			continue
+		}
+		fewer := slices.DeleteFunc(others(self.Name), isPeer(gone))
+		again := dialSparse(self.Name, "", fewer, k)
+		names := map[string]bool{}
+		for _, p := range again {
+			if p.Name == gone || names[p.Name] {
+				t.Fatalf("%s after %s left: %v", self.Name, gone, again)
 			}
-			fewer := slices.DeleteFunc(others(self.Name), isPeer(p.Name))
-			if again := dialSparse(self.Name, "", fewer, k); peerNames(again) != peerNames(got) {
-				t.Fatalf("%s: %s leaving changed its choice from %v to %v", self.Name, p.Name, got, again)
-			}
-			break
+			names[p.Name] = true
+		}
+		if len(again) != k+2 {
+			t.Fatalf("%s after %s left dials %d: %v", self.Name, gone, len(again), again)
+		}
+	}
+	for _, c := range []struct {
+		n    int
+		want string
+	}{{32, "[1 2 4 8 15]"}, {1000, "[1 5 22 106 499]"}, {7, "[1 2 3 4 5]"}, {12, "[1 2 3 4 5]"}} {
+		if got := fmt.Sprint(dialOffsets(c.n, k)); got != c.want {
+			t.Errorf("dialOffsets(%d, %d) = %s, want %s", c.n, k, got, c.want)
 		}
 	}
 	// Every host is reachable from every other over the connections.
