@@ -102,7 +102,7 @@ func rateLimiter(bps int64) *rate.Limiter {
 		return rate.NewLimiter(rate.Inf, 0)
 	}
 	// anacrolix takes whole blocks from the bucket: the burst must hold one.
-	return rate.NewLimiter(rate.Limit(bps), max(int(bps/4), 64<<10))
+	return rate.NewLimiter(rate.Limit(bps), max(int(bps/4), maxRequestLen))
 }
 
 // NewEngine starts a client listening on cfg.ListenAddr, with trackers, DHT,
@@ -288,6 +288,7 @@ func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, repo datadir
 		InfoHash:  InfoHashOf(info).anacrolix(),
 		InfoBytes: info,
 		Storage:   impl,
+		ChunkSize: pp.Integer(requestLen(l.PieceLen)),
 	})
 	if !isNew {
 		return nil, fmt.Errorf("swarm: torrent %s already added", InfoHashOf(info))
@@ -296,6 +297,18 @@ func (e *Engine) Add(store *artifact.Store, l *Layout, info []byte, repo datadir
 	t.SetOnWriteChunkError(x.writeFailed)
 	return x, nil
 }
+
+// maxRequestLen is the longest block this node asks a peer for. Every
+// scatter node accepts it: the upload limiter's burst, which bounds the
+// requests anacrolix serves, is at least this (rateLimiter), and the
+// message decoder takes up to four times the chunk size. One request per
+// piece up to 64 KiB instead of anacrolix's 16 KiB blocks halves (32 KiB
+// pieces) or quarters (64 KiB) the requests, pieces messages, writes and
+// request planning per byte. Stock clients downloading from us still ask
+// for 16 KiB blocks; this node serves any length up to the burst.
+const maxRequestLen = 64 << 10
+
+func requestLen(pieceLen int64) int64 { return min(pieceLen, maxRequestLen) }
 
 // writeRetry is how long a transfer pauses after a received block could not
 // be written.
