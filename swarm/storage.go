@@ -28,6 +28,14 @@ import (
 // once a chunk's pieces have passed their SHA-1 check, its frame is added
 // to the store (MarkComplete says why it is not decompressed there).
 //
+// A piece being received is also kept in memory, in a buffer from a small
+// pool (pieceBufBudget): it hashes itself from there (storage.SelfHashing)
+// and MarkComplete takes its frames from there, so a piece is not read
+// back from the partial file twice. A piece that found the pool empty is
+// hashed by anacrolix reading it back, as is one that failed a hash once
+// (so that anacrolix compares its blocks with what each peer sent and
+// bans the one that lied).
+//
 // A chunk is stored only when every piece it overlaps is done, so after a
 // crash most pieces would look incomplete (a neighbour is missing) although
 // their bytes sit in the partial file. A done-map beside it, one byte per
@@ -209,6 +217,8 @@ func (s *chunkStorage) finish() error {
 		s.releaseLocked(i)
 	}
 	s.free = nil // a seeding torrent keeps no buffers
+	s.log.Debug("fetch stored", "release", s.layout.Release, "kind", s.layout.Kind, "pieces", s.layout.Pieces(),
+		"hashed_in_memory", s.memHashed.Load(), "spilled", s.spills.Load(), "buffers", s.nbufs)
 	for _, suffix := range []string{"partial", "done"} {
 		if err := os.Remove(s.path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
