@@ -72,6 +72,7 @@ type chunkStorage struct {
 	maxBufs    int
 	spilled    []bool       // pieces written to the file only since their last reset
 	hashFailed []bool       // pieces that failed a hash: hashed by anacrolix from now on
+	written    []bool       // pieces written to the partial file in this session
 	memHashed  atomic.Int64 // pieces SelfHash hashed from memory
 	readHashed atomic.Int64 // pieces SelfHash read back (buffer gone)
 	spills     atomic.Int64 // pieces that found the pool empty
@@ -105,7 +106,7 @@ const (
 
 func newChunkStorage(st *artifact.Store, l *Layout, dir datadir.Repo, log *slog.Logger, clk clock.Clock) *chunkStorage {
 	s := &chunkStorage{st: st, layout: l, dir: dir, log: log, done: make([]bool, l.Pieces()), recheck: make([]bool, l.Pieces()), flushed: clk.Now(), clock: clk,
-		bufs: map[int]*pieceBuf{}, spilled: make([]bool, l.Pieces()), hashFailed: make([]bool, l.Pieces())}
+		bufs: map[int]*pieceBuf{}, spilled: make([]bool, l.Pieces()), hashFailed: make([]bool, l.Pieces()), written: make([]bool, l.Pieces())}
 	if l.PieceLen > 0 && pieceBufBudget > 0 {
 		s.maxBufs = int(max(1, pieceBufBudget/l.PieceLen))
 	}
@@ -293,6 +294,12 @@ func (p *chunkPiece) readAt(b []byte, off int64) (int, error) {
 	}
 	abs := p.off + off
 	want := min(int64(len(b)), p.n-off)
+	if p.s.readStaged(p.index, b[:want], abs) {
+		if want < int64(len(b)) {
+			return int(want), io.EOF
+		}
+		return int(want), nil
+	}
 	read := int64(0)
 	for c, err := range p.s.layout.overlapping(abs, want) {
 		if err != nil {
@@ -310,6 +317,27 @@ func (p *chunkPiece) readAt(b []byte, off int64) (int, error) {
 		return int(read), io.EOF
 	}
 	return int(read), nil
+}
+
+// readStaged reads dst at torrent offset abs, inside piece i, from the
+// partial file if this session wrote the piece there and it passed its
+// hash: its bytes are all there, whichever of its chunks are stored yet,
+// until finish removes the file. One read serves a block that the store
+// would serve frame by frame (a lookup and a read for each of the few-KiB
+// frames a block spans). A piece rechecked after a restart is not read
+// from there: the partial file is not synced, the store's packs are.
+func (s *chunkStorage) readStaged(i int, dst []byte, abs int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.done[i] || !s.written[i] || s.closed || s.finished {
+		return false
+	}
+	f, err := s.partialFile()
+	if err != nil {
+		return false
+	}
+	_, err = f.ReadAt(dst, abs)
+	return err == nil
 }
 
 // readSpan reads the part of chunk c at torrent offset from into dst: from
@@ -359,6 +387,7 @@ func (p *chunkPiece) WriteAt(b []byte, off int64) (int, error) {
 		s.spillLocked(p.index)
 		return n, err
 	}
+	s.written[p.index] = true
 	s.bufferLocked(p, b, off)
 	return n, nil
 }
@@ -598,7 +627,7 @@ func (p *chunkPiece) MarkNotComplete() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.done[p.index], s.recheck[p.index] = false, false
-	s.hashFailed[p.index] = true
+	s.hashFailed[p.index], s.written[p.index] = true, false
 	s.resetLocked(p.index)
 	if s.doneMap != nil {
 		if _, err := s.doneMap.WriteAt([]byte{0}, int64(p.index)); err != nil {
