@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/anacrolix/torrent/storage"
 
@@ -241,4 +242,63 @@ func TestRecheckedPieceIsNotServedFromPartialFile(t *testing.T) {
 	if rechecked == 0 {
 		t.Fatal("no piece was rechecked: the test proves nothing")
 	}
+}
+
+// Between scatter peers a request is up to 64 KiB, so the requests kept in
+// flight to one peer are capped to fit requestBudget: a peer's v1.59.1
+// upload stalls once the requests it queued from a connection outgrow its
+// 16 MiB allowance, and anacrolix would otherwise keep ~960 in flight.
+func TestRequestQueueFitsPeerBudget(t *testing.T) {
+	origin := openStore(t)
+	r1, _ := buildReleases(t, origin, 1<<20)
+	tor, err := MakeTorrent(origin, r1.sm, nil, Full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tor.Layout.PieceLen = 128 << 10 // 64 KiB requests
+	if tor.Info, err = tor.Layout.InfoBytes(origin.ReadCompressedChunk); err != nil {
+		t.Fatal(err)
+	}
+	// The origin uploads slowly, so that the connection lasts.
+	oe, err := NewEngine(EngineConfig{ListenAddr: "127.0.0.253:0", UploadRate: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { oe.Close() })
+	ox, err := oe.Add(origin, tor.Layout, tor.Info, datadir.Repo(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := openStore(t)
+	if err := host.PutManifest(r1.sm); err != nil {
+		t.Fatal(err)
+	}
+	he := newEngine(t, "127.0.0.254")
+	x, err := he.Add(host, tor.Layout, tor.Info, datadir.Repo(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.Download()
+	x.AddPeers([]string{oe.Addr()})
+	want := int(requestBudget / maxRequestLen)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got []int
+		for _, pc := range append(x.t.PeerConns(), ox.t.PeerConns()...) {
+			got = append(got, pc.PeerMaxRequests)
+		}
+		if len(got) == 2 && got[0] == want && got[1] == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("requests allowed in flight on each side: %v, want %d each", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := x.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkMaterialized(t, host, r1)
 }
