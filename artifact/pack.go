@@ -33,6 +33,11 @@ const (
 	// next: large enough for sequential I/O, small enough that gc rewrites
 	// little when a few chunks die.
 	packTarget = 64 << 20
+
+	// writeBuf is how many frames' bytes a writer gathers before writing
+	// them out: a host fetching a release stores frames of a few KiB one
+	// at a time, and a write call each cost more than the copy.
+	writeBuf = 128 << 10
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -166,6 +171,7 @@ type Writer struct {
 	unlock func() // releases the shared store lock, which keeps gc out
 	mu     sync.Mutex
 	f      *os.File
+	buf    []byte // frames appended to f but not yet written
 	off    int64
 	index  []packEntry
 	queued map[core.ChunkID]bool
@@ -236,8 +242,20 @@ func (w *Writer) appendLocked(id core.ChunkID, z []byte, size int) error {
 		}
 		w.f, w.off, w.index = f, 0, w.index[:0]
 	}
-	if _, err := w.f.Write(z); err != nil {
-		return err
+	if len(w.buf)+len(z) > writeBuf {
+		if err := w.writeBufLocked(); err != nil {
+			return err
+		}
+	}
+	if len(z) >= writeBuf {
+		if _, err := w.f.Write(z); err != nil {
+			return err
+		}
+	} else {
+		if w.buf == nil {
+			w.buf = writeBufs.Get().(*[writeBuf]byte)[:0]
+		}
+		w.buf = append(w.buf, z...)
 	}
 	w.index = append(w.index, packEntry{id: id, off: w.off, csize: uint32(len(z)), size: uint32(size)})
 	w.queued[id] = true
@@ -246,6 +264,27 @@ func (w *Writer) appendLocked(id core.ChunkID, z []byte, size int) error {
 		return w.finishLocked()
 	}
 	return nil
+}
+
+// writeBufs recycles writers' buffers: a host completes a pack a second.
+var writeBufs = sync.Pool{New: func() any { return new([writeBuf]byte) }}
+
+// dropBufLocked returns buf to the pool once the writer is done.
+func (w *Writer) dropBufLocked() {
+	if cap(w.buf) == writeBuf {
+		writeBufs.Put((*[writeBuf]byte)(w.buf[:writeBuf]))
+	}
+	w.buf = nil
+}
+
+// writeBufLocked writes out the frames gathered in buf.
+func (w *Writer) writeBufLocked() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.f.Write(w.buf)
+	w.buf = w.buf[:0]
+	return err
 }
 
 // finishLocked writes the index and footer, syncs the pack and renames it
@@ -267,7 +306,14 @@ func (w *Writer) finishLocked() error {
 	idx = binary.LittleEndian.AppendUint64(idx, uint64(w.off))
 	idx = binary.LittleEndian.AppendUint32(idx, uint32(len(w.index)))
 	idx = binary.LittleEndian.AppendUint32(idx, sum)
-	if _, err := w.f.Write(idx); err != nil {
+	if len(w.buf)+len(idx) <= cap(w.buf) {
+		w.buf = append(w.buf, idx...) // one write for the tail and the index
+	} else if err := w.writeBufLocked(); err != nil {
+		return err
+	} else if _, err := w.f.Write(idx); err != nil {
+		return err
+	}
+	if err := w.writeBufLocked(); err != nil {
 		return err
 	}
 	if err := w.f.Sync(); err != nil {
@@ -295,6 +341,7 @@ func (w *Writer) finishLocked() error {
 }
 
 func (w *Writer) abortLocked() {
+	w.buf = w.buf[:0]
 	if w.f != nil {
 		w.f.Close()
 		os.Remove(w.f.Name())
@@ -307,6 +354,7 @@ func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	defer w.release()
+	defer w.dropBufLocked()
 	if w.err != nil {
 		return w.err
 	}
@@ -324,6 +372,7 @@ func (w *Writer) Abort() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	defer w.release()
+	defer w.dropBufLocked()
 	w.abortLocked()
 	if w.err == nil {
 		w.err = errors.New("writer aborted")

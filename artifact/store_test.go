@@ -529,3 +529,50 @@ func TestCorruptChunkDropWhileStoreBusy(t *testing.T) {
 		t.Fatalf("after reopening: got %v, want the chunk corrupt again", err)
 	}
 }
+
+// A writer gathers small frames before writing them out, and writes a
+// frame larger than its buffer directly: every chunk, put in any order of
+// sizes, reads back intact once the pack is complete, also after the
+// store is opened again.
+func TestWriterGathersSmallFrames(t *testing.T) {
+	st := newStore(t)
+	w, err := st.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []core.ChunkID
+	var raws [][]byte
+	for i, n := range []int{10, 3000, writeBuf - 100, 50, 2 * writeBuf, 7000, writeBuf, 1, 400 << 10, 20} {
+		// Half random (incompressible), half text: frames above and
+		// below the buffer's size.
+		raw := randomBytes(n)
+		if i%2 == 1 {
+			raw = bytes.Repeat([]byte(fmt.Sprintf("line %d\n", i)), n/7+1)[:n]
+		}
+		id := core.ChunkIDOf(raw)
+		if _, err := w.Put(id, raw, nil); err != nil {
+			t.Fatal(err)
+		}
+		if st.HasChunk(id) {
+			t.Fatal("a chunk is visible before its pack is complete")
+		}
+		ids, raws = append(ids, id), append(raws, raw)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st2, err := OpenStore(st.Dir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	for _, s := range []*Store{st, st2} {
+		for i, id := range ids {
+			got, err := s.ReadChunk(id, len(raws[i]), nil)
+			if err != nil || !bytes.Equal(got, raws[i]) {
+				t.Fatalf("chunk %d (%d bytes): %v", i, len(raws[i]), err)
+			}
+		}
+	}
+	checkAllChunks(t, st2)
+}

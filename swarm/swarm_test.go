@@ -23,7 +23,7 @@ type testRelease struct {
 
 // buildReleases generates a tree, builds it, applies the code mutation and
 // builds again, all into one (origin) store.
-func buildReleases(t *testing.T, st *artifact.Store, size int64) (r1, r2 testRelease) {
+func buildReleases(t testing.TB, st *artifact.Store, size int64) (r1, r2 testRelease) {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	dir := t.TempDir()
@@ -57,7 +57,7 @@ func newEngine(t *testing.T, ip string) *Engine {
 	return e
 }
 
-func openStore(t *testing.T) *artifact.Store {
+func openStore(t testing.TB) *artifact.Store {
 	t.Helper()
 	st, err := artifact.OpenStore(filepath.Join(t.TempDir(), "store"), nil)
 	if err != nil {
