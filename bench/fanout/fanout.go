@@ -364,6 +364,19 @@ func (r *run) run(ctx context.Context) error {
 	return nil
 }
 
+// sinceStart is how long after start (a time.Now of this process) a host
+// held a release, given the held_at it reported (its wall clock) when it
+// was just seen. held.Sub(start) compares wall clocks across the whole
+// fan-out and is off by any step of the wall clock meanwhile: a --netns run
+// reported every host holding the release 10–14 s after the harness had
+// seen them all staged. Here the wall clock is read only over the moment
+// between held_at and now; the rest is this process's monotonic clock.
+func sinceStart(start, held time.Time) time.Duration {
+	now := time.Now()
+	ago := now.Round(0).Sub(held) // wall clock against wall clock
+	return max(now.Sub(start)-max(ago, 0), 0)
+}
+
 // fanOut announces a release and waits until every host has staged it,
 // playing the scenario's events on the way. S is the full torrent's bytes.
 func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []byte, S, U, UO int64) (FanOut, error) {
@@ -412,6 +425,7 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 	}
 
 	held := map[*node]time.Time{}
+	heldAfter := map[*node]time.Duration{} // held, from start (sinceStart)
 	staged := map[*node]bool{}
 	phaseCPU := map[*node][2]float64{} // netns: the daemon's transfer and staging CPU
 	deadline := start.Add(time.Duration(20*fo.SU*float64(time.Second)) + 2*time.Minute)
@@ -442,6 +456,7 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 			}
 			if !st.HeldAt.IsZero() && (held[n].IsZero() || st.HeldAt.Before(held[n])) {
 				held[n] = st.HeldAt
+				heldAfter[n] = sinceStart(start, st.HeldAt)
 			}
 			switch st.State {
 			case swarm.Staged:
@@ -483,7 +498,7 @@ func (r *run) fanOut(ctx context.Context, name string, id core.ReleaseID, ann []
 			return fo, err
 		}
 		k0 := before[n]
-		t := held[n].Sub(start).Seconds()
+		t := heldAfter[n].Seconds()
 		fo.Hosts = append(fo.Hosts, HostResult{
 			Name: n.name, Seconds: t, Ratio: t / fo.SU, Note: n.note,
 			FromOrigin: k.fromOrigin - k0.fromOrigin, FromPeers: k.fromPeers - k0.fromPeers,
