@@ -52,6 +52,8 @@ type netnsFleet struct {
 	peakRSS int64          // sum of the ended processes' peak RSS
 	// uncapped: daemons without --upload-rate, tc alone (Config.NetnsUncapped).
 	uncapped bool
+	// gomaxprocs is each daemon's --procs; 0: none (Config.DaemonProcs).
+	gomaxprocs int
 }
 
 // dcs, if not nil, puts node i on datacenter dcs[i]'s switch.
@@ -90,11 +92,20 @@ func (f *netnsFleet) start(ctx context.Context, c *cluster, n *node, origin bool
 		return nil, err
 	}
 	// --config "": never this machine's /etc/scatter/seed.yaml.
-	args := []string{"--log-level", "info", "seed", "--config", "", "--data", n.dir, "--pubkey", f.pub, "--name", n.name,
+	args := []string{"--log-level", "info"}
+	// For profiling the daemons (docs/development.md): each writes a CPU
+	// profile to DIR/<name>.prof when it stops.
+	if d := os.Getenv("SCATTER_BENCH_PROFILES"); d != "" {
+		args = append(args, "--cpuprofile", filepath.Join(d, n.name+".prof"))
+	}
+	args = append(args, "seed", "--config", "", "--data", n.dir, "--pubkey", f.pub, "--name", n.name,
 		"--bind", n.ip, "--gossip-port", strconv.Itoa(gossipPort), "--http-port", strconv.Itoa(httpPort),
-		"--cluster-key", f.ckey, "--label", "scatter-bench"}
+		"--cluster-key", f.ckey, "--label", "scatter-bench")
 	if !f.uncapped && n.up > 0 {
 		args = append(args, "--upload-rate", strconv.FormatInt(n.up, 10))
+	}
+	if f.gomaxprocs > 0 {
+		args = append(args, "--procs", strconv.Itoa(f.gomaxprocs))
 	}
 	if origin {
 		args = append(args, "--origin")

@@ -26,6 +26,9 @@ func (rep *Report) Print(w io.Writer) {
 		} else {
 			fmt.Fprintln(w, "  daemons uncapped, each link shaped to U by tc")
 		}
+		if p.DaemonProcs > 0 {
+			fmt.Fprintf(w, "  each daemon with --procs %d (--daemon-procs)\n", p.DaemonProcs)
+		}
 	}
 	fmt.Fprintf(w, "release: %d files, %s uncompressed, %d chunks; S (full torrent) = %s\n",
 		rep.Release.Files, mib(float64(rep.Release.Bytes)), rep.Release.Chunks, mib(float64(rep.Release.S)))

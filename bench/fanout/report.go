@@ -52,6 +52,9 @@ type Params struct {
 	// each link to LinkHeadroom·U. Absent: the link is U and the daemons
 	// are uncapped (or in-process).
 	LinkHeadroom float64 `json:"link_headroom,omitempty"`
+	// DaemonProcs, in netns mode, is each daemon's --procs (absent: none
+	// given, Go's default of every core).
+	DaemonProcs  int     `json:"daemon_procs,omitempty"`
 	Hosts        int     `json:"hosts"`
 	Size         int64   `json:"size"` // generated tree bytes (uncompressed)
 	Upload       int64   `json:"upload"`

@@ -36,6 +36,7 @@ type benchOptions struct {
 	dir                  string
 	keepDir, noCompare   bool
 	netns, netnsUncapped bool
+	daemonProcs          int
 	dcLink               int64   // bytes per second, or 0
 	dcLinkU              float64 // × U, or 0
 	dcLinkSet, dcBlind   bool
@@ -122,6 +123,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-compare", Usage: "do not compare hosts' trees with their sources"},
 			&cli.BoolFlag{Name: "netns", Usage: "run every host and the origin as a scatter seed process in its own network namespace, uplinks shaped by tc (root only)"},
 			&cli.BoolFlag{Name: "netns-uncapped", Usage: "with --netns: run the daemons without --upload-rate, tc's link at U the only limit"},
+			&cli.IntFlag{Name: "daemon-procs", Usage: "with --netns: run each daemon with scatter seed --procs N", DefaultText: "none: Go's default, every core for each daemon"},
 			&cli.StringFlag{Name: "dc-link", Usage: "with --netns --scenario 2dc: the rate of the link between the DCs, each way: a rate (8MiB) or a multiple of U (2U)", DefaultText: "4U"},
 			&cli.IntFlag{Name: "bridges", Usage: "with --scenario 2dc: hosts per datacenter that fetch across (scatter seed --bridges)", DefaultText: "1"},
 			&cli.BoolFlag{Name: "dc-blind", Usage: "with --scenario 2dc: place hosts in the two DCs but give them no DC labels (peers chosen blind: the baseline)"},
@@ -138,7 +140,7 @@ func benchCommand() *cli.Command {
 				centralHosts: c.Int("central-hosts"), seed: c.Uint64("seed"), dir: c.String("dir"),
 				keepDir: c.Bool("keep-dir"), noCompare: c.Bool("no-compare"), compareAll: c.Bool("compare-all"),
 				jsonFile: c.String("json-out"), jsonStdout: c.Bool("json"), plotFile: c.String("plot"), sizeSet: c.IsSet("size"), netns: c.Bool("netns"),
-				netnsUncapped: c.Bool("netns-uncapped"), dcLinkSet: c.IsSet("dc-link"), dcBlind: c.Bool("dc-blind"),
+				netnsUncapped: c.Bool("netns-uncapped"), daemonProcs: c.Int("daemon-procs"), dcLinkSet: c.IsSet("dc-link"), dcBlind: c.Bool("dc-blind"),
 				bridges: c.Int("bridges"), rounds: c.Int("rounds"), appLoad: c.Bool("app-load"), share: c.String("share"),
 				stdout: c.App.Writer, stderr: c.App.ErrWriter,
 			}
@@ -174,6 +176,9 @@ func benchCommand() *cli.Command {
 func runBench(ctx context.Context, o benchOptions) error {
 	if o.netnsUncapped && !o.netns {
 		return usagef("--netns-uncapped goes with --netns")
+	}
+	if o.daemonProcs != 0 && (!o.netns || o.daemonProcs < 0) {
+		return usagef("--daemon-procs goes with --netns: a count of cores")
 	}
 	if o.dcLinkSet && !(o.netns && o.scenario == fanout.TwoDC) {
 		return usagef("--dc-link goes with --netns --scenario 2dc: in-process the link between the DCs is not shaped")
@@ -221,7 +226,7 @@ func runBench(ctx context.Context, o benchOptions) error {
 		Dir: dir, Hosts: o.hosts, Size: o.size, Upload: o.upload, OriginUpload: o.originUpload,
 		TargetSU: o.su, Scenario: o.scenario, Seed: o.seed, CentralHosts: o.centralHosts,
 		NoCompare: o.noCompare, CompareAll: o.compareAll, Log: o.log, Progress: o.stderr, Netns: o.netns,
-		NetnsUncapped: o.netnsUncapped, DCLink: o.dcLink, DCLinkU: o.dcLinkU, DCBlind: o.dcBlind, Bridges: o.bridges,
+		NetnsUncapped: o.netnsUncapped, DaemonProcs: o.daemonProcs, DCLink: o.dcLink, DCLinkU: o.dcLinkU, DCBlind: o.dcBlind, Bridges: o.bridges,
 	}
 	if o.netns {
 		if err := netns.Check(); err != nil {

@@ -111,13 +111,15 @@ func TestBenchNetnsSmoke(t *testing.T) {
 	if err := netns.Check(); err != nil {
 		t.Skip(err)
 	}
-	out, rep, stderr := runNetnsBench(t, "--hosts", "4", "--size", "4MiB", "--su", "3s", "--central-hosts", "2")
-	for _, want := range []string{"mode netns", "fan-out", "central / P2P", "daemon processes", "identical to its source: true"} {
+	// --daemon-procs: every daemon runs with seed --procs, as the report says.
+	out, rep, stderr := runNetnsBench(t, "--hosts", "4", "--size", "4MiB", "--su", "3s", "--central-hosts", "2", "--daemon-procs", "1")
+	for _, want := range []string{"mode netns", "fan-out", "central / P2P", "daemon processes", "identical to its source: true",
+		"each daemon with --procs 1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
-	if rep.Params.Mode != fanout.Netns || rep.Params.Hosts != 4 {
+	if rep.Params.Mode != fanout.Netns || rep.Params.Hosts != 4 || rep.Params.DaemonProcs != 1 {
 		t.Errorf("params %+v", rep.Params)
 	}
 	for _, p := range rep.Problems(4) {

@@ -11,9 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// `scatter seed --nice 7 --io-class idle`: every thread of the daemon runs
-// at niceness 7 in the idle I/O class, those the Go runtime started after
-// the setting too.
+// `scatter seed --nice 7 --io-class idle --procs 1`: every thread of the
+// daemon runs at niceness 7 in the idle I/O class, those the Go runtime
+// started after the setting too, and its Go code on one core at a time.
 func TestSeedShare(t *testing.T) {
 	bin := scatterBinary(t)
 	dir := t.TempDir()
@@ -21,7 +21,11 @@ func TestSeedShare(t *testing.T) {
 	runBin(t, bin, "keygen", "--out", key)
 	d := startDaemon(t, bin, "--config", "", "--data", filepath.Join(dir, "h"), "--pubkey", key+".pub", "--name", "h",
 		"--bind", "127.0.89.9", "--gossip-port", "0", "--bt-port", "0", "--http-port", "0", "--insecure-no-encryption",
-		"--nice", "7", "--io-class", "idle")
+		"--nice", "7", "--io-class", "idle", "--procs", "1", "--admin-addr", "127.0.89.9:0")
+	m := scrapeMetrics(t, "http://"+adminAddr(t, d)+"/metrics")
+	if !strings.Contains(m, "\ngo_sched_gomaxprocs_threads 1\n") {
+		t.Errorf("--procs 1: metrics say %q, want go_sched_gomaxprocs_threads 1", grepLines(m, "go_sched_gomaxprocs"))
+	}
 	pid := d.cmd.Process.Pid
 	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
 	if err != nil {
@@ -49,7 +53,7 @@ func TestSeedShare(t *testing.T) {
 			t.Errorf("thread %s: I/O class %d, want 3 (idle)", task.Name(), class)
 		}
 	}
-	for _, args := range [][]string{{"seed", "--nice", "20"}, {"seed", "--nice", "-1"}, {"seed", "--io-class", "realtime"}} {
+	for _, args := range [][]string{{"seed", "--nice", "20"}, {"seed", "--nice", "-1"}, {"seed", "--io-class", "realtime"}, {"seed", "--procs", "-1"}} {
 		args = append(args, "--config", "", "--data", filepath.Join(dir, "x"), "--pubkey", key+".pub", "--insecure-no-encryption")
 		if _, _, code := run(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)

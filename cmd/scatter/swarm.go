@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/user"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -88,6 +89,7 @@ func seedCommand() *cli.Command {
 			&cli.StringFlag{Name: "key", EnvVars: env("key"), Usage: "with --origin: the deploy private key; the daemon keeps it and signs for the deployers group (publish, deploy, rollback never read it)"},
 			&cli.StringFlag{Name: "deployers", EnvVars: env("deployers"), Usage: "Unix group allowed to use the control socket (publish, deploy, abort, the audit log) besides root and the daemon's user", DefaultText: host.DefaultDeployers},
 			&cli.IntFlag{Name: "nice", EnvVars: env("nice"), Usage: "niceness, 0 to 19, for the whole daemon: how far it steps back when the application wants the CPU (as systemd's Nice=; actions and hooks inherit it)"},
+			&cli.IntFlag{Name: "procs", EnvVars: env("procs"), Usage: "cores the daemon's own code runs on at once (Go's GOMAXPROCS; staging writes 2 files per core at once); 0: every core, or GOMAXPROCS from the environment. Fewer leave more of the machine to the application, at some cost in staging CPU (docs/operations.md)"},
 			&cli.StringFlag{Name: "io-class", EnvVars: env("io-class"), Usage: "I/O scheduling class: best-effort (lowest priority) or idle (disk time only when no one else wants it) (as systemd's IOSchedulingClass=; actions and hooks inherit it)", DefaultText: "unchanged"},
 			&cli.DurationFlag{Name: "clock-skew", Value: command.ClockSkew, Usage: "how far in the future a command's issue time may lie (a host whose clock is further behind refuses commands, naming the skew)"},
 			&cli.StringFlag{Name: "debug-addr", Hidden: true, EnvVars: env("debug-addr"), Usage: "serve net/http/pprof on this loopback address"},
@@ -199,6 +201,11 @@ func seedCommand() *cli.Command {
 			share := host.Share{Nice: c.Int("nice"), IOClass: c.String("io-class")}
 			if err := share.Validate(); err != nil {
 				return usagef("seed: %v", err)
+			}
+			if n := c.Int("procs"); n < 0 {
+				return usagef("seed: --procs %d: want 0 (every core) or more", n)
+			} else if n > 0 {
+				runtime.GOMAXPROCS(n)
 			}
 			if err := share.Apply(); err != nil {
 				return err
