@@ -135,12 +135,13 @@ func dialSparse(self, dc string, peers []Peer, k int) []Peer {
 	return keep
 }
 
-// dialOffsets returns k distinct distances for a ring of n hosts (n > k+1),
-// each under n/2 so that a host's k ahead and the k that dial it from
-// behind are 2k different hosts whenever n > 2k+1: 1, then a geometric
-// progression up to (n−1)/2 (at 32 hosts 1, 2, 4, 8, 15; at 1,000
-// 1, 5, 22, 106, 499). Distances that coincide after rounding are
-// replaced by the smallest unused ones.
+// dialOffsets returns k distinct distances for a ring of n hosts (n > k+1):
+// 1, then a geometric progression up to (n−1)/2 (at 32 hosts 1, 2, 4, 8,
+// 15; at 1,000 1, 5, 22, 106, 499). Distances that coincide after rounding
+// are replaced by the smallest unused ones, which on a small ring may reach
+// n/2 or past it (at 7 hosts 1 to 5). While every distance is under n/2 —
+// always when n > 2k+1 and the progression does not coincide — a host's k
+// ahead and the k that dial it from behind are 2k different hosts.
 func dialOffsets(n, k int) []int {
 	most := (n - 1) / 2
 	if most < 1 {

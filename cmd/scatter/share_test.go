@@ -53,10 +53,20 @@ func TestSeedShare(t *testing.T) {
 			t.Errorf("thread %s: I/O class %d, want 3 (idle)", task.Name(), class)
 		}
 	}
-	for _, args := range [][]string{{"seed", "--nice", "20"}, {"seed", "--nice", "-1"}, {"seed", "--io-class", "realtime"}, {"seed", "--procs", "-1"}} {
-		args = append(args, "--config", "", "--data", filepath.Join(dir, "x"), "--pubkey", key+".pub", "--insecure-no-encryption")
-		if _, _, code := run(t, args...); code != 2 {
-			t.Errorf("%v: exit %d, want 2", args, code)
+	// Each refusal names the bad value, so that no other usage error of
+	// these command lines passes for it.
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"seed", "--nice", "20"}, "nice 20"},
+		{[]string{"seed", "--nice", "-1"}, "nice -1"},
+		{[]string{"seed", "--io-class", "realtime"}, `"realtime"`},
+		{[]string{"seed", "--procs", "-1"}, "--procs -1"},
+	} {
+		args := append(c.args, "--config", "", "--data", filepath.Join(dir, "x"), "--pubkey", key+".pub", "--insecure-no-encryption")
+		if _, errOut, code := run(t, args...); code != 2 || !strings.Contains(errOut, c.says) {
+			t.Errorf("%v: exit %d, %q: want 2 and an error naming %s", args, code, errOut, c.says)
 		}
 	}
 }
