@@ -50,6 +50,7 @@ type EngineConfig struct {
 // Engine moves chunks between hosts: one anacrolix client, many torrents.
 type Engine struct {
 	cl    *torrent.Client
+	ln    net.Listener // the peer wire's, handed to cl (wire.go)
 	log   *slog.Logger
 	clock clock.Clock
 	// up is the host's upload limiter, shared by the peer wire and the
@@ -119,7 +120,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e := &Engine{log: cfg.Log, clock: cfg.Clock, received: map[netip.Addr]int64{}, rejected: map[metainfo.Hash]int64{}}
 	c := torrent.NewDefaultClientConfig()
-	c.SetListenAddr(cfg.ListenAddr)
 	c.NoDHT = true
 	c.DisableTrackers = true
 	c.DisablePEX = true
@@ -153,20 +153,29 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("swarm engine: ListenAddr: %w", err)
 	}
-	local := net.ParseIP(host)
-	if local != nil && !local.IsUnspecified() {
-		c.DialForPeerConns = false
+	var local net.IP
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		local = ip
+	}
+	// The peer wire's sockets are ours (wire.go): anacrolix gets a
+	// listener and a dialer instead of making its own, and dials
+	// without header obfuscation (the peer wire is not confidential
+	// either way, docs/trust.md), so that the framing wireConn follows
+	// is plaintext. Peers offering obfuscation are still accepted.
+	c.DisableTCP = true
+	c.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: false, RequirePreferred: false}
+	ln, err := net.Listen("tcp4", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("swarm engine: listen: %w", err)
 	}
 	cl, err := torrent.NewClient(c)
 	if err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("swarm engine: %w", err)
 	}
-	if !c.DialForPeerConns {
-		cl.AddDialer(torrent.NetworkDialer{Network: "tcp", Dialer: &net.Dialer{
-			LocalAddr: &net.TCPAddr{IP: local},
-			KeepAlive: -1, // BitTorrent connections manage their own keep-alives
-		}})
-	}
+	cl.AddListener(wireListener{ln})
+	cl.AddDialer(newWireDialer(local))
+	e.ln = ln
 	e.cl = cl
 	return e, nil
 }
@@ -257,7 +266,13 @@ func (e *Engine) Addr() string {
 
 // Close stops the client and every transfer.
 func (e *Engine) Close() error {
-	return errors.Join(e.cl.Close()...)
+	// The client first: its accept loop spins on a closed listener
+	// until the client is closed.
+	errs := e.cl.Close()
+	if err := e.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Transfer is one torrent of a release on this host.

@@ -1,0 +1,267 @@
+package swarm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// btStream returns a plaintext handshake followed by messages with bodies
+// of the given lengths, each body filled with its index.
+func btStream(lens ...int) []byte {
+	var b bytes.Buffer
+	b.WriteString(btHandshakePrefix)
+	b.Write(make([]byte, btHandshakeLen-len(btHandshakePrefix)))
+	for i, n := range lens {
+		binary.Write(&b, binary.BigEndian, uint32(n))
+		b.Write(bytes.Repeat([]byte{byte(i)}, n))
+	}
+	return b.Bytes()
+}
+
+// The framing wireConn follows comes out right however the stream is cut,
+// and the low-water mark it asks for never exceeds what the reader needs
+// to finish the message it is in.
+func TestWireTrackFraming(t *testing.T) {
+	lens := []int{0, 9, 64 << 10, 5, 16<<10 + 13, 1, 0, 200 << 10, 4}
+	s := btStream(lens...)
+	// The body boundaries, as offsets in s.
+	type span struct{ from, to int }
+	var bodies []span
+	off := btHandshakeLen
+	for _, n := range lens {
+		bodies = append(bodies, span{off + 4, off + 4 + n})
+		off += 4 + n
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := range 200 {
+		c := &wireConn{max: 32 << 10, cur: 1}
+		pos := 0
+		for pos < len(s) {
+			k := 1 + r.IntN(min(len(s)-pos, 1+r.IntN(70<<10)))
+			c.track(s[pos : pos+k])
+			pos += k
+			if c.off {
+				t.Fatalf("trial %d: plaintext stream taken for something else at %d", trial, pos)
+			}
+			// What is left of the body pos is in (0 between bodies).
+			left := int64(0)
+			for _, b := range bodies {
+				if pos >= b.from && pos < b.to {
+					left = int64(b.to - pos)
+				}
+			}
+			if c.body != left {
+				t.Fatalf("trial %d: at %d the tracker has %d bytes of body left, the stream %d", trial, pos, c.body, left)
+			}
+		}
+		if c.hdr != 0 || c.body != 0 || c.hs != btHandshakeLen {
+			t.Fatalf("trial %d: at the end hdr %d body %d hs %d", trial, c.hdr, c.body, c.hs)
+		}
+	}
+}
+
+// A stream that does not start with the plaintext handshake (MSE, or
+// anything else) turns tracking off for good: it is read as it comes.
+func TestWireTrackNotBitTorrent(t *testing.T) {
+	for _, prefix := range [][]byte{
+		{0x13, 'B', 'i', 't', 'T', 'o', 'r', 'r', 'e', 'n', 't', ' ', 'p', 'r', 'o', 't', 'o', 'c', 'o', 'X'},
+		bytes.Repeat([]byte{0xaa}, 96), // an MSE public key
+		{0x12},
+	} {
+		c := &wireConn{max: 32 << 10, cur: 1}
+		c.track(prefix)
+		c.track(btStream(64 << 10))
+		if !c.off || c.body != 0 {
+			t.Fatalf("%q...: off %v body %d", prefix[:4], c.off, c.body)
+		}
+	}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, the reading
+// end wrapped.
+func tcpPair(t *testing.T) (r *wireConn, w net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, _ := wireListener{ln}.Accept()
+		got <- c
+	}()
+	w, err = net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := <-got
+	if c == nil {
+		t.Fatal("accept failed")
+	}
+	wc, ok := c.(*wireConn)
+	if !ok {
+		t.Fatalf("accepted %T, not a wireConn", c)
+	}
+	t.Cleanup(func() { wc.Close(); w.Close() })
+	return wc, w
+}
+
+// readCounter counts the reads that returned bytes.
+type readCounter struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.reads++
+	}
+	return n, err
+}
+
+// A 64 KiB message trickling in as 64 segments is read in a few reads, not
+// one per segment; a short message behind it, and one the sender sends
+// alone and waits on, are read without waiting for more (the reader would
+// hang on a mark set too high: the read deadline fails the test).
+func TestWireConnWakesPerBlock(t *testing.T) {
+	r, w := tcpPair(t)
+	if err := w.(*net.TCPConn).SetNoDelay(true); err != nil {
+		t.Fatal(err)
+	}
+	big := btStream(64 << 10)
+	echo := make(chan error, 1)
+	go func() {
+		// The handshake and the length prefix, then the body in 1 KiB
+		// segments, then a HAVE, which the reader must answer before
+		// anything more is sent.
+		if _, err := w.Write(big[:btHandshakeLen+4]); err != nil {
+			echo <- err
+			return
+		}
+		for b := big[btHandshakeLen+4:]; len(b) > 0; b = b[1024:] {
+			if _, err := w.Write(b[:1024]); err != nil {
+				echo <- err
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		have := []byte{0, 0, 0, 5, 4, 0, 0, 0, 7}
+		if _, err := w.Write(have); err != nil {
+			echo <- err
+			return
+		}
+		var ack [1]byte
+		if _, err := io.ReadFull(w, ack[:]); err != nil {
+			echo <- err
+			return
+		}
+		_, err := w.Write([]byte{0, 0, 0, 1, 2}) // interested, alone
+		echo <- err
+	}()
+	r.SetReadDeadline(time.Now().Add(30 * time.Second))
+	cr := &readCounter{r: r}
+	br := bufio.NewReaderSize(cr, 1<<17)
+	got := make([]byte, len(big)+9)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("reading the block and the HAVE: %v", err)
+	}
+	if !bytes.Equal(got[:len(big)], big) || !bytes.Equal(got[len(big):], []byte{0, 0, 0, 5, 4, 0, 0, 0, 7}) {
+		t.Fatal("bytes differ")
+	}
+	if cr.reads > 8 {
+		t.Errorf("%d reads for a 64 KiB block sent in 64 segments, want a few", cr.reads)
+	}
+	if _, err := r.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	last := make([]byte, 5)
+	if _, err := io.ReadFull(br, last); err != nil {
+		t.Fatalf("reading a lone short message: %v", err)
+	}
+	if err := <-echo; err != nil {
+		t.Fatal(err)
+	}
+	if r.cur != 1 || r.off {
+		t.Fatalf("after the messages: low-water mark %d, off %v; want 1, on", r.cur, r.off)
+	}
+}
+
+// A stream that is not plaintext BitTorrent is read as it comes: a lone
+// byte after 20 that only look like a handshake is not held back.
+func TestWireConnPassesOtherStreams(t *testing.T) {
+	r, w := tcpPair(t)
+	mse := bytes.Repeat([]byte{0xaa}, 96)
+	if _, err := w.Write(mse); err != nil {
+		t.Fatal(err)
+	}
+	r.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got := make([]byte, 96)
+	if _, err := io.ReadFull(r, got); err != nil {
+		t.Fatal(err)
+	}
+	if !r.off {
+		t.Fatal("an MSE key taken for BitTorrent")
+	}
+	// A length prefix announcing a big body, then a few bytes: read as
+	// they come.
+	if _, err := w.Write([]byte{0, 1, 0, 0, 7, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(r, got[:7]); err != nil {
+		t.Fatal(err)
+	}
+	if r.cur != 1 {
+		t.Fatalf("low-water mark %d on a stream that is not followed", r.cur)
+	}
+}
+
+// Both ends of a peer-wire connection, dialed and accepted, have Nagle's
+// algorithm on (Go turns it off on every TCP socket) and follow framing.
+func TestWireConnsUseNagle(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, _ := wireListener{ln}.Accept()
+		got <- c
+	}()
+	d, err := newWireDialer(net.ParseIP("127.0.0.1")).Dial(context.Background(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := <-got
+	if a == nil {
+		t.Fatal("accept failed")
+	}
+	defer a.Close()
+	for name, c := range map[string]net.Conn{"dialed": d, "accepted": a} {
+		wc, ok := c.(*wireConn)
+		if !ok {
+			t.Fatalf("%s: %T, not a wireConn", name, c)
+		}
+		nodelay := -1
+		if err := wc.rc.Control(func(fd uintptr) {
+			nodelay, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if nodelay != 0 {
+			t.Errorf("%s: TCP_NODELAY %d, want 0 (Nagle on)", name, nodelay)
+		}
+	}
+}
