@@ -106,6 +106,22 @@ func rateLimiter(bps int64) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(bps), max(int(bps/4), maxRequestLen))
 }
 
+// closedClientConfig is anacrolix's default client configuration with
+// every way of finding peers other than being told off: no DHT, trackers,
+// PEX, uTP, IPv6, webtorrent, webseeds or port forwarding.
+func closedClientConfig() *torrent.ClientConfig {
+	c := torrent.NewDefaultClientConfig()
+	c.NoDHT = true
+	c.DisableTrackers = true
+	c.DisablePEX = true
+	c.DisableUTP = true
+	c.DisableIPv6 = true
+	c.DisableWebtorrent = true
+	c.DisableWebseeds = true
+	c.NoDefaultPortForwarding = true
+	return c
+}
+
 // NewEngine starts a client listening on cfg.ListenAddr, with trackers, DHT,
 // PEX, uTP, IPv6, UPnP and webtorrent off: peers come from membership only.
 func NewEngine(cfg EngineConfig) (*Engine, error) {
@@ -119,15 +135,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		cfg.Clock = clock.Real{}
 	}
 	e := &Engine{log: cfg.Log, clock: cfg.Clock, received: map[netip.Addr]int64{}, rejected: map[metainfo.Hash]int64{}}
-	c := torrent.NewDefaultClientConfig()
-	c.NoDHT = true
-	c.DisableTrackers = true
-	c.DisablePEX = true
-	c.DisableUTP = true
-	c.DisableIPv6 = true
-	c.DisableWebtorrent = true
-	c.DisableWebseeds = true
-	c.NoDefaultPortForwarding = true
+	c := closedClientConfig()
 	c.Seed = true
 	c.DropMutuallyCompletePeers = true
 	// The default 1 MiB budget stalls uploads in v1.59.1 (field notes).

@@ -11,7 +11,13 @@ import (
 	"testing"
 	"time"
 
+	alog "github.com/anacrolix/log"
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
 	"golang.org/x/sys/unix"
+
+	"scatter/artifact/datadir"
 )
 
 // btStream returns a plaintext handshake followed by messages with bodies
@@ -263,5 +269,96 @@ func TestWireConnsUseNagle(t *testing.T) {
 		if nodelay != 0 {
 			t.Errorf("%s: TCP_NODELAY %d, want 0 (Nagle on)", name, nodelay)
 		}
+	}
+}
+
+// A stock BitTorrent client that insists on an obfuscated (MSE) handshake
+// still downloads from a scatter engine, which handshakes in plaintext
+// itself: wireConn passes the encrypted stream through untouched. The
+// stock client checks every piece's SHA-1 against the info.
+func TestStockClientWithObfuscationDownloads(t *testing.T) {
+	origin := openStore(t)
+	r1, _ := buildReleases(t, origin, 2<<20)
+	tor, err := MakeTorrent(origin, r1.sm, nil, Full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oe := newEngine(t, "127.0.0.31")
+	if _, err := oe.Add(origin, tor.Layout, tor.Info, datadir.Repo(t.TempDir())); err != nil {
+		t.Fatal(err)
+	}
+
+	c := closedClientConfig() // otherwise anacrolix's defaults: its own TCP sockets, file storage
+	c.DataDir = t.TempDir()
+	c.ListenHost = func(string) string { return "127.0.0.32" }
+	c.ListenPort = 0
+	c.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: true, RequirePreferred: true}
+	c.Logger = alog.Default.FilterLevel(alog.Critical)
+	stock, err := torrent.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stock.Close()
+	var info metainfo.Info
+	if err := bencode.Unmarshal(tor.Info, &info); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := stock.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: metainfo.Hash(tor.InfoHash()), InfoBytes: tor.Info})
+	oa, err := net.ResolveTCPAddr("tcp4", oe.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.AddPeers([]torrent.PeerInfo{{Addr: oa}})
+	st.DownloadAll()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for st.BytesCompleted() != info.TotalLength() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stock client has %d of %d bytes after 60 s", st.BytesCompleted(), info.TotalLength())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// RequirePreferred: the stock client drops any connection whose
+	// header was not encrypted, so the bytes came over MSE.
+}
+
+// A scatter engine dials its peers with a plaintext BitTorrent handshake,
+// the framing wireConn follows.
+func TestEngineDialsInPlaintext(t *testing.T) {
+	origin := openStore(t)
+	r1, _ := buildReleases(t, origin, 1<<20)
+	tor, err := MakeTorrent(origin, r1.sm, nil, Full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.34:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	host := openStore(t)
+	if err := host.PutManifest(r1.sm); err != nil {
+		t.Fatal(err)
+	}
+	he := newEngine(t, "127.0.0.33")
+	x, err := he.Add(host, tor.Layout, tor.Info, datadir.Repo(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.AddPeers([]string{ln.Addr().String()})
+	x.Download()
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(30 * time.Second))
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got := make([]byte, len(btHandshakePrefix))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != btHandshakePrefix {
+		t.Fatalf("engine's first bytes %q, want the plaintext handshake %q", got, btHandshakePrefix)
 	}
 }
