@@ -172,7 +172,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	// is plaintext. Peers offering obfuscation are still accepted.
 	c.DisableTCP = true
 	c.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: false, RequirePreferred: false}
-	ln, err := net.Listen("tcp4", cfg.ListenAddr)
+	// No TCP keep-alives: BitTorrent connections send their own (as
+	// anacrolix's own listener did).
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp4", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("swarm engine: listen: %w", err)
 	}

@@ -89,9 +89,11 @@ func newWireConn(c net.Conn) net.Conn {
 		return c
 	}
 	// The kernel grows the receive buffer, and clamps the advertised
-	// window to the low-water mark, when the mark needs more than the
-	// buffer holds (tcp_set_rcvlowat): a quarter of it never does, so the
-	// option never narrows the window.
+	// window to the low-water mark, when the mark needs more space than
+	// the buffer holds (tcp_set_rcvlowat, which scales the mark by the
+	// connection's measured payload-to-memory ratio, ½ by default): a
+	// quarter of the buffer stays under it unless that ratio falls below
+	// ¼, and receive autotuning lifts such a clamp as the buffer grows.
 	rcvbuf := 0
 	if cerr := rc.Control(func(fd uintptr) {
 		rcvbuf, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
@@ -101,12 +103,18 @@ func newWireConn(c net.Conn) net.Conn {
 	return &wireConn{Conn: c, rc: rc, max: rcvbuf / 4, cur: 1, setLowat: setSockLowat}
 }
 
-func (c *wireConn) Read(p []byte) (int, error) {
-	want := 1
-	if !c.off && c.hs == btHandshakeLen && c.body >= lowatMin {
-		want = int(min(c.body, int64(len(p)), int64(c.max)))
+// lowat is the low-water mark for a read into a buffer of n bytes: what
+// is left of the message body being read, up to n and the cap, or 1 (the
+// kernel's default) outside a body of at least lowatMin.
+func (c *wireConn) lowat(n int) int {
+	if c.off || c.hs < btHandshakeLen || c.hdr > 0 || c.body < lowatMin {
+		return 1
 	}
-	if want != c.cur {
+	return max(1, int(min(c.body, int64(n), int64(c.max))))
+}
+
+func (c *wireConn) Read(p []byte) (int, error) {
+	if want := c.lowat(len(p)); want != c.cur {
 		c.set(want)
 	}
 	n, err := c.Conn.Read(p)
