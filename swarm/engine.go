@@ -107,8 +107,8 @@ func rateLimiter(bps int64) *rate.Limiter {
 }
 
 // closedClientConfig is anacrolix's default client configuration with
-// every way of finding peers other than being told off: no DHT, trackers,
-// PEX, uTP, IPv6, webtorrent, webseeds or port forwarding.
+// every way of finding peers turned off except being given them: no DHT,
+// trackers, PEX, uTP, IPv6, webtorrent, webseeds or port forwarding.
 func closedClientConfig() *torrent.ClientConfig {
 	c := torrent.NewDefaultClientConfig()
 	c.NoDHT = true

@@ -104,9 +104,9 @@ func TestWireTrackNotBitTorrent(t *testing.T) {
 	}
 }
 
-// tcpPair returns the two ends of a loopback TCP connection, the reading
-// end wrapped.
-func tcpPair(t *testing.T) (r *wireConn, w net.Conn) {
+// acceptPair connects dial to a wireListener on loopback and returns the
+// accepted end and the dialed one; both are closed when the test ends.
+func acceptPair(t *testing.T, dial func(addr string) (net.Conn, error)) (accepted, dialed net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -118,15 +118,24 @@ func tcpPair(t *testing.T) (r *wireConn, w net.Conn) {
 		c, _ := wireListener{ln}.Accept()
 		got <- c
 	}()
-	w, err = net.Dial("tcp4", ln.Addr().String())
+	dialed, err = dial(ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := <-got
-	if c == nil {
+	accepted = <-got
+	if accepted == nil {
+		dialed.Close()
 		t.Fatal("accept failed")
 	}
-	t.Cleanup(func() { c.Close(); w.Close() })
+	t.Cleanup(func() { accepted.Close(); dialed.Close() })
+	return accepted, dialed
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, the reading
+// end wrapped.
+func tcpPair(t *testing.T) (r *wireConn, w net.Conn) {
+	t.Helper()
+	c, w := acceptPair(t, func(addr string) (net.Conn, error) { return net.Dial("tcp4", addr) })
 	wc, ok := c.(*wireConn)
 	if !ok {
 		// newWireConn leaves a connection whose receive buffer is too
@@ -258,26 +267,9 @@ func TestWireConnPassesOtherStreams(t *testing.T) {
 // algorithm on (Go turns it off on every TCP socket), no linger, and follow
 // framing.
 func TestWireConnsUseNagle(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan net.Conn, 1)
-	go func() {
-		c, _ := wireListener{ln}.Accept()
-		got <- c
-	}()
-	d, err := newWireDialer(net.ParseIP("127.0.0.1")).Dial(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	a := <-got
-	if a == nil {
-		t.Fatal("accept failed")
-	}
-	defer a.Close()
+	a, d := acceptPair(t, func(addr string) (net.Conn, error) {
+		return newWireDialer(net.ParseIP("127.0.0.1")).Dial(context.Background(), addr)
+	})
 	for name, c := range map[string]net.Conn{"dialed": d, "accepted": a} {
 		wc, ok := c.(*wireConn)
 		if !ok {
