@@ -3,10 +3,12 @@ package swarm
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,7 +267,7 @@ func TestRequestQueueFitsPeerBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { oe.Close() })
-	ox, err := oe.Add(origin, tor.Layout, tor.Info, datadir.Repo(t.TempDir()))
+	_, err = oe.Add(origin, tor.Layout, tor.Info, datadir.Repo(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,10 +285,7 @@ func TestRequestQueueFitsPeerBudget(t *testing.T) {
 	want := int(requestBudget / maxRequestLen)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var got []int
-		for _, pc := range append(x.t.PeerConns(), ox.t.PeerConns()...) {
-			got = append(got, pc.PeerMaxRequests)
-		}
+		got := append(peerMaxRequests(t, he), peerMaxRequests(t, oe)...)
 		if len(got) == 2 && got[0] == want && got[1] == want {
 			break
 		}
@@ -301,4 +300,28 @@ func TestRequestQueueFitsPeerBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkMaterialized(t, host, r1)
+}
+
+// peerMaxRequests returns, for each of e's peer connections, how many
+// requests the peer allows in flight. PeerConn.PeerMaxRequests is written
+// under the client's lock, which anacrolix does not export; its status page
+// reads it under that lock, in each connection's "reqq: r+c/(n/max):..."
+// line.
+func peerMaxRequests(t *testing.T, e *Engine) []int {
+	t.Helper()
+	var b strings.Builder
+	e.cl.WriteStatus(&b)
+	var got []int
+	for line := range strings.Lines(b.String()) {
+		_, rest, ok := strings.Cut(line, "reqq: ")
+		if !ok {
+			continue
+		}
+		var r, c, n, most int
+		if _, err := fmt.Sscanf(rest, "%d+%d/(%d/%d)", &r, &c, &n, &most); err != nil {
+			t.Fatalf("status line %q: %v", line, err)
+		}
+		got = append(got, most)
+	}
+	return got
 }
