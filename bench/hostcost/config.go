@@ -19,7 +19,8 @@ type Config struct {
 	// there the aria2c part is skipped with a message in the report.
 	Aria2c string
 	// KeepTrees keeps every round's trees and data directories; by default
-	// a round's are removed when it ends (a 2 GiB round writes about 8 GiB).
+	// they are removed when the run ends, not round by round (checkSpace
+	// says why; a 2 GiB round keeps about 8 GiB).
 	KeepTrees bool
 	// AppLoad adds the stand-in application's part to each round: alone,
 	// during a default host's fetch, during a fetch by a host run with Share.

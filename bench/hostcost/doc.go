@@ -23,7 +23,9 @@
 //   - `cp -a` of the staged tree, then `sync -f` on the copy: the staging
 //     anchor (staging syncs what it writes; cp alone does not).
 //
-// CPU of the children comes from their rusage. The report gives every
+// Nothing is deleted until the run ends, so that no round pays for the
+// last one's deletion (checkSpace says why and checks the disk can hold
+// every round). CPU of the children comes from their rusage. The report gives every
 // round, then the median and the min–max spread of the ratios — staging
 // CPU ÷ anchor, transfer CPU ÷ aria2c's — and of the walls.
 //

@@ -1,6 +1,10 @@
 package hostcost
 
-import "testing"
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 // The run itself is tested through the binary it drives:
 // TestBenchHostSmoke in cmd/scatter.
@@ -49,5 +53,23 @@ func TestSummaryTakesWhatRan(t *testing.T) {
 	}
 	if _, ok := rep.Summary["app_share_relative"]; ok {
 		t.Error("an app figure without an app part")
+	}
+}
+
+// A run whose rounds would not fit refuses to start, saying what to change;
+// one that fits goes on.
+func TestCheckSpace(t *testing.T) {
+	cfg := Config{Dir: t.TempDir(), Rounds: 5, Size: 1 << 50}
+	err := checkSpace(cfg)
+	if err == nil || !strings.Contains(err.Error(), "fewer --rounds") || !strings.Contains(err.Error(), cfg.Dir) {
+		t.Fatalf("5 rounds of 1 PiB: %v", err)
+	}
+	cfg.Size = 1 << 20
+	if err := checkSpace(cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dir = filepath.Join(cfg.Dir, "missing")
+	if err := checkSpace(cfg); err == nil {
+		t.Fatal("a missing directory passed")
 	}
 }

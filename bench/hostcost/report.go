@@ -137,6 +137,13 @@ type SummaryRow struct {
 var SummaryRows = []SummaryRow{
 	{"stage_cpu_over_anchor", "staging CPU ÷ anchor (materialize ÷ cp -a + sync -f)", func(r Round) (float64, bool) { return r.StageOverAnchor, true }},
 	{"daemon_stage_cpu_over_anchor", "daemon staging CPU ÷ anchor", func(r Round) (float64, bool) { return r.DaemonStageOverAnchor, true }},
+	// Staging's system time against the anchor's, and its user time
+	// (decoding and hashing every chunk; cp -a's is near 0): which part of
+	// the ratio above is the kernel's work of writing the tree.
+	{"stage_sys_over_anchor", "staging system CPU ÷ anchor's", func(r Round) (float64, bool) {
+		return ratio(r.Materialize.Sys, r.Copy.Sys+r.Sync.Sys), r.Copy.Sys+r.Sync.Sys > 0
+	}},
+	{"materialize_user_cpu", "materialize user CPU, s", func(r Round) (float64, bool) { return r.Materialize.User, true }},
 	{"transfer_cpu_over_aria2c", "transfer CPU ÷ aria2c CPU", func(r Round) (float64, bool) { return r.TransferOverAria, r.Aria != nil }},
 	{"scatter_wall", "scatter fetch+stage wall, s", func(r Round) (float64, bool) { return r.Scatter.Wall, true }},
 	{"scatter_transfer_wall", "scatter transfer wall, s", func(r Round) (float64, bool) { return r.Scatter.TransferWall, true }},

@@ -62,7 +62,7 @@ func TestBenchHostSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scatter bench --scenario host: %v\n%s\n%s", err, out, stderr.String())
 	}
-	for _, want := range []string{"staging CPU ÷ anchor", "scatter fetch+stage wall", "app throughput during fetch", "identical to the source: true"} {
+	for _, want := range []string{"staging CPU ÷ anchor", "staging system CPU ÷ anchor's", "scatter fetch+stage wall", "app throughput during fetch", "identical to the source: true"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
