@@ -272,10 +272,15 @@ func TestNodesFetchStageAndDelta(t *testing.T) {
 			delta = r.Total
 		}
 	}
+	// A block can arrive twice (two peers answer the same request near the
+	// end, or a stripe and a peer): one duplicated request more than 10%
+	// is allowed, which doubles a delta of one small piece (seen under
+	// -race: 15,376 bytes for a delta of 7,688) and is still a few percent
+	// of the full release.
 	for _, name := range names {
 		s := c.nodes[name].Status()
 		got := s.ReceivedFromOrigin + s.ReceivedFromPeers - before[name]
-		if got > delta*11/10 || got == 0 {
+		if got > max(delta*11/10, delta+maxRequestLen) || got == 0 {
 			t.Fatalf("%s received %d bytes for a delta of %d", name, got, delta)
 		}
 		tree := filepath.Join(c.dirs[name], "mw", "releases", sm2.ID.String())
