@@ -25,9 +25,9 @@
 //
 // Nothing is deleted until the run ends, so that no round pays for the
 // last one's deletion (checkSpace says why and checks the disk can hold
-// every round). CPU of the children comes from their rusage. The report gives every
-// round, then the median and the min–max spread of the ratios — staging
-// CPU ÷ anchor, transfer CPU ÷ aria2c's — and of the walls.
+// every round). CPU of the children comes from their rusage. The report
+// gives every round, then the median and the min–max spread of the ratios
+// — staging CPU ÷ anchor, transfer CPU ÷ aria2c's — and of the walls.
 //
 // With AppLoad each round also runs a stand-in application (RunApp: CPU
 // workers that count what they get done) alone, then during a fetch by a

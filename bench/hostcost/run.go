@@ -246,11 +246,9 @@ const roundBytes = 5
 // journal (fs/ext4/ialloc.c: the allocator skips every free inode deleted
 // in the last 60 s, 360 s while its inode table block is dirty, looking up
 // its block for each; and the next round's own allocations dirty those
-// blocks again, so no wait of a minute after a sync outlasts it). Measured
-// on this machine's disk (a scratch ext4 without a journal, cp -a of a
-// 2,345-file tree): 0.11-0.14 CPU-s, and 2.14 CPU-s for a copy just after
-// ten such trees were deleted. Whichever step of a round came first paid
-// for the last round's deletion.
+// blocks again, so no wait of a minute after a sync outlasts it;
+// docs/performance/hostcost.md measures it). Whichever step of a round came
+// first paid for the last round's deletion.
 func checkSpace(cfg Config) error {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(cfg.Dir, &st); err != nil {
@@ -262,12 +260,12 @@ func checkSpace(cfg Config) error {
 		return fmt.Errorf("hostcost: %d rounds of %s keep about %s in %s until the run ends, and %s is free there: "+
 			"use fewer --rounds, a smaller --size or a TMPDIR on a larger file system "+
 			"(rounds are not deleted one by one: a deletion makes the next round's file creation dearer)",
-			cfg.Rounds, gib(cfg.Size), gib(need), cfg.Dir, gib(free))
+			cfg.Rounds, gib(float64(cfg.Size)), gib(need), cfg.Dir, gib(free))
 	}
 	return nil
 }
 
-func gib[N int64 | float64](n N) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
+func gib(n float64) string { return fmt.Sprintf("%.1f GiB", n/(1<<30)) }
 
 // settle writes back what the last step left dirty, so that its writeback
 // does not fall into the next step's time.
