@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -152,6 +153,8 @@ type Host struct {
 
 	mu       sync.Mutex
 	holds    map[string]map[core.ReleaseID]bool // by member name
+	holdsGen uint64                             // bumped on every change to holds
+	peers    peersCache                         // peerSource's last answer
 	sentHold map[core.ReleaseID]bool
 	subs     map[string][]chan *command.Ack // by deploy ID
 	states   map[string]hostState           // by member name
@@ -469,23 +472,34 @@ func (h *Host) onState(from string, b []byte) {
 	}
 	h.mu.Lock()
 	h.heard[from] = true
-	h.holds[from] = map[core.ReleaseID]bool{}
+	held := make(map[core.ReleaseID]bool, len(st.Holds))
 	for _, id := range st.Holds {
-		h.addHoldLocked(from, id)
+		held[id] = true
+	}
+	if !maps.Equal(held, h.holds[from]) {
+		h.holds[from] = held
+		h.holdsGen++
 	}
 	h.mu.Unlock()
 }
 
 func (h *Host) addHoldLocked(host string, id core.ReleaseID) {
+	if h.holds[host][id] {
+		return
+	}
 	if h.holds[host] == nil {
 		h.holds[host] = map[core.ReleaseID]bool{}
 	}
 	h.holds[host][id] = true
+	h.holdsGen++
 }
 
 func (h *Host) forget(name string) {
 	h.mu.Lock()
-	delete(h.holds, name)
+	if _, ok := h.holds[name]; ok {
+		delete(h.holds, name)
+		h.holdsGen++
+	}
 	delete(h.heard, name)
 	h.mu.Unlock()
 }
@@ -566,8 +580,22 @@ type peerSource struct{ h *Host }
 // Peers lists the enrolled members only: a pending host is never dialled,
 // never counted as holding anything, and its labels and role are the
 // roster's, its ports those it signed.
+// Peers lists the other enrolled, live hosts as the swarm sees them: their
+// addresses, datacenter and rack, and the releases each said it holds.
+func (h *Host) Peers() []swarm.Peer { return peerSource{h}.Peers() }
+
 func (p peerSource) Peers() []swarm.Peer {
 	h := p.h
+	// The generations are read before the members: a change while the
+	// answer is built leaves it under the older key, built again next time.
+	key := peersKey{members: h.ml.Generation(), roster: h.book.Generation()}
+	h.mu.Lock()
+	key.holds = h.holdsGen
+	if h.peers.valid && h.peers.key == key {
+		defer h.mu.Unlock()
+		return slices.Clone(h.peers.list)
+	}
+	h.mu.Unlock()
 	members := h.enrolled()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -589,8 +617,23 @@ func (p peerSource) Peers() []swarm.Peer {
 		out = append(out, sp)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	key.holds = h.holdsGen // read under the lock the holds were read under
+	h.peers = peersCache{valid: true, key: key, list: out}
+	return slices.Clone(out)
 }
+
+// peersCache is peerSource's last answer and what it was built from. The
+// swarm asks for its peers many times a second (the allowlist, the status
+// page, every dial and stripe choice); membership, the roster and the
+// holds change far less often, and building the answer clones every
+// member's advertisement and checks it against the roster.
+type peersCache struct {
+	valid bool
+	key   peersKey
+	list  []swarm.Peer // callers get a copy; its Holds are shared, read-only
+}
+
+type peersKey struct{ members, roster, holds uint64 }
 
 // Close leaves the cluster and stops everything.
 func (h *Host) Close() error {

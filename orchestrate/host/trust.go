@@ -185,6 +185,7 @@ func (h *Host) rosterChanged() {
 	for name := range h.holds {
 		if _, ok := r.Lookup(name); !ok {
 			delete(h.holds, name)
+			h.holdsGen++
 		}
 	}
 	for name := range h.states {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"scatter/artifact/core"
 	"scatter/artifact/datadir"
 	"scatter/orchestrate/command"
 	"scatter/orchestrate/config"
@@ -189,4 +190,51 @@ func TestNewKeyAndOlderRoster(t *testing.T) {
 	if err := origin.SetRoster(oldRoster); !errors.Is(err, trust.ErrOlderRoster) {
 		t.Fatalf("an older roster after a restart: %v, want ErrOlderRoster", err)
 	}
+}
+
+// Property: the peers a host hands its swarm follow each input they are
+// built from, although the list is kept between changes: the roster (a
+// peer revoked), membership (a peer that left) and holds (a release a peer
+// says it holds). Each step changes that input alone.
+func TestPeersFollowChanges(t *testing.T) {
+	c := hosttest.New(t)
+	origin := c.Start("origin", 70, true)
+	c.Start("mw01", 71, false)
+	c.Start("mw02", 72, false)
+	c.Start("mw03", 73, false)
+	c.WaitMembers(4, 30*time.Second)
+	names := func(h *host.Host) []string {
+		var out []string
+		for _, p := range h.Peers() {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+	c.WaitFor("the origin to list every host", 10*time.Second, func() bool {
+		return slices.Equal(names(origin), []string{"mw01", "mw02", "mw03"})
+	})
+
+	c.Revoke("mw03")
+	if got := names(origin); !slices.Equal(got, []string{"mw01", "mw02"}) {
+		t.Fatalf("the origin lists %v once mw03 was revoked, want [mw01 mw02]", got)
+	}
+
+	if err := c.Hosts["mw02"].Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor("the origin to drop mw02 once it left", 30*time.Second, func() bool {
+		return slices.Equal(names(origin), []string{"mw01"})
+	})
+
+	holds := func(id core.ReleaseID) bool {
+		p := origin.Peers()
+		return len(p) == 1 && slices.Contains(p[0].Holds, id)
+	}
+	if holds(core.ReleaseID{}) {
+		t.Fatal("mw01 holds the zero release")
+	}
+	sm := c.Publish("mw", genTree(t, 1<<20, false), "1")
+	c.WaitFor("the origin to list mw01 as holding the release", 30*time.Second, func() bool {
+		return holds(sm.ID)
+	})
 }

@@ -71,10 +71,16 @@ func (n *Node) Member(name string) (Member, bool) {
 	return m, ok
 }
 
+// Generation changes whenever the members Members returns may have
+// changed (a member joined, left, died or changed its advertisement), so a
+// caller can keep what it derived from them until it moves.
+func (n *Node) Generation() uint64 { return n.gen.Load() }
+
 func (n *Node) setMember(m Member) {
 	n.membersMu.Lock()
 	n.members[m.Name] = m
 	n.numMembers.Store(int64(len(n.members)))
+	n.gen.Add(1)
 	n.membersMu.Unlock()
 }
 
@@ -82,6 +88,7 @@ func (n *Node) removeMember(name string) {
 	n.membersMu.Lock()
 	delete(n.members, name)
 	n.numMembers.Store(int64(len(n.members)))
+	n.gen.Add(1)
 	n.membersMu.Unlock()
 }
 

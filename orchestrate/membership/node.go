@@ -68,7 +68,8 @@ type Node struct {
 
 	membersMu  sync.RWMutex
 	members    map[string]Member
-	numMembers atomic.Int64 // len(members), for the queue's retransmit limit
+	numMembers atomic.Int64  // len(members), for the queue's retransmit limit
+	gen        atomic.Uint64 // bumped on every change to members (Generation)
 
 	rejoin rejoiner
 

@@ -21,6 +21,7 @@ type Book struct {
 	mu  sync.RWMutex
 	raw []byte
 	r   *Roster
+	gen uint64 // bumped each time r is replaced (Generation)
 }
 
 // NewBook returns a book trusting the deploy key, loading the roster saved
@@ -71,7 +72,16 @@ func (b *Book) Offer(raw []byte) (bool, error) {
 		}
 	}
 	b.raw, b.r = append([]byte(nil), raw...), r
+	b.gen++
 	return true, nil
+}
+
+// Generation changes whenever the roster is replaced, so a caller can keep
+// what it derived from Lookup until it moves.
+func (b *Book) Generation() uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.gen
 }
 
 // Raw returns the signed roster (nil if none yet).
