@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,7 +54,7 @@ type member interface {
 	release(ctx context.Context, id core.ReleaseID) (st swarm.ReleaseStatus, ok bool, err error)
 	// counters are this incarnation's byte counters.
 	counters(ctx context.Context) (counters, error)
-	alive(ctx context.Context) (int, error) // live members it sees, itself included
+	members(ctx context.Context) ([]string, error) // the live members it sees, itself included
 	// The origin's side: announce, carry a deploy, serve the baseline.
 	publish(ctx context.Context, ann []byte) error
 	transport() deploy.Transport
@@ -276,26 +278,23 @@ func (c *cluster) close() {
 	}
 }
 
-// waitMembers waits until every running host sees n live members.
-func (c *cluster) waitMembers(ctx context.Context, want int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+// waitMembers waits until every running host sees want live members. From
+// 10 s on it says, every 10 s, which hosts still see fewer and whom they
+// miss, and a timeout names them too.
+func (c *cluster) waitMembers(ctx context.Context, want int, timeout time.Duration, say func(string, ...any)) error {
+	start := time.Now()
+	deadline, next := start.Add(timeout), start.Add(10*time.Second)
 	for {
-		ok := true
-		for _, n := range append([]*node{c.orig}, c.hosts...) {
-			m := c.running(n)
-			if m == nil {
-				continue
-			}
-			if alive, err := m.alive(ctx); err != nil || alive != want {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		late := c.lagging(ctx, want, time.Now().After(next) || time.Now().After(deadline))
+		if late == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("gossip: not every host sees %d members after %s", want, timeout)
+			return fmt.Errorf("gossip: not every host sees %d members after %s: %s", want, timeout, late)
+		}
+		if time.Now().After(next) {
+			say("gossip: still converging after %.0f s: %s", time.Since(start).Seconds(), late)
+			next = next.Add(10 * time.Second)
 		}
 		select {
 		case <-ctx.Done():
@@ -303,6 +302,42 @@ func (c *cluster) waitMembers(ctx context.Context, want int, timeout time.Durati
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// lagging returns nil when every running host sees want members; else
+// the first host that does not, or with all set every such host and the
+// members it misses.
+func (c *cluster) lagging(ctx context.Context, want int, all bool) error {
+	nodes := append([]*node{c.orig}, c.hosts...)
+	var late []string
+	for _, n := range nodes {
+		m := c.running(n)
+		if m == nil {
+			continue
+		}
+		seen, err := m.members(ctx)
+		switch {
+		case err != nil:
+			late = append(late, fmt.Sprintf("%s: %v", n.name, err))
+		case len(seen) != want:
+			var missing []string
+			for _, o := range nodes {
+				if c.running(o) != nil && !slices.Contains(seen, o.name) {
+					missing = append(missing, o.name)
+				}
+			}
+			late = append(late, fmt.Sprintf("%s sees %d (missing %s)", n.name, len(seen), strings.Join(missing, " ")))
+		default:
+			continue
+		}
+		if !all {
+			break
+		}
+	}
+	if late == nil {
+		return nil
+	}
+	return errors.New(strings.Join(late, "; "))
 }
 
 // inproc is a node running as a host.Host in this process.
@@ -339,14 +374,14 @@ func (m *inproc) crossDC() int64 {
 	return x
 }
 
-func (m *inproc) alive(context.Context) (int, error) {
-	alive := 0
+func (m *inproc) members(context.Context) ([]string, error) {
+	var out []string
 	for _, x := range m.h.Members() {
 		if x.Alive {
-			alive++
+			out = append(out, x.Name)
 		}
 	}
-	return alive, nil
+	return out, nil
 }
 
 func (m *inproc) publish(_ context.Context, ann []byte) error { return m.h.Publish(ann) }

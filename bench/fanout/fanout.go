@@ -308,7 +308,7 @@ func (r *run) run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.waitMembers(ctx, cfg.Hosts+1-len(late), 60*time.Second); err != nil {
+	if err := c.waitMembers(ctx, cfg.Hosts+1-len(late), 60*time.Second, r.say); err != nil {
 		return err
 	}
 	where := "on 127.77.0.0/16 in this process"

@@ -147,7 +147,7 @@ func (f *netnsFleet) start(ctx context.Context, c *cluster, n *node, origin bool
 	f.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := p.alive(ctx); err == nil {
+		if _, err := p.members(ctx); err == nil {
 			return p, nil
 		} else if p.gone() != nil || time.Now().After(deadline) || ctx.Err() != nil {
 			p.close()
@@ -269,9 +269,14 @@ func (p *proc) counters(ctx context.Context) (counters, error) {
 
 // alive counts the live members the daemon lists on its control socket
 // (a unix socket in its data directory: reachable from any namespace).
-func (p *proc) alive(ctx context.Context) (int, error) {
+// members are the daemon's deploy targets: the live members it trusts.
+func (p *proc) members(ctx context.Context) ([]string, error) {
 	ts, err := p.ctl.Targets(ctx, repo)
-	return len(ts), err
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.Name)
+	}
+	return out, err
 }
 
 func (p *proc) publish(ctx context.Context, ann []byte) error { return p.ctl.Announce(ctx, ann) }
