@@ -267,9 +267,9 @@ func (p *proc) counters(ctx context.Context) (counters, error) {
 	return counters{fromOrigin: st.ReceivedFromOrigin, fromPeers: st.ReceivedFromPeers, uploaded: st.Uploaded}, err
 }
 
-// alive counts the live members the daemon lists on its control socket
-// (a unix socket in its data directory: reachable from any namespace).
-// members are the daemon's deploy targets: the live members it trusts.
+// members are the live members the daemon trusts, its deploy targets, as
+// it lists them on its control socket (a unix socket in its data
+// directory: reachable from any namespace).
 func (p *proc) members(ctx context.Context) ([]string, error) {
 	ts, err := p.ctl.Targets(ctx, repo)
 	var out []string

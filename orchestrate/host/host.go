@@ -577,13 +577,13 @@ func (h *Host) setState() []core.ReleaseID {
 // peerSource adapts membership to swarm.PeerSource.
 type peerSource struct{ h *Host }
 
-// Peers lists the enrolled members only: a pending host is never dialled,
-// never counted as holding anything, and its labels and role are the
-// roster's, its ports those it signed.
 // Peers lists the other enrolled, live hosts as the swarm sees them: their
 // addresses, datacenter and rack, and the releases each said it holds.
 func (h *Host) Peers() []swarm.Peer { return peerSource{h}.Peers() }
 
+// Peers lists the enrolled members only: a pending host is never dialled,
+// never counted as holding anything, and its labels and role are the
+// roster's, its ports those it signed.
 func (p peerSource) Peers() []swarm.Peer {
 	h := p.h
 	// The generations are read before the members: a change while the
